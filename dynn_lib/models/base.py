@@ -1,0 +1,171 @@
+"""The two model kinds built on one backbone.
+
+A :class:`Backbone` is ``normalize -> stages[0] -> ... -> stages[S-1] -> final_head``. The
+stages are cut so that every internal-classifier (IC) position is the output of one stage
+(``ic_after`` holds those stage indices, in increasing order).
+
+* :class:`SDNN` (static CNN): ``forward(x) -> logits [B, C]``.
+* :class:`DyNN` (early-exit network): ``forward(x) -> list of logits``, one ``[B, C]`` tensor
+  per exit, ICs first and the final exit last (``num_exits = len(ic_after) + 1``).
+
+``attach_exits(cnn)`` builds the IC-only DyNN of a trained CNN: it *shares* the CNN's backbone
+module, so its final exit equals the CNN's output exactly.
+
+Inputs are always [0,1] pixels ``[B, 3, H, W]``; normalisation is the backbone's first layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .heads import InternalClassifier, Normalize
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is: architecture name, number of classes, input side in pixels."""
+
+    arch: str
+    num_classes: int
+    input_size: int
+
+
+class Backbone(nn.Module):
+    """The static network split into stages.
+
+    Args:
+        spec: architecture, classes, input size.
+        normalize: the input normalisation layer.
+        stages: sequential pieces; stage i maps the output of stage i-1 to the next feature map.
+        final_head: maps the last stage's output to logits.
+        ic_after: indices of the stages whose outputs feed an internal classifier.
+        ic_shapes: (channels, side) of the feature map at each IC position.
+    """
+
+    def __init__(self, spec: ModelSpec, normalize: Normalize, stages: Sequence[nn.Module],
+                 final_head: nn.Module, ic_after: Sequence[int], ic_shapes: Sequence[tuple[int, int]]):
+        super().__init__()
+        if list(ic_after) != sorted(set(ic_after)) or (ic_after and ic_after[-1] >= len(stages) - 1):
+            raise ValueError(f"ic_after must be increasing stage indices below {len(stages) - 1}, got {ic_after}")
+        self.spec = spec
+        self.normalize = normalize
+        self.stages = nn.ModuleList(stages)
+        self.final_head = final_head
+        self.ic_after = tuple(ic_after)
+        self.ic_shapes = tuple(ic_shapes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.normalize(x)
+        for stage in self.stages:
+            h = stage(h)
+        return self.final_head(h)
+
+
+class SDNN(nn.Module):
+    """Static CNN: ``forward(x [B,3,H,W] in [0,1]) -> logits [B, num_classes]``."""
+
+    is_dynamic = False
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.backbone.spec
+
+    @property
+    def num_exits(self) -> int:
+        return 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+class DyNN(nn.Module):
+    """Early-exit network: ``forward(x) -> [logits_exit0, ..., logits_final]``, each ``[B, C]``.
+
+    ``ics[i]`` reads the output of ``backbone.stages[backbone.ic_after[i]]``.
+    """
+
+    is_dynamic = True
+
+    def __init__(self, backbone: Backbone, ics: Sequence[nn.Module] | None = None):
+        super().__init__()
+        self.backbone = backbone
+        if ics is None:
+            ics = [InternalClassifier(c, s, backbone.spec.num_classes) for c, s in backbone.ic_shapes]
+        if len(ics) != len(backbone.ic_after):
+            raise ValueError(f"{len(ics)} IC heads for {len(backbone.ic_after)} IC positions")
+        self.ics = nn.ModuleList(ics)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.backbone.spec
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.ics) + 1
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        bb = self.backbone
+        h = bb.normalize(x)
+        outs: list[torch.Tensor] = []
+        positions = dict(zip(bb.ic_after, self.ics))
+        for i, stage in enumerate(bb.stages):
+            h = stage(h)
+            ic = positions.get(i)
+            if ic is not None:
+                outs.append(ic(h))
+        outs.append(bb.final_head(h))
+        return outs
+
+    @torch.no_grad()
+    def forward_early_exit(self, x: torch.Tensor, taus: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real early-stopping inference: computation stops for a sample at its first firing exit.
+
+        Args:
+            x: [B, 3, H, W] pixels in [0,1].
+            taus: one threshold per internal exit (length ``num_exits - 1``); an input leaves at
+                exit i when its max softmax probability is >= taus[i]; the final exit always answers.
+        Returns:
+            (logits [B, C] of the answering exit, exit number [B] int64, 0-based).
+        Only the still-running samples are carried through each later stage, so the work done
+        is the work early-exit deployment does.
+        """
+        if len(taus) != len(self.ics):
+            raise ValueError(f"need {len(self.ics)} thresholds (one per internal exit), got {len(taus)}")
+        bb = self.backbone
+        B = x.shape[0]
+        out_logits = torch.empty(B, bb.spec.num_classes, device=x.device)
+        out_exit = torch.full((B,), len(self.ics), dtype=torch.long, device=x.device)
+        alive = torch.arange(B, device=x.device)
+        h = bb.normalize(x)
+        ic_index = {s: k for k, s in enumerate(bb.ic_after)}
+        for i, stage in enumerate(bb.stages):
+            h = stage(h)
+            k = ic_index.get(i)
+            if k is None:
+                continue
+            logits = self.ics[k](h)
+            fire = logits.softmax(1).amax(1) >= taus[k]
+            if fire.any():
+                idx = alive[fire]
+                out_logits[idx] = logits[fire].float()
+                out_exit[idx] = k
+                keep = ~fire
+                alive, h = alive[keep], h[keep]
+                if alive.numel() == 0:
+                    return out_logits, out_exit
+        out_logits[alive] = bb.final_head(h).float()
+        return out_logits, out_exit
+
+
+def attach_exits(cnn: SDNN) -> DyNN:
+    """IC-only DyNN of a CNN: new IC heads on the CNN's own (shared) backbone module."""
+    if not isinstance(cnn, SDNN):
+        raise TypeError(f"attach_exits expects an SDNN (static CNN), got {type(cnn).__name__}")
+    return DyNN(cnn.backbone)

@@ -1,0 +1,55 @@
+"""Shared test fixtures: a tiny DyNN/SDNN built on the library's real Backbone, and the data dir."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dynn_lib.models.base import Backbone, DyNN, ModelSpec, SDNN
+from dynn_lib.models.heads import Normalize
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+os.environ.setdefault("DYNN_PROGRESS", "0")
+
+
+def _shared_data_dir() -> Path | None:
+    env = os.environ.get("DYNN_DATA_DIR")
+    if env:
+        return Path(env)
+    p = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return p if p.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real data directory (DYNN_DATA_DIR or ../shared/data); skips with a reason when absent."""
+    p = _shared_data_dir()
+    if p is None or not p.is_dir():
+        pytest.skip("real datasets not available: set DYNN_DATA_DIR (e.g. to ../shared/data)")
+    return p
+
+
+def make_tiny_backbone(num_classes: int = 10, size: int = 8, width: int = 8, seed: int = 0) -> Backbone:
+    """A 3-stage conv backbone with 2 IC positions (a 3-exit DyNN), for fast CPU tests."""
+    torch.manual_seed(seed)
+    stages = [
+        nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()),
+        nn.Sequential(nn.Conv2d(width, width, 3, padding=1, stride=2), nn.BatchNorm2d(width), nn.ReLU()),
+    ]
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+    return Backbone(ModelSpec("tiny", num_classes, size), Normalize((0.5,) * 3, (0.25,) * 3), stages, head,
+                    ic_after=(0, 1), ic_shapes=((width, size), (width, size)))
+
+
+@pytest.fixture
+def tiny_dynn() -> DyNN:
+    return DyNN(make_tiny_backbone()).eval()
+
+
+@pytest.fixture
+def tiny_sdnn() -> SDNN:
+    return SDNN(make_tiny_backbone()).eval()
