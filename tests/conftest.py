@@ -53,3 +53,13 @@ def tiny_dynn() -> DyNN:
 @pytest.fixture
 def tiny_sdnn() -> SDNN:
     return SDNN(make_tiny_backbone()).eval()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run when DYNN_SLOW=1 (CI sets it) or when selected explicitly with -m."""
+    if os.environ.get("DYNN_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow test: set DYNN_SLOW=1 (CI does) or select with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

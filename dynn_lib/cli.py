@@ -1,0 +1,126 @@
+"""The ``dynn`` command.
+
+    dynn data check DATASET [--data-dir DIR]
+    dynn train --dataset D --arch A --kind {cnn,sdn,ic_only} [--profile P] [-o field=value ...]
+    dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
+    dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
+    dynn reproduce --profile {smoke,paper} [--datasets ...] [-p name value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["n_eval=100", "eps=[0.01,0.03]"]`` -> dict; values parsed as Python literals when possible."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"override {item!r} must look like field=value")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v
+    return out
+
+
+def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    if dataset:
+        p.add_argument("--dataset", required=True, help="cifar10, cifar100, cifar10-jpeg, tinyimagenet or synthetic")
+    p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper (full recipe, GPU)")
+    p.add_argument("--data-dir", default=None, help="data directory (default: $DYNN_DATA_DIR or the user cache)")
+    p.add_argument("--store", default=None, help="artefact store (default: $DYNN_STORE or ./artefacts)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recompute", action="store_true", help="recompute artefacts even when stored")
+    p.add_argument("-o", "--override", action="append", metavar="FIELD=VALUE",
+                   help="override a profile or experiment field (repeatable)")
+
+
+def _workspace(args, **profile_overrides):
+    from .zoo import Workspace
+    return Workspace(args.dataset, args.profile, store=args.store, data_dir=args.data_dir, device=args.device,
+                     seed=args.seed, recompute=args.recompute, **profile_overrides)
+
+
+def cmd_data_check(args) -> int:
+    from . import data
+    print(data.check_report(args.dataset, args.data_dir))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from dataclasses import fields
+    from .profiles import Profile
+    ov = parse_overrides(args.override)
+    pfields = {f.name for f in fields(Profile)}
+    ws = _workspace(args, **{k: v for k, v in ov.items() if k in pfields})
+    if any(k not in pfields for k in ov):
+        raise SystemExit(f"unknown override(s) {sorted(k for k in ov if k not in pfields)}; accepted: {sorted(pfields - {'name'})}")
+    t0 = time.perf_counter()
+    model = ws.model(args.arch, args.kind)
+    rec = ws.model_record(args.arch, args.kind)
+    acc = ", ".join(f"{a:.3f}" for a in rec["exit_accuracy"])
+    print(f"{args.dataset} {args.arch} {args.kind}: exit accuracies [{acc}] on {rec['n_eval']} evaluation images; "
+          f"{rec['train_seconds']:.1f} s training ({time.perf_counter() - t0:.1f} s this call); "
+          f"stored under {ws.store.dir('models', ws.model_config(args.arch, args.kind))}")
+    del model
+    return 0
+
+
+def cmd_zoo(args) -> int:
+    import pandas as pd
+    from .experiments.model_zoo import model_zoo
+    from .models import ARCHS
+    ov = parse_overrides(args.override)
+    archs = ov.pop("archs", ARCHS)
+    ws = _workspace(args, **ov)
+    df = model_zoo(ws, archs=archs)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(df.drop(columns=["exit_accuracy"]).to_string(index=False))
+        print("\nexit accuracies:")
+        for _, r in df.iterrows():
+            print(f"  {r.arch:10s} {r.kind:8s} " + " ".join(f"{a:.3f}" for a in r.exit_accuracy))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_data = sub.add_parser("data", help="inspect datasets")
+    dsub = p_data.add_subparsers(dest="data_command", required=True)
+    p_check = dsub.add_parser("check", help="counts per split and class, per-channel mean/std")
+    p_check.add_argument("dataset")
+    p_check.add_argument("--data-dir", default=None)
+    p_check.set_defaults(func=cmd_data_check)
+
+    p_train = sub.add_parser("train", help="train (or load) one model")
+    _common(p_train)
+    p_train.add_argument("--arch", required=True, help="vgg16, resnet56 or mobilenet")
+    p_train.add_argument("--kind", required=True, help="cnn, sdn or ic_only")
+    p_train.set_defaults(func=cmd_train)
+
+    p_zoo = sub.add_parser("zoo", help="train/load every model of a dataset and summarise them")
+    _common(p_zoo)
+    p_zoo.set_defaults(func=cmd_zoo)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"dynn: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

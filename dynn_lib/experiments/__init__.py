@@ -1,0 +1,1 @@
+"""Experiments: one module per research question, each a function from a config to tidy DataFrames."""

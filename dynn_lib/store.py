@@ -1,0 +1,196 @@
+"""Artefact store: every model and result table lives under a key derived from its configuration.
+
+Layout: ``<root>/<kind>/<key>/`` holding the payload (``model.pt`` or ``table.parquet``) and
+``record.json`` (config, seed, git commit, versions, device, wall time). ``record.json`` is
+written last, atomically, so an artefact is complete exactly when its record exists.
+``key = <slug>-<sha256(canonical JSON of config)[:12]>``.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)``; a payload that cannot be read
+raises :class:`CorruptArtefactError` naming the path and the reason (``recompute=True`` on the
+callers deletes it and computes again).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+RECORD = "record.json"
+
+
+class CorruptArtefactError(RuntimeError):
+    """An artefact exists but cannot be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"corrupt artefact {path}: {reason}. Delete it (or pass recompute=True / "
+                         f"--recompute) to compute it again.")
+
+
+def default_root() -> Path:
+    """``$DYNN_STORE`` or ``./artefacts``."""
+    return Path(os.environ.get("DYNN_STORE", "artefacts"))
+
+
+def canonical(config: Any) -> Any:
+    """JSON-ready form of a config (dataclasses, tuples, paths, floats kept exact)."""
+    if is_dataclass(config) and not isinstance(config, type):
+        return canonical(asdict(config))
+    if isinstance(config, dict):
+        return {str(k): canonical(v) for k, v in sorted(config.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(config, (list, tuple)):
+        return [canonical(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    if isinstance(config, torch.device):
+        return str(config)
+    return config
+
+
+def config_key(config: Any, slug: str = "") -> str:
+    blob = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return f"{slug}-{digest}" if slug else digest
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def git_commit() -> str:
+    """Commit of the library's checkout (``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str | None) -> str:
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def provenance(device: torch.device | str | None = None) -> dict:
+    """Where and with what a result was computed."""
+    return {
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device) if device is not None else "cpu",
+        "device_name": device_name(device),
+        "python": platform.python_version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class Store:
+    """Artefacts under ``root`` keyed by configuration (see module docstring)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def dir(self, kind: str, config: Any, slug: str = "") -> Path:
+        return self.root / kind / config_key(config, slug)
+
+    def has(self, kind: str, config: Any, slug: str = "") -> bool:
+        return (self.dir(kind, config, slug) / RECORD).is_file()
+
+    def record(self, kind: str, config: Any, slug: str = "") -> dict:
+        path = self.dir(kind, config, slug) / RECORD
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as e:
+            raise CorruptArtefactError(path, f"unreadable record ({e})") from e
+
+    def _write_record(self, d: Path, config: Any, extra: dict, device) -> dict:
+        rec = {"config": canonical(config), **provenance(device), **canonical(extra)}
+        atomic_write_text(d / RECORD, json.dumps(rec, indent=2, default=str))
+        return rec
+
+    def remove(self, kind: str, config: Any, slug: str = "") -> None:
+        shutil.rmtree(self.dir(kind, config, slug), ignore_errors=True)
+
+    # -- models -------------------------------------------------------------------------
+    def save_model(self, kind: str, config: Any, state_dict: dict, extra: dict | None = None,
+                   slug: str = "", device=None) -> dict:
+        d = self.dir(kind, config, slug)
+        (d / RECORD).unlink(missing_ok=True)
+        atomic_write(d / "model.pt", lambda p: torch.save(state_dict, p))
+        return self._write_record(d, config, extra or {}, device)
+
+    def load_model(self, kind: str, config: Any, slug: str = "") -> dict:
+        path = self.dir(kind, config, slug) / "model.pt"
+        return load_checkpoint(path)
+
+    # -- tables -------------------------------------------------------------------------
+    def save_table(self, kind: str, config: Any, df: pd.DataFrame, extra: dict | None = None,
+                   slug: str = "", device=None) -> dict:
+        d = self.dir(kind, config, slug)
+        (d / RECORD).unlink(missing_ok=True)
+        atomic_write(d / "table.parquet", lambda p: df.to_parquet(p, index=False))
+        return self._write_record(d, config, extra or {}, device)
+
+    def load_table(self, kind: str, config: Any, slug: str = "") -> pd.DataFrame:
+        path = self.dir(kind, config, slug) / "table.parquet"
+        try:
+            return pd.read_parquet(path)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise CorruptArtefactError(path, f"unreadable table ({type(e).__name__}: {e})") from e
+
+    def cached_table(self, kind: str, config: Any, compute: Callable[[], tuple[pd.DataFrame, dict]],
+                     slug: str = "", device=None, recompute: bool = False) -> pd.DataFrame:
+        """Load the table for ``config``, or ``compute() -> (df, extra_record)`` and store it."""
+        if self.has(kind, config, slug) and not recompute:
+            return self.load_table(kind, config, slug)
+        t0 = time.perf_counter()
+        df, extra = compute()
+        self.save_table(kind, config, df, {"wall_time_s": time.perf_counter() - t0, **extra},
+                        slug=slug, device=device)
+        return df
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """``torch.load(path, weights_only=True, map_location="cpu")`` with a clear error when damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, wrong format
+        raise CorruptArtefactError(path, f"cannot load checkpoint ({type(e).__name__}: {e})") from e

@@ -1,0 +1,167 @@
+"""A workspace: one dataset at one profile, with its splits, trained models and calibrated τ.
+
+Experiments ask the workspace for what they need (``ws.model("resnet56", "cnn")``,
+``ws.tau(...)``, ``ws.eval_half``); everything expensive is computed once and kept in the
+artefact store under a key derived from its configuration, so a second run (or a run resumed
+after an interruption) reuses it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import data, early_exit, models
+from .profiles import Profile, get_profile
+from .store import CorruptArtefactError, Store
+from .train import TrainConfig, build_model, recipe_config, train
+
+MODEL_KINDS = ("cnn", "sdn", "ic_only")
+"""cnn = the SDNN; sdn = DyNN by SDN training; ic_only = the IC-only DyNN of the CNN."""
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``auto``/None -> cuda when available else cpu; anything else is checked."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; accepted here: cpu, auto")
+    return dev
+
+
+class Workspace:
+    """Dataset + profile + store + device. Cheap to create; loads lazily."""
+
+    def __init__(self, dataset: str, profile: str | Profile = "smoke", store: Store | str | Path | None = None,
+                 data_dir: str | Path | None = None, device: str | torch.device | None = None, seed: int = 0,
+                 recompute: bool = False, **profile_overrides):
+        self.info = data.get_info(dataset)
+        self.dataset = dataset
+        self.profile = get_profile(profile, **profile_overrides)
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.data_dir = data_dir
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.recompute = recompute
+        self._models: dict[tuple, nn.Module] = {}
+
+    # -- data -------------------------------------------------------------------------------
+    @cached_property
+    def train_set(self) -> data.ImageSet:
+        return data.load(self.dataset, "train", self.data_dir)
+
+    @cached_property
+    def test_set(self) -> data.ImageSet:
+        return data.load(self.dataset, "test", self.data_dir)
+
+    @cached_property
+    def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return data.query_eval_split(self.test_set.labels, seed=data.SPLIT_SEED)
+
+    def _half(self, idx: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if n is not None:
+            # a seeded subset keeps the class balance in expectation (the halves are sorted by index)
+            g = torch.Generator().manual_seed(data.SPLIT_SEED)
+            idx = idx[torch.randperm(len(idx), generator=g)[:n]].sort().values
+        return self.test_set.images[idx], self.test_set.labels[idx]
+
+    @cached_property
+    def query_half(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images, labels) of the query half (calibration, black-box queries), n_query of them."""
+        return self._half(self._split[0], self.profile.n_query)
+
+    @cached_property
+    def eval_half(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(uint8 images, labels) of the evaluation half (every attack is evaluated here), n_eval of them."""
+        return self._half(self._split[1], self.profile.n_eval)
+
+    def train_subset(self, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ts = self.train_set
+        if n is None or n >= len(ts.labels):
+            return ts.images, ts.labels
+        idx = torch.randperm(len(ts.labels), generator=torch.Generator().manual_seed(seed))[:n]
+        return ts.images[idx], ts.labels[idx]
+
+    # -- models -----------------------------------------------------------------------------
+    def model_config(self, arch: str, kind: str) -> TrainConfig:
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {kind!r}; accepted: {', '.join(MODEL_KINDS)}")
+        base = asdict(self.model_config(arch, "cnn")) if kind == "ic_only" else None
+        return recipe_config(kind, arch, self.dataset, self.profile, seed=self.seed, base=base)
+
+    def model(self, arch: str, kind: str) -> nn.Module:
+        """The trained model (eval mode, on the workspace device), trained now if not stored."""
+        cfg = self.model_config(arch, kind)
+        return self.trained(cfg, lambda: self.train_subset(cfg.n_train, cfg.seed))
+
+    def trained(self, cfg: TrainConfig, training_data) -> nn.Module:
+        """Load ``cfg``'s model from the store, or train it on ``training_data() -> (images, labels)``."""
+        key = ("model", repr(cfg))
+        if key in self._models:
+            return self._models[key]
+        st = self.store
+        model = None
+        if st.has("models", cfg, slug=_slug(cfg)) and not self.recompute:
+            try:
+                model = build_model(cfg)
+                model.load_state_dict(st.load_model("models", cfg, slug=_slug(cfg)))
+            except CorruptArtefactError as e:
+                import warnings
+                warnings.warn(f"{e} -- retraining", stacklevel=2)
+                st.remove("models", cfg, slug=_slug(cfg))
+                model = None
+        if model is None:
+            base_state = None
+            if cfg.recipe == "ic_only":
+                base_cfg = TrainConfig(**{**cfg.base, "milestones": tuple(cfg.base["milestones"])})
+                base_state = self.trained(base_cfg, lambda: self.train_subset(base_cfg.n_train, base_cfg.seed)).state_dict()
+            images, labels = training_data()
+            ev_images, ev_labels = self.eval_half
+            ckpt = st.dir("models", cfg, slug=_slug(cfg)) / "partial.pt"
+            model, rec = train(cfg, images, labels, ev_images, ev_labels, self.device, checkpoint=ckpt,
+                               base_state=base_state)
+            st.save_model("models", cfg, model.state_dict(), {**rec, "dataset_label": self.info.label},
+                          slug=_slug(cfg), device=self.device)
+            ckpt.unlink(missing_ok=True)
+        model = model.to(self.device).eval()
+        self._models[key] = model
+        return model
+
+    def model_record(self, arch: str, kind: str) -> dict:
+        cfg = self.model_config(arch, kind)
+        self.model(arch, kind)
+        return self.store.record("models", cfg, slug=_slug(cfg))
+
+    def query_logits(self, model: nn.Module) -> torch.Tensor:
+        return early_exit.all_exit_logits(model, self.query_half[0], device=self.device, desc="query half")
+
+    def tau(self, arch: str, kind: str) -> float:
+        """τ calibrated on the query half (protocol section 5); cached per model."""
+        cfg = self.model_config(arch, kind)
+        return self.calibrated_tau(self.model(arch, kind), cfg)
+
+    def calibrated_tau(self, model: nn.Module, cfg: TrainConfig) -> float:
+        if not getattr(model, "is_dynamic", False):
+            raise ValueError("τ is defined only for a DyNN (recipe sdn or ic_only)")
+        ccfg = {"model": asdict(cfg), "n_query": self.profile.n_query, "grid": early_exit.TAU_GRID,
+                "tolerance": early_exit.CALIBRATION_TOLERANCE}
+
+        def compute():
+            z = self.query_logits(model)
+            tau = early_exit.calibrate(z, self.query_half[1])
+            rep = early_exit.report(z, self.query_half[1], tau, models.exit_macs(model))
+            return pd.DataFrame([{"tau": tau, **{k: v for k, v in rep.as_dict().items() if k != "tau"}}]), {}
+
+        df = self.store.cached_table("calibration", ccfg, compute, slug=_slug(cfg), device=self.device,
+                                     recompute=self.recompute)
+        return float(df["tau"].iloc[0])
+
+
+def _slug(cfg: TrainConfig) -> str:
+    extra = "" if cfg.labels == "true" else "-surrogate"
+    return f"{cfg.dataset}-{cfg.arch}-{cfg.recipe}{extra}-s{cfg.seed}"

@@ -1,0 +1,63 @@
+"""Artefact store: keys, atomic writes, provenance, corrupt artefacts."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from dynn_lib.store import CorruptArtefactError, Store, config_key, load_checkpoint
+
+
+def test_keys_are_stable_and_config_sensitive():
+    a = {"arch": "vgg16", "eps": 8 / 255, "sizes": (1, 2)}
+    assert config_key(a) == config_key(dict(reversed(list(a.items()))))
+    assert config_key(a) != config_key({**a, "eps": 4 / 255})
+    assert config_key(a, "x").startswith("x-")
+
+
+def test_table_roundtrip_record_and_reuse(tmp_path):
+    st = Store(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"a": [1, 2], "b": [0.5, 0.25]}), {"note": "hi"}
+
+    cfg = {"q": 1}
+    df = st.cached_table("results", cfg, compute)
+    df2 = st.cached_table("results", cfg, compute)
+    assert len(calls) == 1 and df.equals(df2)
+    rec = st.record("results", cfg)
+    for field in ("config", "git_commit", "torch", "device", "wall_time_s", "created"):
+        assert field in rec
+    assert rec["config"] == {"q": 1} and rec["note"] == "hi"
+    st.cached_table("results", cfg, compute, recompute=True)
+    assert len(calls) == 2
+
+
+def test_model_roundtrip_and_corrupt_checkpoint(tmp_path):
+    st = Store(tmp_path)
+    sd = {"w": torch.arange(6.0).view(2, 3)}
+    st.save_model("models", {"m": 1}, sd, {"acc": 0.5})
+    assert torch.equal(st.load_model("models", {"m": 1})["w"], sd["w"])
+    path = st.dir("models", {"m": 1}) / "model.pt"
+    path.write_bytes(path.read_bytes()[:40])  # truncate
+    with pytest.raises(CorruptArtefactError) as e:
+        load_checkpoint(path)
+    assert str(path) in str(e.value) and "cannot load checkpoint" in str(e.value)
+
+
+def test_incomplete_artefact_is_not_present(tmp_path):
+    st = Store(tmp_path)
+    st.save_table("t", {"k": 1}, pd.DataFrame({"a": [1]}))
+    (st.dir("t", {"k": 1}) / "record.json").unlink()
+    assert not st.has("t", {"k": 1})
+
+
+def test_corrupt_table_reported(tmp_path):
+    st = Store(tmp_path)
+    st.save_table("t", {"k": 1}, pd.DataFrame({"a": [1]}))
+    (st.dir("t", {"k": 1}) / "table.parquet").write_bytes(b"not parquet")
+    with pytest.raises(CorruptArtefactError, match="unreadable table"):
+        st.load_table("t", {"k": 1})
+    json.loads((st.dir("t", {"k": 1}) / "record.json").read_text())
