@@ -68,7 +68,7 @@ def cmd_train(args) -> int:
     acc = ", ".join(f"{a:.3f}" for a in rec["exit_accuracy"])
     print(f"{args.dataset} {args.arch} {args.kind}: exit accuracies [{acc}] on {rec['n_eval']} evaluation images; "
           f"{rec['train_seconds']:.1f} s training ({time.perf_counter() - t0:.1f} s this call); "
-          f"stored under {ws.store.dir('models', ws.model_config(args.arch, args.kind))}")
+          f"stored under {ws.model_dir(args.arch, args.kind)}")
     del model
     return 0
 

@@ -189,8 +189,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
+        torch.set_rng_state(state["rng"])
     loader = GpuLoader(images.to(device), labels.to(device), batch_size=cfg.batch_size, shuffle=True,
-                       augment=cfg.augment, pad=info.pad, colour_jitter=info.colour_jitter if cfg.augment else 0.0,
+                       augment=cfg.augment, pad=info.crop_padding, jitter=info.colour_jitter if cfg.augment else 0.0,
                        seed=cfg.seed, device=device, drop_last=False)
     amp = cfg.amp and device.type == "cuda"
     bar = progress(range(start, cfg.epochs), desc=f"train {cfg.arch}/{cfg.recipe}", initial=start, total=cfg.epochs)
@@ -219,7 +220,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         if checkpoint is not None:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch + 1, "history": history, "elapsed": elapsed}
+                     "epoch": epoch + 1, "history": history, "elapsed": elapsed, "rng": torch.get_rng_state()}
             atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
     model.eval()
     acc = exit_accuracies(model, eval_images, eval_labels, device)

@@ -132,6 +132,11 @@ class Workspace:
         self._models[key] = model
         return model
 
+    def model_dir(self, arch: str, kind: str) -> Path:
+        """Store folder of a model (``model.pt`` + ``record.json``)."""
+        cfg = self.model_config(arch, kind)
+        return self.store.dir("models", cfg, slug=_slug(cfg))
+
     def model_record(self, arch: str, kind: str) -> dict:
         cfg = self.model_config(arch, kind)
         self.model(arch, kind)

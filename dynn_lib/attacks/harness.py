@@ -76,7 +76,7 @@ def validate_images(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 4:
         desc = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a float tensor [B, C, H, W] of [0,1] pixels, got a {desc}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
+    if x.numel() and (x.min() < 0 or x.max() > 1 or x.isnan().any()):
         raise ValueError(f"x must hold [0,1] pixels, got values in [{x.min().item():.4g}, {x.max().item():.4g}]")
     if y is not None:
         if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:

@@ -170,7 +170,8 @@ def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Exit
 
     Returns ``(grad [B, 3, H, W], exit_used [B])``; the model's parameters get no ``.grad``.
     """
-    x = x.detach().requires_grad_(True)
-    loss, used = attack_loss(model(x), y, spec)
-    (grad,) = torch.autograd.grad(loss.sum(), x)
+    with torch.enable_grad():  # attacks also work when called under torch.no_grad()
+        x = x.detach().requires_grad_(True)
+        loss, used = attack_loss(model(x), y, spec)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
     return grad, used

@@ -176,7 +176,19 @@ def _decode_images(blobs: Sequence[bytes], names: Sequence[str], desc: str = "de
 
     Grayscale/CMYK are converted to RGB. All images must share one size (ValueError otherwise).
     """
-    from torchvision.io import ImageReadMode, decode_jpeg
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29 flags its image codecs as deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torchvision.io import ImageReadMode, decode_jpeg as _tv_decode
+    except ImportError:  # a torchvision without image codecs: PIL decodes everything
+        _tv_decode, ImageReadMode = None, None
+
+    def decode_jpeg(data, mode=None):
+        if _tv_decode is None:
+            raise RuntimeError("torchvision.io.decode_jpeg unavailable")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _tv_decode(data, mode=mode)
 
     n = len(blobs)
     if n == 0:
@@ -187,13 +199,13 @@ def _decode_images(blobs: Sequence[bytes], names: Sequence[str], desc: str = "de
         part = blobs[start:start + chunk]
         try:
             imgs = decode_jpeg([torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in part],
-                               mode=ImageReadMode.RGB)
+                               mode=ImageReadMode.RGB if ImageReadMode else None)
         except Exception:  # non-JPEG or unusual JPEG in this chunk: per image, PIL fallback
             imgs = []
             for b in part:
                 try:
                     imgs.append(decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8),
-                                            mode=ImageReadMode.RGB))
+                                            mode=ImageReadMode.RGB if ImageReadMode else None))
                 except Exception:
                     imgs.append(_decode_one_pil(b))
         for j, im in enumerate(imgs):
@@ -452,12 +464,12 @@ def make_synthetic(num_classes: int = 10, size: int = 32, n_train: int = 2000, n
 
 
 def _load_torchvision(name: str, split: str, root: Path, origin: str, download: bool) -> ImageSet:
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    if not download and not folder.is_dir():
+        raise _not_found(name, root, origin, [(folder, "torchvision folder")], download_hint=True)
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    folder = root / cls.base_folder
-    if not download and not folder.is_dir():
-        raise _not_found(name, root, origin, [(folder, "torchvision folder")], download_hint=True)
     if download:
         root.mkdir(parents=True, exist_ok=True)
     ds = cls(root=str(root), train=(split == "train"), download=download)

@@ -1,0 +1,122 @@
+"""Black-box protocol (section 7): query set, deployed-mode labels, surrogates, and the six pairs.
+
+The attacker queries the deployed target with the query half of the test set and its
+corruptions (Gaussian noise and brightness, severities 1-5: 11 x n_query images, 55,000 for
+CIFAR), records the answers (a DyNN answers through early exit at its calibrated τ) and trains a
+surrogate from scratch on those pairs with the surrogate's own recipe (``cnn``, or ``sdn`` for
+a DyNN surrogate). The six surrogate/target pairs are data (:data:`PAIRS`), not code paths.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import data, early_exit
+from .store import config_key
+from .zoo import Workspace
+
+ARCH_LABEL = {"vgg16": "VGG-16", "resnet56": "ResNet-56", "mobilenet": "MobileNet"}
+KIND_LABEL = {"cnn": "SDNN", "sdn": "DyNN", "ic_only": "DyNN (IC-only)"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One surrogate -> target pair. kinds: ``cnn`` (SDNN) or ``sdn`` (SDN-trained DyNN)."""
+
+    direction: str  # "S2D" or "D2S"
+    surrogate_arch: str
+    surrogate_kind: str
+    target_arch: str
+    target_kind: str
+
+    @property
+    def name(self) -> str:
+        return (f"{KIND_LABEL[self.surrogate_kind]} {ARCH_LABEL[self.surrogate_arch]} → "
+                f"{KIND_LABEL[self.target_kind]} {ARCH_LABEL[self.target_arch]}")
+
+    @property
+    def short(self) -> str:
+        return f"{self.surrogate_arch}→{self.target_arch}"
+
+
+def _s2d(s: str, t: str) -> Pair:
+    return Pair("S2D", s, "cnn", t, "sdn")
+
+
+def _d2s(s: str, t: str) -> Pair:
+    return Pair("D2S", s, "sdn", t, "cnn")
+
+
+PAIRS: tuple[Pair, ...] = (
+    _s2d("resnet56", "vgg16"), _s2d("mobilenet", "mobilenet"), _s2d("mobilenet", "resnet56"),
+    _d2s("vgg16", "resnet56"), _d2s("mobilenet", "mobilenet"), _d2s("resnet56", "mobilenet"),
+)
+"""Protocol section 7: S2D = SDNN surrogate -> DyNN target; D2S = the reverse of each S2D pair."""
+
+
+def get_pairs(direction: str | None = None) -> tuple[Pair, ...]:
+    if direction not in (None, "S2D", "D2S"):
+        raise ValueError(f"unknown direction {direction!r}; accepted: S2D, D2S (or None for both)")
+    return tuple(p for p in PAIRS if direction in (None, p.direction))
+
+
+@torch.no_grad()
+def deployed_predict(model: nn.Module, images: torch.Tensor, tau: float | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prediction [N], exit number [N]) of a model as deployed: a CNN answers with its output
+    (exit 0 of 1); a DyNN answers through early exit at ``tau``."""
+    z = early_exit.all_exit_logits(model, images, device=device, desc="deployed inference")
+    if z.shape[0] == 1:
+        return z[0].argmax(-1), torch.zeros(z.shape[1], dtype=torch.long)
+    return early_exit.early_exit_predict(z, tau)
+
+
+def target_tau(ws: Workspace, arch: str, kind: str) -> float | None:
+    return ws.tau(arch, kind) if kind != "cnn" else None
+
+
+def query_set(ws: Workspace) -> torch.Tensor:
+    """uint8 [11 * n_query, 3, H, W]: the query half and its 10 corrupted copies (order: see data.query_set)."""
+    return data.query_set(ws.query_half[0], ws.dataset, seed=ws.seed)
+
+
+def query_labels(ws: Workspace, arch: str, kind: str) -> torch.Tensor:
+    """The target's deployed-mode answers on the query set (int64 [11 * n_query]), stored."""
+    cfg = {"target": asdict(ws.model_config(arch, kind)), "n_query": ws.profile.n_query, "seed": ws.seed,
+           "dataset": ws.dataset}
+
+    def compute():
+        pred, ex = deployed_predict(ws.model(arch, kind), query_set(ws), target_tau(ws, arch, kind), ws.device)
+        return pd.DataFrame({"label": pred.numpy(), "exit": ex.numpy()}), {"tau": target_tau(ws, arch, kind)}
+
+    df = ws.store.cached_table("query_labels", cfg, compute, slug=f"{ws.dataset}-{arch}-{kind}",
+                               device=ws.device, recompute=ws.recompute)
+    return torch.as_tensor(df["label"].to_numpy(), dtype=torch.long)
+
+
+def surrogate_config(ws: Workspace, pair: Pair):
+    """Training config of the pair's surrogate: its own recipe, trained on the labelled query set."""
+    tcfg = ws.model_config(pair.target_arch, pair.target_kind)
+    base = ws.model_config(pair.surrogate_arch, pair.surrogate_kind)
+    return replace(base, labels=f"target:{config_key(tcfg)}", train_source="query", n_train=None)
+
+
+def surrogate(ws: Workspace, pair: Pair) -> nn.Module:
+    """The pair's trained surrogate (trained now on the target's answers if not stored)."""
+    cfg = surrogate_config(ws, pair)
+    return ws.trained(cfg, lambda: (query_set(ws), query_labels(ws, pair.target_arch, pair.target_kind)))
+
+
+def surrogate_tau(ws: Workspace, pair: Pair) -> float | None:
+    """τ of a DyNN surrogate, calibrated on the query half against the target's answers? No: the
+    attacker calibrates on its own training distribution, i.e. the clean query half labelled by the
+    target (the only labels it has)."""
+    if pair.surrogate_kind == "cnn":
+        return None
+    return ws.calibrated_tau(surrogate(ws, pair), surrogate_config(ws, pair))
+
+
+def target(ws: Workspace, pair: Pair) -> nn.Module:
+    return ws.model(pair.target_arch, pair.target_kind)

@@ -1,0 +1,373 @@
+"""Build the companion book: execute the text notebooks with papermill, then render with Jupyter Book.
+
+Layout (one direction only; nothing is executed by Jupyter Book itself)::
+
+    notebooks/<name>.md              source: a jupytext MyST text notebook (committed)
+        | jupytext -> temporary .ipynb -> papermill, with injected parameters
+        v
+    book/_generated/<name>.ipynb     executed copy (git-ignored); this is what _toc.yml lists
+        | jupyter-book build --warningiserror   (execute_notebooks: "off" in _config.yml)
+        v
+    _build/html/                     the static site
+
+Every notebook has a cell tagged ``parameters`` declaring at least ``profile``, ``dataset``,
+``results_dir``, ``device`` and ``seed``; papermill inserts an ``injected-parameters`` cell
+after it, so each page shows the values it was run with. Unknown parameter names are an error
+(a typo would otherwise be silently ignored by the notebook). Notebooks run with the repository
+root as working directory, like the ``dynn`` command line, so relative paths mean the same in
+both; progress bars are switched off (``DYNN_PROGRESS=0``) so that no tqdm widget ends up in
+the book.
+
+Command line::
+
+    python -m dynn_lib.book --profile smoke                       # execute all, build with -W
+    python -m dynn_lib.book --profile paper --dataset cifar10-jpeg --results-dir artefacts --device cuda
+    python -m dynn_lib.book --only methods,rq1_transferability    # re-execute two pages, build
+    python -m dynn_lib.book --no-execute                          # rebuild the HTML only
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+__all__ = ["GENERATED_DIR", "SOURCE_DIR", "COMMON_PARAMETERS", "NotebookExecutionError", "repo_root",
+           "toc_files", "toc_notebooks", "source_for", "notebook_parameters", "execute_notebook",
+           "execute_all", "build_book", "main"]
+
+GENERATED_DIR = Path("book") / "_generated"
+"""Where executed notebooks go, relative to the book root (the folder holding ``_toc.yml``)."""
+
+SOURCE_DIR = Path("notebooks")
+"""Where the text-notebook sources live, relative to the book root."""
+
+COMMON_PARAMETERS = ("profile", "dataset", "results_dir", "device", "seed")
+"""Parameters every notebook declares in its ``parameters`` cell."""
+
+EXECUTION_REPORT = "_execution.json"
+"""Written into :data:`GENERATED_DIR`: per notebook, parameters, seconds, status."""
+
+
+class NotebookExecutionError(RuntimeError):
+    """A notebook failed; ``failed_path`` holds the partially executed copy with the traceback."""
+
+    def __init__(self, source: Path, failed_path: Path, cause: BaseException):
+        self.source, self.failed_path, self.cause = source, failed_path, cause
+        super().__init__(f"executing {source} failed; the executed copy with the error is at "
+                         f"{failed_path}\n{cause}")
+
+
+# ----------------------------------------------------------------------------------- locations
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``_toc.yml``, parent of ``dynn_lib``)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _walk_toc(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key in ("root", "file"):
+            if isinstance(node.get(key), str):
+                yield node[key]
+        for key in ("parts", "chapters", "sections"):
+            for child in node.get(key) or ():
+                yield from _walk_toc(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _walk_toc(child)
+
+
+def toc_files(root: str | Path | None = None) -> list[str]:
+    """Every file entry of ``_toc.yml`` (without extension), in book order."""
+    import yaml
+
+    root = Path(root) if root is not None else repo_root()
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    return list(_walk_toc(toc))
+
+
+def toc_notebooks(root: str | Path | None = None) -> list[str]:
+    """Names of the notebooks the TOC takes from :data:`GENERATED_DIR`, in book order."""
+    prefix = GENERATED_DIR.as_posix() + "/"
+    return [f[len(prefix):] for f in toc_files(root) if f.startswith(prefix)]
+
+
+def source_for(name: str, root: str | Path | None = None) -> Path:
+    """The text-notebook source ``notebooks/<name>.md`` of a generated page."""
+    root = Path(root) if root is not None else repo_root()
+    return root / SOURCE_DIR / f"{name}.md"
+
+
+# ----------------------------------------------------------------------------------- execution
+
+def _read_text_notebook(path: Path):
+    import jupytext
+
+    nb = jupytext.read(path)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"})
+    return nb
+
+
+def notebook_parameters(path: str | Path) -> dict[str, Any]:
+    """Names and default values (source text) declared in the ``parameters`` cell of a .md/.ipynb."""
+    import nbformat
+    import papermill
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="dynn-book-") as tmp:
+        ipynb = path if path.suffix == ".ipynb" else Path(tmp) / f"{path.stem}.ipynb"
+        if path.suffix != ".ipynb":
+            nbformat.write(_read_text_notebook(path), ipynb)
+        info = papermill.inspect_notebook(str(ipynb))
+    return {name: spec.get("default") for name, spec in info.items()}
+
+
+@contextlib.contextmanager
+def _environ(updates: Mapping[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping[str, Any] | None = None,
+                     *, kernel_name: str = "python3", cwd: str | Path | None = None,
+                     timeout: float | None = None, allow_unknown: bool = False,
+                     log_output: bool = False, env: Mapping[str, str] | None = None) -> Path:
+    """Execute one text notebook with papermill and write the executed ``.ipynb`` to ``out_path``.
+
+    Args:
+        path: the source, a jupytext MyST ``.md`` (or an ``.ipynb``, used as is).
+        out_path: the executed notebook. Written atomically: a failed run leaves
+            ``<stem>.failed.ipynb`` next to it (with the traceback) and raises.
+        parameters: values injected after the cell tagged ``parameters``. Names the notebook
+            does not declare raise ``ValueError`` unless ``allow_unknown``.
+        kernel_name: Jupyter kernel (default ``python3``: this interpreter's ipykernel).
+        cwd: working directory of the kernel (default: the repository root).
+        timeout: seconds allowed per cell (None: no limit).
+        log_output: echo cell output to this process's log (useful in CI).
+        env: extra environment variables for the kernel; ``DYNN_PROGRESS=0`` is always set
+            unless given here.
+    Returns:
+        ``out_path`` as a Path.
+    Raises:
+        NotebookExecutionError: a cell raised; see ``failed_path``.
+    """
+    import nbformat
+    import papermill
+
+    path, out_path = Path(path), Path(out_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"notebook source {path} does not exist")
+    parameters = dict(parameters or {})
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f"{out_path.stem}.partial.ipynb")
+    failed = out_path.with_name(f"{out_path.stem}.failed.ipynb")
+    environment = {"DYNN_PROGRESS": "0", **(env or {})}
+    with tempfile.TemporaryDirectory(prefix="dynn-book-") as tmp:
+        if path.suffix == ".ipynb":
+            ipynb = path
+        else:
+            ipynb = Path(tmp) / f"{path.stem}.ipynb"
+            nbformat.write(_read_text_notebook(path), ipynb)
+        declared = papermill.inspect_notebook(str(ipynb))
+        if parameters and not declared:
+            raise ValueError(f"{path} has no cell tagged 'parameters'; cannot inject {sorted(parameters)}")
+        unknown = sorted(set(parameters) - set(declared))
+        if unknown and not allow_unknown:
+            raise ValueError(f"{path} does not declare parameter(s) {unknown}; "
+                             f"its parameters cell declares {sorted(declared)}")
+        try:
+            with _environ(environment):
+                papermill.execute_notebook(
+                    str(ipynb), str(partial), parameters=parameters, kernel_name=kernel_name,
+                    cwd=str(Path(cwd) if cwd is not None else repo_root()), progress_bar=False,
+                    log_output=log_output, execution_timeout=timeout)
+        except Exception as e:  # papermill.PapermillExecutionError and kernel failures alike
+            if partial.exists():
+                os.replace(partial, failed)
+            raise NotebookExecutionError(path, failed, e) from e
+    failed.unlink(missing_ok=True)
+    os.replace(partial, out_path)
+    return out_path
+
+
+def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | None = None,
+                names: Sequence[str] | None = None, *, timeout: float | None = None,
+                log_output: bool = False, keep_going: bool = False) -> dict[str, dict]:
+    """Execute every notebook of the TOC (or ``names``) into :data:`GENERATED_DIR`.
+
+    The same ``parameters`` go to every notebook. Returns (and writes to
+    ``book/_generated/_execution.json``, merged with earlier runs) one record per notebook:
+    source, output, parameters, seconds, ok, error. With ``keep_going`` the remaining
+    notebooks still run after a failure; the first failure is raised at the end.
+    """
+    root = Path(root).resolve() if root is not None else repo_root()
+    all_names = toc_notebooks(root)
+    names = list(names) if names is not None else all_names
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise ValueError(f"not in _toc.yml under {GENERATED_DIR}: {missing}; known: {all_names}")
+    report_path = root / GENERATED_DIR / EXECUTION_REPORT
+    report: dict[str, dict] = {}
+    if report_path.exists():
+        with contextlib.suppress(ValueError, OSError):
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+    first_error: BaseException | None = None
+    for name in names:
+        src, out = source_for(name, root), root / GENERATED_DIR / f"{name}.ipynb"
+        t0 = time.perf_counter()
+        record = {"source": str(src.relative_to(root)), "output": str(out.relative_to(root)),
+                  "parameters": dict(parameters or {}), "ok": False, "error": None}
+        try:
+            execute_notebook(src, out, parameters, cwd=root, timeout=timeout, log_output=log_output)
+            record["ok"] = True
+        except Exception as e:
+            record["error"] = f"{type(e).__name__}: {e}"[:2000]
+            first_error = first_error or e
+            if not keep_going:
+                raise
+        finally:
+            record["seconds"] = round(time.perf_counter() - t0, 2)
+            report[name] = record
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+            print(f"[book] {name}: {'ok' if record['ok'] else 'FAILED'} in {record['seconds']:.1f}s",
+                  file=sys.stderr, flush=True)
+    if first_error is not None:
+        raise first_error
+    return {n: report[n] for n in names}
+
+
+# ----------------------------------------------------------------------------------- building
+
+def _jupyter_book_cmd() -> list[str]:
+    sibling = Path(sys.executable).with_name("jupyter-book")
+    if sibling.exists():
+        return [str(sibling)]
+    found = shutil.which("jupyter-book")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
+
+def build_book(root: str | Path | None = None, results_dir: str | Path | None = None, strict: bool = True,
+               *, parameters: Mapping[str, Any] | None = None, execute: bool = True,
+               names: Sequence[str] | None = None, build_dir: str | Path | None = None,
+               fresh: bool | None = None, timeout: float | None = None, log_output: bool = False,
+               builder: str = "html") -> Path:
+    """Execute the notebooks (unless ``execute=False``), then build the book; returns the HTML folder.
+
+    Args:
+        root: the book root (default: this repository).
+        results_dir: injected as the ``results_dir`` parameter of every notebook (made absolute);
+            None leaves each notebook's default.
+        strict: ``--warningiserror --keep-going``: any Sphinx warning fails the build (after
+            reporting all of them).
+        parameters: further injected parameters (``profile``, ``dataset``, ``device``, ``seed``...).
+        names: execute only these notebooks (the others must already exist in book/_generated).
+        build_dir: ``--path-output`` (default: the root; the site lands in ``<build_dir>/_build/html``).
+        fresh: rebuild every page (``--all``); default: same as ``strict``, so that warnings of
+            unchanged pages are not hidden by Sphinx's cache.
+        timeout: seconds per cell.
+    Raises:
+        NotebookExecutionError, FileNotFoundError (a TOC page was never executed),
+        subprocess.CalledProcessError (the build failed; its output was printed).
+    """
+    root = Path(root).resolve() if root is not None else repo_root()
+    params = dict(parameters or {})
+    if results_dir is not None:
+        params["results_dir"] = str(Path(results_dir).resolve())
+    if execute:
+        execute_all(root, params, names, timeout=timeout, log_output=log_output)
+    absent = [n for n in toc_notebooks(root) if not (root / GENERATED_DIR / f"{n}.ipynb").exists()]
+    if absent:
+        raise FileNotFoundError(f"executed notebooks missing in {root / GENERATED_DIR}: {absent}; "
+                                f"run build_book(execute=True) or `python -m dynn_lib.book` first")
+    fresh = strict if fresh is None else fresh
+    out = Path(build_dir).resolve() if build_dir is not None else root
+    cmd = [*_jupyter_book_cmd(), "build", str(root), "--builder", builder, "--path-output", str(out)]
+    if strict:
+        cmd += ["--warningiserror", "--keep-going"]
+    if fresh:
+        cmd += ["--all"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=root)
+    print(f"[book] jupyter-book build: {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+    return out / "_build" / builder
+
+
+# ----------------------------------------------------------------------------------- command line
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dynn_lib.book", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=None, help="book root (default: this repository)")
+    p.add_argument("--profile", default=None, help="injected `profile` (smoke or paper)")
+    p.add_argument("--dataset", default=None, help="injected `dataset` (e.g. cifar10-jpeg)")
+    p.add_argument("--results-dir", default=None, help="injected `results_dir` (made absolute)")
+    p.add_argument("--device", default=None, help="injected `device` (cpu, cuda)")
+    p.add_argument("--seed", type=int, default=None, help="injected `seed`")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other injected parameter; VALUE is read as YAML (repeatable)")
+    p.add_argument("--only", default=None, help="comma-separated notebook names to execute")
+    p.add_argument("--no-execute", action="store_true", help="build from the existing executed copies")
+    p.add_argument("--execute-only", action="store_true", help="execute, do not build")
+    p.add_argument("--no-strict", action="store_true", help="do not turn warnings into errors")
+    p.add_argument("--build-dir", default=None, help="jupyter-book --path-output")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    p.add_argument("--log-output", action="store_true", help="echo cell output while executing")
+    a = p.parse_args(argv)
+
+    params: dict[str, Any] = {k: v for k, v in (("profile", a.profile), ("dataset", a.dataset),
+                                                ("device", a.device), ("seed", a.seed)) if v is not None}
+    for item in a.parameter:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            p.error(f"-p expects NAME=VALUE, got {item!r}")
+        params[name.strip()] = _parse_value(value)
+    names = [n.strip() for n in a.only.split(",") if n.strip()] if a.only else None
+    try:
+        if a.execute_only:
+            root = Path(a.root).resolve() if a.root else repo_root()
+            if a.results_dir is not None:
+                params["results_dir"] = str(Path(a.results_dir).resolve())
+            execute_all(root, params, names, timeout=a.timeout, log_output=a.log_output)
+            return 0
+        html = build_book(a.root, a.results_dir, strict=not a.no_strict, parameters=params,
+                          execute=not a.no_execute, names=names, build_dir=a.build_dir,
+                          timeout=a.timeout, log_output=a.log_output)
+    except (NotebookExecutionError, FileNotFoundError, ValueError) as e:
+        print(f"dynn-book: error: {e}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:
+        print(f"dynn-book: error: jupyter-book build failed (exit {e.returncode}); see the log above",
+              file=sys.stderr)
+        return 1
+    print(f"[book] site: {html / 'index.html'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The book: sources wired to the TOC, notebooks executed by papermill, a clean -W build, every
+page checked in headless Chromium (figures loaded, tables, no error cells, offline widgets).
+
+Environment knobs:
+    DYNN_BOOK_HTML=_build/html   check an existing build instead of building (fast)
+    DYNN_BOOK_PROFILE=smoke      profile injected when building (default smoke)
+    DYNN_BOOK_EXECUTE=0          build from the executed copies already in book/_generated
+    DYNN_CHROMIUM=/path          the browser (default: chromium on PATH)
+Screenshots go to test-artifacts/screenshots/<page>.png, page reports to test-artifacts/pages/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from browser import Browser, find_chromium, page_name, serve  # noqa: E402
+
+from dynn_lib.book import COMMON_PARAMETERS, GENERATED_DIR, source_for, toc_files, toc_notebooks  # noqa: E402
+
+try:
+    PAGES = toc_files(ROOT)
+except ImportError:  # PyYAML comes with the `book` extra; without it only the wiring tests skip
+    PAGES = []
+
+
+# ------------------------------------------------------------------ fast: wiring of sources and TOC
+
+@pytest.mark.book
+def test_every_generated_page_has_a_text_notebook_with_parameters():
+    pytest.importorskip("jupytext")
+    pytest.importorskip("papermill")
+    from dynn_lib.book import notebook_parameters
+
+    names = toc_notebooks(ROOT)
+    assert names, "the TOC lists no generated notebook"
+    for name in names:
+        src = source_for(name, ROOT)
+        assert src.is_file(), f"{GENERATED_DIR / name} is in _toc.yml but {src} does not exist"
+        head = src.read_text(encoding="utf-8")[:400]
+        assert "format_name: myst" in head, f"{src} is not a jupytext MyST notebook"
+        declared = notebook_parameters(src)
+        missing = [p for p in COMMON_PARAMETERS if p not in declared]
+        assert not missing, f"{src}: parameters cell lacks {missing}"
+
+
+@pytest.mark.book
+def test_static_pages_exist():
+    for doc in PAGES:
+        if not doc.startswith(GENERATED_DIR.as_posix()):
+            assert (ROOT / f"{doc}.md").is_file() or (ROOT / f"{doc}.ipynb").is_file(), doc
+
+
+@pytest.mark.book
+def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
+    pytest.importorskip("papermill")
+    from dynn_lib.book import execute_notebook
+
+    src = tmp_path / "tiny.md"
+    src.write_text(
+        "---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
+        "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+        "  name: python3\n---\n\n# Tiny\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n"
+        "```{code-cell} ipython3\nprint(seed * 2)\n```\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not declare"):
+        execute_notebook(src, tmp_path / "out.ipynb", {"sede": 1})
+    out = execute_notebook(src, tmp_path / "out.ipynb", {"seed": 21})
+    nb = json.loads(out.read_text())
+    texts = ["".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", [])]
+    assert "42\n" in texts
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+
+
+# ------------------------------------------------------------------ slow: build and browse
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory) -> Path:
+    env = os.environ.get("DYNN_BOOK_HTML")
+    if env:
+        html = Path(env).resolve()
+        if not (html / "index.html").is_file():
+            pytest.fail(f"DYNN_BOOK_HTML={env} holds no built site (index.html missing)")
+        return html
+    for mod in ("jupyter_book", "papermill", "jupytext"):
+        pytest.importorskip(mod)
+    from dynn_lib.book import build_book
+
+    out = tmp_path_factory.mktemp("book-build")
+    params = {"profile": os.environ.get("DYNN_BOOK_PROFILE", "smoke")}
+    return build_book(ROOT, strict=True, parameters=params, build_dir=out,
+                      execute=os.environ.get("DYNN_BOOK_EXECUTE", "1") != "0")
+
+
+@pytest.fixture(scope="session")
+def site_url(book_html):
+    with serve(book_html) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if find_chromium() is None:
+        pytest.skip("Chromium not found: install it (Debian: apt-get install -y chromium) or set "
+                    "DYNN_CHROMIUM to a Chromium/Chrome executable")
+    with Browser() as b:
+        yield b
+
+
+class _AssetParser(HTMLParser):
+    """Collects what a page loads by itself: script/img/iframe/source src, stylesheet/icon/preload href."""
+
+    LINK_RELS = {"stylesheet", "preload", "modulepreload", "icon", "shortcut"}
+
+    def __init__(self):
+        super().__init__()
+        self.assets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "embed") and a.get("src"):
+            self.assets.append(a["src"])
+        elif tag == "link" and set((a.get("rel") or "").lower().split()) & self.LINK_RELS and a.get("href"):
+            self.assets.append(a["href"])
+
+
+def _is_off_site(url: str) -> bool:
+    return url.lower().startswith(("http:", "https:", "//"))
+
+
+@pytest.mark.slow
+@pytest.mark.book
+def test_built_site_loads_nothing_from_outside(book_html):
+    offenders = {}
+    for page in sorted(book_html.rglob("*.html")):
+        parser = _AssetParser()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        hits = [u for u in parser.assets if _is_off_site(u)]
+        if hits:
+            offenders[str(page.relative_to(book_html))] = hits
+    assert not offenders, f"pages referencing scripts/styles/images off the site: {offenders}"
+    assert (book_html / "_static" / "jupyter-widgets" / "embed.js").is_file()
+    assert (book_html / "_static" / "mathjax" / "tex-chtml-full.js").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.book
+@pytest.mark.parametrize("doc", PAGES, ids=[page_name(d) for d in PAGES])
+def test_page_renders_in_chromium(doc, site_url, browser):
+    name = page_name(doc)
+    report = browser.check_page(f"{site_url}{doc}.html", ARTIFACTS / "screenshots" / f"{name}.png")
+    (ARTIFACTS / "pages").mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "pages" / f"{name}.json").write_text(json.dumps(report.as_dict(), indent=2))
+    problems = report.problems(rq_page=name.startswith("rq"))
+    assert not problems, f"{doc}:\n  " + "\n  ".join(problems)

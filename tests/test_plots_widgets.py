@@ -1,0 +1,435 @@
+"""Figures (dynn_lib.plots) and interactive explorers (dynn_lib.widgets) on small hand-made tables."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from dynn_lib import plots, widgets  # noqa: E402
+
+
+def _deployed_available():
+    """Skip when ``dynn_lib.experiments.common.deployed`` (written by another module) is missing."""
+    try:
+        from dynn_lib.experiments.common import deployed  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"dynn_lib.experiments.common.deployed not available yet: {e}")
+
+
+# ---------------------------------------------------------------- hand-made tables
+
+E8 = 8 / 255
+E4 = 4 / 255
+
+
+def rq1_summary() -> pd.DataFrame:
+    rows = []
+    for direction, pairs in (("S2D", ["resnet56→vgg16", "mobilenet→mobilenet", "mobilenet→resnet56"]),
+                             ("D2S", ["vgg16→resnet56", "mobilenet→mobilenet", "resnet56→mobilenet"])):
+        for i, pair in enumerate(pairs):
+            for j, attack in enumerate(["fgsm", "pgd", "mifgsm"]):
+                for eps in (E4, E8):
+                    sr = 20 + 10 * i + 5 * j + (15 if direction == "D2S" else 0) + (10 if eps == E8 else 0)
+                    rows.append(dict(dataset="cifar10", direction=direction, pair=pair, attack=attack, eps=eps,
+                                     success_rate=float(sr), success_rate_all=float(sr + 3), n=200, n_correct=150,
+                                     seconds_per_example=0.01 * (i + 1)))
+    return pd.DataFrame(rows)
+
+
+def rq1_exit_used() -> pd.DataFrame:
+    rows = []
+    for pair in ["vgg16→resnet56", "mobilenet→mobilenet", "resnet56→mobilenet"]:
+        n_exits = 6 if pair.startswith("mobilenet") else 7
+        for attack, w in (("fgsm", np.linspace(1, 2, n_exits)), ("pgd", np.linspace(3, 0.5, n_exits))):
+            w = w / w.sum()
+            for e in range(n_exits):
+                rows.append(dict(dataset="cifar10", pair=pair, attack=attack, eps=E8, exit=e, fraction=float(w[e])))
+    return pd.DataFrame(rows)
+
+
+def _row(image, conf_clean, conf_adv, *, pair="vgg16", setting="white-box", attack="fgsm", eps=E8,
+         target_kind="ic_only", tau=0.9, pred_clean=None, pred_adv=None, macs=None):
+    E = len(conf_clean)
+    pred_clean = pred_clean if pred_clean is not None else [3] * E
+    pred_adv = pred_adv if pred_adv is not None else [3] * E
+    macs = macs if macs is not None else [10.0 * (i + 1) for i in range(E)]
+    direction = "white-box" if setting == "white-box" else "S2D"
+    s_arch, _, t_arch = pair.partition("→")
+    return dict(dataset="cifar10", setting=setting, direction=direction, pair=pair,
+                surrogate_arch=s_arch, surrogate_kind="cnn", target_arch=t_arch or s_arch, target_kind=target_kind,
+                attack=attack, eps=eps, eps_255=eps * 255, exit_loss="final", image=image, label=3,
+                tau=tau if target_kind != "cnn" else float("nan"), surrogate_exit=0, gen_seconds=0.01,
+                psnr=30.0, linf=eps, conf_clean=list(conf_clean), pred_clean=list(pred_clean),
+                conf_adv=list(conf_adv), pred_adv=list(pred_adv), exit_macs=list(macs), seed=0)
+
+
+def per_image_rq2() -> pd.DataFrame:
+    """Three DyNN rows with known exits at τ = 0.75 (deltas 2, 1, 0) and one CNN row."""
+    rows = [
+        _row(0, [0.8, 0.9, 0.95], [0.6, 0.7, 0.9]),   # τ=.75: clean 0, adv 2 -> +2 (MACs +20)
+        _row(1, [0.5, 0.85, 0.9], [0.4, 0.5, 0.6]),   # τ=.75: clean 1, adv 2 -> +1 (MACs +10)
+        _row(2, [0.9, 0.9, 0.9], [0.95, 0.9, 0.9]),   # τ=.75: clean 0, adv 0 ->  0
+        _row(3, [0.99], [0.4], pair="vgg16→resnet56", setting="black-box", target_kind="cnn"),
+    ]
+    return pd.DataFrame(rows)
+
+
+def rq2_with_delta() -> pd.DataFrame:
+    """Per-image RQ2-like rows with ``delta_exit`` already computed (no ``deployed`` needed)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for pair in ("vgg16", "resnet56"):
+        for attack in ("fgsm", "pgd"):
+            for i in range(40):
+                r = _row(i, [0.9] * 7, [0.9] * 7, pair=pair, attack=attack)
+                r["delta_exit"] = int(rng.integers(-1, 4))
+                r["delta_macs"] = 1e6 * r["delta_exit"]
+                rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def rq3_rows() -> pd.DataFrame:
+    df = rq2_with_delta()
+    rng = np.random.default_rng(1)
+    df["final_flipped"] = rng.random(len(df)) < 0.7
+    df["first_changed_exit"] = np.where(df["final_flipped"], rng.integers(0, 7, len(df)), -1)
+    return df
+
+
+def rq4_per_image() -> pd.DataFrame:
+    rows = []
+    for arch, rate in (("vgg16", {0.1: 0.0, 1.0: 0.5}), ("resnet56", {0.1: 0.25, 1.0: 1.0})):
+        for alpha, p in rate.items():
+            for i in range(4):
+                ok = i < int(p * 4)
+                rows.append(dict(dataset="cifar10", arch=arch, kind="sdn", method="early_attack", alpha=alpha,
+                                 image=i, label=1, p=1, success=ok, iters_used=10, l2=1.0 + i, linf=0.1,
+                                 psnr=30.0, final_pred_adv=1, pred_adv=[0, 2, 1], internal_changed=2 if ok else i % 2,
+                                 seconds=0.1, seed=0))
+        for method in ("pgd", "fgsm"):
+            rows.append(dict(dataset="cifar10", arch=arch, kind="sdn", method=method, alpha=float("nan"), image=0,
+                             label=1, p=1, success=False, iters_used=1, l2=0.5, linf=E8, psnr=35.0,
+                             final_pred_adv=2, pred_adv=[0, 2, 2], internal_changed=2, seconds=0.01, seed=0))
+    return pd.DataFrame(rows)
+
+
+def table2_long() -> pd.DataFrame:
+    rows = []
+    for ds in ("cifar10", "cifar100"):
+        for arch in ("vgg16", "resnet56", "mobilenet"):
+            for k, a in enumerate((0.001, 0.01, 0.1, 1, 20, 40)):
+                rows.append(dict(dataset=ds, arch=arch, alpha=a, success_rate=float(10 * k + (5 if ds == "cifar100" else 0))))
+    return pd.DataFrame(rows)
+
+
+def zoo() -> pd.DataFrame:
+    rows = []
+    for arch, E in (("vgg16", 7), ("resnet56", 7), ("mobilenet", 6)):
+        rows.append(dict(dataset="cifar10", arch=arch, kind="cnn", exits=1, exit_accuracy=[0.92]))
+        rows.append(dict(dataset="cifar10", arch=arch, kind="sdn", exits=E,
+                         exit_accuracy=list(np.linspace(0.5, 0.91, E))))
+        rows.append(dict(dataset="cifar10", arch=arch, kind="ic_only", exits=E,
+                         exit_accuracy=list(np.linspace(0.4, 0.92, E))))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- helpers
+
+@pytest.fixture(autouse=True)
+def no_pyplot_leak():
+    before = set(plt.get_fignums())
+    yield
+    assert set(plt.get_fignums()) == before, "a plot function left a pyplot figure open"
+
+
+def check_fig(fig, n_axes, tmp_path, name):
+    assert isinstance(fig, Figure)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == n_axes, [ax.get_title() for ax in visible]
+    for ax in visible:
+        assert ax.patches or ax.lines or ax.images or ax.collections, f"empty axes: {ax.get_title()!r}"
+    assert fig._suptitle is not None or any(ax.get_title() for ax in visible)
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path)
+    assert path.stat().st_size > 1000
+    return path
+
+
+# ---------------------------------------------------------------- plots
+
+def test_transfer_success(tmp_path):
+    s = rq1_summary()
+    fig = plots.transfer_success(s)
+    check_fig(fig, 2, tmp_path, "transfer")
+    assert "8/255" in fig._suptitle.get_text()  # default ε = closest to 8/255
+    ax_s2d = fig.axes[0]
+    assert "S2D" in ax_s2d.get_title()
+    assert len(ax_s2d.patches) == 9  # 3 pairs × 3 attacks
+    heights = sorted(p.get_height() for p in ax_s2d.patches)
+    expected = sorted(s.query("direction == 'S2D' and eps == @E8")["success_rate"])
+    assert heights == pytest.approx(expected)
+    # eps filter and an optional reference drawn as tick marks
+    ref = s[s["eps"] == E4].assign(success_rate=50.0)
+    fig2 = plots.transfer_success(s, eps=E4, attacks=["fgsm", "pgd"], paper=ref)
+    assert len(fig2.axes[0].patches) == 6 and len(fig2.axes[0].lines) == 6
+    with pytest.raises(ValueError, match="no rows at eps"):
+        plots.transfer_success(s, eps=16 / 255)
+
+
+def test_transfer_success_two_datasets(tmp_path):
+    s = pd.concat([rq1_summary(), rq1_summary().assign(dataset="cifar100")])
+    check_fig(plots.transfer_success(s), 4, tmp_path, "transfer2")
+
+
+def test_exit_used_density(tmp_path):
+    fig = plots.exit_used_density(rq1_exit_used())
+    check_fig(fig, 3, tmp_path, "exit_used")
+    for ax in fig.axes:
+        # per attack the bar heights sum to 1
+        by_color = {}
+        for p in ax.patches:
+            by_color.setdefault(p.get_facecolor(), 0.0)
+            by_color[p.get_facecolor()] += p.get_height()
+        assert all(v == pytest.approx(1.0) for v in by_color.values())
+        assert "exits 0-2" in ax.get_title()
+
+
+def test_exit_change_density(tmp_path):
+    df = rq2_with_delta()
+    fig = plots.exit_change_density(df, "white-box")
+    check_fig(fig, 2, tmp_path, "exit_change")
+    ax = fig.axes[0]
+    assert "exit +2 or more" in ax.get_title()
+    # discrete bars: probabilities, x ticks are the integer changes present
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [str(k) for k in range(int(df["delta_exit"].min()), int(df["delta_exit"].max()) + 1)]
+    sub = df[(df["pair"] == "resnet56") & (df["attack"] == "fgsm")]
+    share = 100 * (sub["delta_exit"] > 1).mean()
+    title = next(a.get_title() for a in fig.axes if "ResNet-56" in a.get_title())
+    assert f"FGSM {share:.0f}%" in title
+    with pytest.raises(ValueError, match="setting"):
+        plots.exit_change_density(df, "black-box")
+
+
+def test_first_changed_exit_density(tmp_path):
+    df = rq3_rows()
+    fig = plots.first_changed_exit_density(df, "white-box")
+    check_fig(fig, 2, tmp_path, "first_changed")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in range(7)]  # all 7 exits shown
+    assert "at exit 0" in ax.get_title()
+
+
+def test_early_attack_alpha(tmp_path):
+    fig = plots.early_attack_alpha(table2_long())
+    check_fig(fig, 2, tmp_path, "alpha")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert len(ax.lines) == 6  # 3 reproduced + 3 paper (dashed)
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == 3
+    vgg_paper = [ln for ln in dashed if list(ln.get_ydata()) == [0, 0, 0, 35, 10, 4]]
+    assert vgg_paper, "paper Table 2 CIFAR-10 VGG row drawn"
+    fig2 = plots.early_attack_alpha(table2_long(), paper=False)
+    assert len(fig2.axes[0].lines) == 3
+    # per-image RQ4 rows are aggregated
+    fig3 = plots.early_attack_alpha(rq4_per_image(), paper=False)
+    check_fig(fig3, 1, tmp_path, "alpha_per_image")
+    resnet = [ln for ln in fig3.axes[0].lines if ln.get_color() == plots.ARCH_COLORS["resnet56"]][0]
+    assert list(resnet.get_ydata()) == pytest.approx([25.0, 100.0])
+
+
+def test_eps_sweep(tmp_path):
+    fig = plots.eps_sweep(rq1_summary(), "success_rate")
+    check_fig(fig, 2, tmp_path, "eps_sweep")
+    assert len(fig.axes[0].lines) == 9  # 3 pairs × 3 attacks
+    fig2 = plots.eps_sweep(rq1_summary(), ["success_rate", "seconds_per_example"])
+    check_fig(fig2, 4, tmp_path, "eps_sweep2")
+    fig3 = plots.eps_sweep(rq2_with_delta(), ["delta_exit"], col=None)
+    check_fig(fig3, 1, tmp_path, "eps_sweep3")
+
+
+def test_image_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 3, 8, 8))
+    a = np.clip(x + 0.03, 0, 1)
+    b = np.clip(x - 0.03, 0, 1)
+    fig = plots.image_grid(x, a, b, titles=["cat", "dog", "ship", "frog"])
+    check_fig(fig, 12, tmp_path, "grid")
+    assert fig.axes[0].get_title() == "cat"
+    assert fig.axes[4].get_xlabel().endswith("dB")
+    import torch
+
+    fig2 = plots.image_grid(torch.tensor(x).permute(0, 2, 3, 1), torch.tensor(a).permute(0, 2, 3, 1),
+                            torch.tensor(b).permute(0, 2, 3, 1))
+    assert len(fig2.axes) == 12
+    with pytest.raises(ValueError, match="differ in shape"):
+        plots.image_grid(x, a[:2], b)
+
+
+def test_exit_accuracy(tmp_path):
+    fig = plots.exit_accuracy(zoo())
+    check_fig(fig, 1, tmp_path, "zoo")
+    ax = fig.axes[0]
+    stars = [ln for ln in ax.lines if ln.get_marker() == "*"]
+    assert len(stars) == 3
+    mob = [ln for ln in stars if ln.get_color() == plots.ARCH_COLORS["mobilenet"]][0]
+    assert list(mob.get_xdata()) == [5]  # at MobileNet's final exit (6 exits)
+
+
+def test_paper_vs_reproduced(tmp_path):
+    df = pd.DataFrame({"label": ["C10 VGG", "C10 ResNet", "ours only"], "paper": [35, 81, np.nan],
+                       "reproduced": [30.0, 70.0, 12.0]})
+    fig = plots.paper_vs_reproduced(df)
+    check_fig(fig, 1, tmp_path, "pvr")
+    assert len(fig.axes[0].patches) == 6
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "not reported" in texts
+
+
+def test_exit_shift_and_bars(tmp_path):
+    dist = pd.DataFrame({"delta_exit": [0, 1, 2], "count": [1, 1, 1], "fraction": [1 / 3] * 3,
+                         "mean_delta_macs": [0, 10, 20]})
+    dist.attrs.update(tau=0.75, n=3, mean_delta_exit=1.0, mean_delta_macs=10.0, share_raised_gt1=33.3)
+    check_fig(plots.exit_shift(dist), 1, tmp_path, "shift")
+    res = widgets.early_attack_at_alpha(rq4_per_image(), 1.0)
+    check_fig(plots.early_attack_bars(res, 1.0), 1, tmp_path, "ea_bars")
+
+
+def test_labels():
+    assert plots.pretty_pair("resnet56→vgg16") == "ResNet-56 → VGG-16"
+    assert plots.pretty_pair("mobilenet") == "MobileNet"
+    assert plots.eps_label(8 / 255) == "8/255"
+    assert plots.eps_label(7.5 / 255) == "7.5/255"
+
+
+# ---------------------------------------------------------------- widget callbacks
+
+def test_exit_shift_at_tau_numbers():
+    _deployed_available()
+    df = per_image_rq2()
+    top = widgets.exit_shift_at_tau(df, 1.0, "vgg16", "fgsm", E8)
+    # τ = 1.0: no internal exit fires (no confidence reaches 1), every input leaves at the final exit
+    assert list(top["delta_exit"]) == [0] and top["fraction"].iloc[0] == 1.0
+    assert top.attrs["n"] == 3  # the CNN row (no exit to change) is left out
+    assert top.attrs["mean_delta_macs"] == 0.0 and top.attrs["mean_exit_clean"] == 2.0
+    mid = widgets.exit_shift_at_tau(df, 0.75, "vgg16", "fgsm", E8)
+    assert list(mid["delta_exit"]) == [0, 1, 2]
+    assert list(mid["count"]) == [1, 1, 1]
+    assert mid["fraction"].sum() == pytest.approx(1.0)
+    assert list(mid["mean_delta_macs"]) == pytest.approx([0.0, 10.0, 20.0])
+    assert mid.attrs["mean_delta_exit"] == pytest.approx(1.0)
+    assert mid.attrs["mean_delta_macs"] == pytest.approx(10.0)
+    assert mid.attrs["share_raised_gt1"] == pytest.approx(100 / 3)
+    low = widgets.exit_shift_at_tau(df, 0.55, "vgg16", "fgsm", E8)  # clean exits 0,1,0; adv 0,2,0
+    assert dict(zip(low["delta_exit"], low["count"])) == {0: 2, 1: 1}
+    empty = widgets.exit_shift_at_tau(df, 0.75, "vgg16", "pgd", E8)
+    assert empty.empty and empty.attrs["n"] == 0 and math.isnan(empty.attrs["mean_delta_exit"])
+    with pytest.raises(ValueError, match="tau"):
+        widgets.exit_shift_at_tau(df, 1.5, "vgg16", "fgsm", E8)
+
+
+def test_exit_change_density_recomputed_at_tau(tmp_path):
+    _deployed_available()
+    fig = plots.exit_change_density(per_image_rq2(), "white-box", tau=0.75)
+    check_fig(fig, 1, tmp_path, "exit_change_tau")
+    assert "τ = 0.75" in fig._suptitle.get_text()
+    assert sorted(p.get_height() for p in fig.axes[0].patches) == pytest.approx([1 / 3] * 3)
+
+
+def test_select_sweep():
+    s = rq1_summary()
+    sel = widgets.select_sweep(s, E8, "pgd", "resnet56→vgg16")
+    assert len(sel) == 1 and sel["success_rate"].iloc[0] == 20 + 0 + 5 + 10
+    assert len(widgets.select_sweep(s)) == len(s)
+    by_arch = widgets.select_sweep(s, E8, "fgsm", "vgg16")  # vgg16 as surrogate or target
+    assert set(by_arch["pair"]) == {"resnet56→vgg16", "vgg16→resnet56"}
+    assert len(widgets.select_sweep(s, E4 + 1e-12, None, None)) == len(s) // 2  # ε matched with tolerance
+
+
+def test_early_attack_at_alpha():
+    res = widgets.early_attack_at_alpha(rq4_per_image(), 1.0)
+    assert list(res["arch"]) == ["vgg16", "resnet56"]
+    r = res.set_index("arch")
+    assert r.loc["vgg16", "success_rate"] == 50.0 and r.loc["resnet56", "success_rate"] == 100.0
+    assert r.loc["vgg16", "n"] == 4  # baselines (pgd, fgsm) are not counted
+    assert r.loc["vgg16", "mean_internal_changed"] == pytest.approx((2 + 2 + 0 + 1) / 4)
+    assert r.loc["vgg16", "mean_l2"] == pytest.approx(2.5)
+    assert r.loc["vgg16", "mean_l2_success"] == pytest.approx(1.5)
+    assert r.loc["vgg16", "paper_success_rate"] == 35 and r.loc["resnet56", "paper_success_rate"] == 81
+    res01 = widgets.early_attack_at_alpha(rq4_per_image(), 0.1)
+    assert res01.set_index("arch").loc["resnet56", "success_rate"] == 25.0
+    assert widgets.early_attack_at_alpha(rq4_per_image(), 20.0).empty
+
+
+# ---------------------------------------------------------------- widget builders (handler path)
+
+def _note_ok(box):
+    import ipywidgets
+
+    assert isinstance(box, ipywidgets.VBox)
+    note = box.children[0]
+    assert isinstance(note, ipywidgets.HTML)
+    assert "needs a running Python kernel" in note.value and "do not respond" in note.value
+    assert isinstance(box.children[-1], ipywidgets.Output)
+
+
+def _has_png(box):
+    return any("image/png" in o.get("data", {}) for o in box.children[-1].outputs)
+
+
+def test_tau_explorer_handler():
+    _deployed_available()
+    box = widgets.tau_explorer(per_image_rq2(), tau=0.999)
+    _note_ok(box)
+    assert box.last_error is None, box.last_error
+    assert box.calls == 1 and _has_png(box)
+    assert list(box.last_result["delta_exit"]) == [0]  # τ = 0.999: everything at the final exit
+    slider, pair_dd, attack_dd, eps_dd = box.children[1:5]
+    assert pair_dd.value == ("cifar10", "white-box", "vgg16")  # the CNN-target pair is not offered
+    assert len(pair_dd.options) == 1
+    assert eps_dd.value == pytest.approx(E8)
+    slider.value = 0.75
+    assert box.calls == 2
+    assert list(box.last_result["delta_exit"]) == [0, 1, 2]
+    assert _has_png(box)
+
+
+def test_sweep_selector_handler():
+    s = rq1_summary()
+    box = widgets.sweep_selector(s)
+    _note_ok(box)
+    eps_dd, attack_dd, model_dd, ds_dd = box.children[1:5]
+    assert box.last_error is None, box.last_error
+    assert eps_dd.value == pytest.approx(E8) and len(box.last_result) == len(s) // 2
+    attack_dd.value = "pgd"
+    assert box.calls == 2 and set(box.last_result["attack"]) == {"pgd"}
+    model_dd.value = "resnet56→vgg16"
+    assert len(box.last_result) == 1 and _has_png(box)
+    eps_dd.value = None  # all ε -> the ε-sweep figure
+    assert len(box.last_result) == 2 and _has_png(box)
+    attack_dd.value = None
+    model_dd.value = None
+    assert box.calls == 6 and len(box.last_result) == len(s)
+
+
+def test_alpha_selector_handler():
+    box = widgets.alpha_selector(rq4_per_image())
+    _note_ok(box)
+    dd = box.children[1]
+    assert dd.value == 1.0 and box.last_error is None
+    assert box.last_result.set_index("arch").loc["resnet56", "success_rate"] == 100.0
+    dd.value = 0.1
+    assert box.calls == 2
+    assert box.last_result.set_index("arch").loc["resnet56", "success_rate"] == 25.0
+    assert _has_png(box)
+    tables = [o for o in box.children[-1].outputs if "text/html" in o.get("data", {})]
+    assert tables and "resnet56" in tables[-1]["data"]["text/html"]
