@@ -153,8 +153,8 @@ def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping
 
     Args:
         path: the source, a jupytext MyST ``.md`` (or an ``.ipynb``, used as is).
-        out_path: the executed notebook. Written atomically: a failed run leaves
-            ``<stem>.failed.ipynb`` next to it (with the traceback) and raises.
+        out_path: the executed notebook. Written atomically: a failed run removes any older
+            copy, leaves ``<stem>.failed.ipynb`` next to it (with the traceback) and raises.
         parameters: values injected after the cell tagged ``parameters``. Names the notebook
             does not declare raise ``ValueError`` unless ``allow_unknown``.
         kernel_name: Jupyter kernel (default ``python3``: this interpreter's ipykernel).
@@ -201,6 +201,8 @@ def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping
         except Exception as e:  # papermill.PapermillExecutionError and kernel failures alike
             if partial.exists():
                 os.replace(partial, failed)
+            # never leave an older successful copy behind: it would be built as if current
+            out_path.unlink(missing_ok=True)
             raise NotebookExecutionError(path, failed, e) from e
     failed.unlink(missing_ok=True)
     os.replace(partial, out_path)

@@ -89,6 +89,21 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .experiments.runner import publish, results_path, split_overrides
+    ov = parse_overrides(args.override)
+    prof, conf = split_overrides(args.question, ov)
+    ws = _workspace(args, **prof)
+    t0 = time.perf_counter()
+    tables = publish(args.question, ws, args.results, conf, force=args.recompute)
+    out = results_path(args.results, ws.profile.name, ws.dataset, args.question)
+    print(f"{args.question} on {ws.dataset} ({ws.info.label}), profile {ws.profile.name}: "
+          f"{len(tables)} table(s) in {out} ({time.perf_counter() - t0:.1f} s)")
+    for name, df in tables.items():
+        print(f"  {name}: {len(df)} rows")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_zoo)
     p_zoo.set_defaults(func=cmd_zoo)
 
+    p_run = sub.add_parser("run", help="run one research question and write its tables")
+    p_run.add_argument("question", choices=("zoo", "rq1", "rq2", "rq3", "rq4", "appendix"))
+    _common(p_run)
+    p_run.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p_run.set_defaults(func=cmd_run)
     return parser
 
 

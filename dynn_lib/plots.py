@@ -119,6 +119,44 @@ def _ordered(values: Iterable[Any], order: Sequence[Any] = ()) -> list:
     return first + rest
 
 
+_S2D_PAIRS = ("resnet56→vgg16", "mobilenet→mobilenet", "mobilenet→resnet56")
+"""The protocol's S2D pairs (section 7); D2S pairs are their reverses and are drawn in the same
+order, so that panel i of S2D and panel i of D2S show the same two architectures."""
+
+
+def _order_pairs(values: Iterable[Any]) -> list:
+    """Pairs in protocol order (S2D order; a D2S pair at its reverse's place), then architectures,
+    then anything else sorted."""
+    def key(p):
+        s = str(p).replace("->", "→")
+        if "→" in s:
+            a, b = (x.strip() for x in s.split("→", 1))
+            for i, q in enumerate(_S2D_PAIRS):
+                if q in (f"{a}→{b}", f"{b}→{a}"):
+                    return (0, i, 0 if f"{a}→{b}" == q else 1, s)
+            return (2, 0, 0, s)
+        if s in _ARCH_ORDER:
+            return (1, _ARCH_ORDER.index(s), 0, s)
+        return (2, 0, 0, s)
+    return sorted(_ordered(values), key=key)
+
+
+def _sort_keys(keys: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """(dataset, pair) panel keys: datasets in name order, pairs in protocol order."""
+    keys = list(keys)
+    order = {p: i for i, p in enumerate(_order_pairs(k[1] for k in keys))}
+    return sorted(keys, key=lambda k: (str(k[0]), order.get(k[1], len(order))))
+
+
+def _legend(fig: Figure, handles: list, fontsize: float = 9) -> None:
+    """A legend under the panels, with as many columns as fit the figure's width."""
+    if not handles:
+        return
+    per_row = max(1, int(fig.get_figwidth() / 1.9))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), per_row), frameon=False,
+               fontsize=fontsize)
+
+
 def _colors(keys: Sequence[str], named: Mapping[str, str]) -> dict[str, str]:
     """A colour per key: the named colour where there is one, else the next free palette colour."""
     used = {named[k] for k in keys if k in named}
@@ -247,7 +285,7 @@ def transfer_success(summary: pd.DataFrame, *, dataset: str | Sequence[str] | No
             if sub.empty:
                 _no_data(ax)
                 continue
-            pairs = _ordered(sub["pair"])
+            pairs = _order_pairs(sub["pair"])
             vals = sub.groupby(["pair", "attack"])[value].mean().to_dict()
             centres = _grouped_bars(ax, pairs, attack_list, vals, colors,
                                     {a: pretty_attack(a) for a in attack_list}, annotate="%.0f")
@@ -264,7 +302,7 @@ def transfer_success(summary: pd.DataFrame, *, dataset: str | Sequence[str] | No
     handles = [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list]
     if paper is not None and not paper.empty:
         handles.append(Line2D([], [], marker="_", markersize=14, mew=2.5, color="black", ls="", label="reference"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _legend(fig, handles)
     eps_txt = f" (ε = {eps_label(eps)})" if eps is not None else ""
     fig.suptitle(title or f"Black-box transfer attack success{eps_txt}", fontsize=12)
     return fig
@@ -291,7 +329,7 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
     df, eps = _pick_eps(df, eps)
     keys = (df[["dataset", "pair"]].drop_duplicates().itertuples(index=False, name=None)
             if "dataset" in df.columns else [(None, p) for p in _ordered(df["pair"])])
-    keys = sorted(keys, key=lambda k: (str(k[0]), str(k[1]))) or [(None, None)]
+    keys = _sort_keys(keys) or [(None, None)]
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     attack_list = _ordered(df["attack"], _ATTACK_ORDER)
@@ -316,8 +354,7 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
         ax.set_xlabel("surrogate exit used (0-based)")
         ax.set_ylabel("fraction of adversarial examples")
         ax.set_ylim(0, 1.05)
-    fig.legend(handles=[Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list],
-               loc="outside lower center", ncols=max(1, len(attack_list)), frameon=False)
+    _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
     eps_txt = f" (ε = {eps_label(eps)})" if eps is not None else ""
     fig.suptitle(title or f"Exit of the DyNN surrogate that generated each example{eps_txt}", fontsize=12)
     return fig
@@ -346,7 +383,7 @@ def _with_delta_exit(df: pd.DataFrame, tau: float | None) -> pd.DataFrame:
 
 
 def _setting_filter(df: pd.DataFrame, setting: str | None) -> pd.DataFrame:
-    if setting is None:
+    if setting is None or df.empty:
         return df
     if "setting" in df.columns and setting in set(df["setting"]):
         return df[df["setting"] == setting]
@@ -361,9 +398,8 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
     """One panel per (dataset, pair), bars of P(column = k) per attack (probabilities)."""
     attack_list = _ordered(df["attack"], _ATTACK_ORDER) if not df.empty else []
     colors = _colors(attack_list, ATTACK_COLORS)
-    keys = (sorted(df[["dataset", "pair"]].drop_duplicates().itertuples(index=False, name=None),
-                   key=lambda k: (str(k[0]), str(k[1])))
-            if "dataset" in df.columns else [(None, p) for p in _ordered(df["pair"])])
+    keys = _sort_keys(df[["dataset", "pair"]].drop_duplicates().itertuples(index=False, name=None)
+                      if "dataset" in df.columns else [(None, p) for p in _ordered(df["pair"])])
     keys = keys or [(None, None)]
     ncols = min(3, len(keys))
     nrows = math.ceil(len(keys) / ncols)
@@ -373,13 +409,14 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
     for ax, (ds, pair) in zip(axes.flat, keys):
         sub = _filter(df, dataset=ds, pair=pair)
         sub = sub[sub[column].notna()] if not sub.empty else sub
-        name = pretty_pair(pair) + (f" · {pretty_dataset(ds)}" if ds is not None else "")
+        name = (pretty_pair(pair) if pair is not None else "") + (f" · {pretty_dataset(ds)}" if ds is not None else "")
         if sub.empty:
             ax.set_title(name, fontsize=9)
             _no_data(ax)
             continue
         lo = int(sub[column].min()) if x_min is None else min(x_min, int(sub[column].min()))
-        hi = int(sub[column].max()) if x_max is None else max(x_max, int(sub[column].max()))
+        top = int(sub["_n_exits"].max()) - 1 if "_n_exits" in sub.columns else x_max  # every exit of the target
+        hi = int(sub[column].max()) if top is None else max(top, int(sub[column].max()))
         ks = list(range(lo, hi + 1))
         vals = {}
         for a, g in sub.groupby("attack"):
@@ -391,8 +428,7 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
         ax.set_ylabel("probability")
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{name}\n{note(sub, attack_list)}", fontsize=9)
-    fig.legend(handles=[Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list],
-               loc="outside lower center", ncols=max(1, len(attack_list)), frameon=False)
+    _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
     fig.suptitle(title, fontsize=12)
     return fig
 
@@ -422,7 +458,7 @@ def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "whit
     df, eps = _pick_eps(df, eps)
     if not df.empty:
         df = _with_delta_exit(df, tau)
-    _require(df, ["pair", "attack", "delta_exit"], "exit_change_density")
+        _require(df, ["pair", "attack", "delta_exit"], "exit_change_density")
 
     def note(sub, attack_list):
         up = sub.assign(up=sub["delta_exit"] > 1).groupby("attack")["up"].mean()
@@ -431,8 +467,9 @@ def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "whit
 
     eps_txt = f", ε = {eps_label(eps)}" if eps is not None else ""
     tau_txt = f", τ = {tau:g}" if tau is not None else ""
+    default = f"Change of exit under attack ({setting or 'all settings'}{eps_txt}{tau_txt})"
     return _discrete_panels(df, "delta_exit", xlabel="change in exit number (adversarial − benign)",
-                            title=title or f"Change of exit under attack ({setting or 'all settings'}{eps_txt}{tau_txt})",
+                            title=title or default,
                             note=note, x_min=0, x_max=0)
 
 
@@ -457,19 +494,19 @@ def first_changed_exit_density(per_image_rq3: pd.DataFrame, setting: str | None 
     df = _filter(df, dataset=dataset, attack=attacks)
     df, eps = _pick_eps(df, eps)
     df = df[df["final_flipped"].astype(bool) & (df["first_changed_exit"] >= 0)]
-    n_exits = None
     if "conf_clean" in df.columns and not df.empty:
-        n_exits = int(df["conf_clean"].map(len).max()) - 1
+        df = df.assign(_n_exits=df["conf_clean"].map(len))
 
     def note(sub, attack_list):
         first = sub.assign(f=sub["first_changed_exit"] == 0).groupby("attack")["f"].agg(["mean", "size"])
-        return "at exit 0: " + ", ".join(f"{pretty_attack(a)} {100 * first.loc[a, 'mean']:.0f}% (n={first.loc[a, 'size']})"
-                                        for a in attack_list if a in first.index)
+        parts = [f"{pretty_attack(a)} {100 * first.loc[a, 'mean']:.0f}% (n={first.loc[a, 'size']})"
+                 for a in attack_list if a in first.index]
+        return "at exit 0: " + ", ".join(parts)
 
     eps_txt = f", ε = {eps_label(eps)}" if eps is not None else ""
     return _discrete_panels(df, "first_changed_exit", xlabel="first exit whose label changes (0-based)",
                             title=title or f"Where the label first changes ({setting or 'all settings'}{eps_txt})",
-                            note=note, x_min=0, x_max=n_exits)
+                            note=note, x_min=0)
 
 
 # ---------------------------------------------------------------- RQ4: Early Attack vs α (Table 2)
@@ -537,7 +574,7 @@ def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, p
     if paper:
         handles += [Line2D([], [], color="#555555", marker="o", label="reproduced"),
                     Line2D([], [], color="#555555", ls="--", marker="x", label="paper (Table 2)")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    _legend(fig, handles)
     fig.suptitle(title or "Early Attack success against α", fontsize=12)
     return fig
 
@@ -660,8 +697,7 @@ def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, h
                        label=pretty_attack(s) if style == "attack" else str(s))
                 for i, s in enumerate(styles) if s is not None]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), frameon=False,
-                   fontsize=8)
+        _legend(fig, handles, fontsize=8)
     fig.suptitle(title or "Headline metrics against the perturbation budget ε", fontsize=12)
     return fig
 
@@ -790,7 +826,7 @@ def exit_accuracy(zoo_df: pd.DataFrame, *, dataset: str | Sequence[str] | None =
         else:
             handles.append(Line2D([], [], color="#555555", ls=styles.get(k, ":"), marker="o", markersize=4,
                                   label=_KIND_NAMES.get(k, k)))
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(6, len(handles)), frameon=False, fontsize=8)
+    _legend(fig, handles, fontsize=8)
     fig.suptitle(title or "Accuracy at each exit", fontsize=12)
     return fig
 

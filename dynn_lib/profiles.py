@@ -36,7 +36,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", n_train=2000, cnn_epochs=1, cnn_milestones=(), ic_epochs=1, ic_milestones=(),
-                     n_query=500, n_eval=200, attack_steps=2, ea_iters=20, ea_images=20),
+                     n_query=200, n_eval=200, attack_steps=2, ea_iters=20, ea_images=10),
     "paper": Profile("paper", n_train=None, cnn_epochs=100, cnn_milestones=(35, 60, 85), ic_epochs=25,
                      ic_milestones=(15,), n_query=None, n_eval=None, attack_steps=10, ea_iters=1000,
                      ea_images=100),

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-__all__ = ["PageReport", "Browser", "BrowserError", "find_chromium", "serve", "check_page",
+__all__ = ["PageReport", "Browser", "BrowserError", "find_chromium", "serve", "check_page", "page_name",
            "CHROMIUM_FLAGS", "NOTE_SELECTOR"]
 
 CHROMIUM_FLAGS = (
@@ -177,8 +177,9 @@ class PageReport:
         if self.widget_views and self.widgets_rendered < self.widget_views:
             out.append(f"{self.widget_views} widget view(s) but {self.widgets_rendered} rendered "
                        f"(offline widget manager missing or failing)")
-        if self.widget_views and self.widget_notes == 0:
-            out.append("widgets without the live-kernel note")
+        if self.widget_notes < self.widget_views:
+            out.append(f"{self.widget_views} widget area(s) but {self.widget_notes} live-kernel note(s) "
+                       f"(display widgets with dynn_lib.widgets_static.show_widget)")
         if self.math_source and not self.math_rendered:
             out.append(f"{self.math_source} math element(s) but none rendered by MathJax")
         if rq_page:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -122,11 +124,14 @@ class _AssetParser(HTMLParser):
     def __init__(self):
         super().__init__()
         self.assets: list[str] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag in ("script", "img", "iframe", "source", "embed") and a.get("src"):
             self.assets.append(a["src"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
         elif tag == "link" and set((a.get("rel") or "").lower().split()) & self.LINK_RELS and a.get("href"):
             self.assets.append(a["href"])
 
@@ -146,6 +151,23 @@ def test_built_site_loads_nothing_from_outside(book_html):
         if hits:
             offenders[str(page.relative_to(book_html))] = hits
     assert not offenders, f"pages referencing scripts/styles/images off the site: {offenders}"
+
+
+@pytest.mark.slow
+@pytest.mark.book
+def test_built_site_local_links_resolve(book_html):
+    """Every relative <a href> (navigation, citations, download buttons) names a file of the site."""
+    broken = {}
+    for page in sorted(book_html.rglob("*.html")):
+        parser = _AssetParser()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        for href in parser.links:
+            if href.startswith(("#", "mailto:", "javascript:")) or re.match(r"^[a-z][a-z0-9+.-]*:", href, re.I):
+                continue
+            target = href.split("#", 1)[0].split("?", 1)[0]
+            if target and not (page.parent / unquote(target)).exists():
+                broken.setdefault(str(page.relative_to(book_html)), []).append(href)
+    assert not broken, f"relative links to missing files: {broken}"
     assert (book_html / "_static" / "jupyter-widgets" / "embed.js").is_file()
     assert (book_html / "_static" / "mathjax" / "tex-chtml-full.js").is_file()
 

@@ -319,6 +319,13 @@ def test_torchvision_cifar_with_generated_batches(tmp_path, monkeypatch):
     assert len(c) == 5 and c.num_classes == 100 and c.labels[0] == 99
 
 
+def test_channel_stats_exact():
+    x = torch.randint(0, 256, (50, 3, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = D.channel_stats(x, chunk=7)
+    f = x.double() / 255
+    assert np.allclose(mean, f.mean((0, 2, 3))) and np.allclose(std, f.std((0, 2, 3), unbiased=False))
+
+
 def test_check_report_text(fake_cifar10_jpeg):
     _, adir = fake_cifar10_jpeg
     text = D.check_report("cifar10-jpeg", adir)
@@ -459,7 +466,7 @@ def test_gaussian_noise_statistics_and_determinism():
 
 
 def test_corruptions_monotone_in_severity():
-    tr, _ = D.make_synthetic(n_train=64, n_test=0)
+    tr, _ = D.make_synthetic(n_train=32, n_test=0, size=16)
     x = tr.images
     for ds in ("cifar10", "tinyimagenet"):
         noise = [(D.gaussian_noise(x, s, ds, torch.Generator().manual_seed(0)).float() - x.float()).abs().mean()

@@ -126,7 +126,8 @@ def table2_long() -> pd.DataFrame:
     for ds in ("cifar10", "cifar100"):
         for arch in ("vgg16", "resnet56", "mobilenet"):
             for k, a in enumerate((0.001, 0.01, 0.1, 1, 20, 40)):
-                rows.append(dict(dataset=ds, arch=arch, alpha=a, success_rate=float(10 * k + (5 if ds == "cifar100" else 0))))
+                rate = float(10 * k + (5 if ds == "cifar100" else 0))
+                rows.append(dict(dataset=ds, arch=arch, alpha=a, success_rate=rate))
     return pd.DataFrame(rows)
 
 
@@ -170,8 +171,11 @@ def test_transfer_success(tmp_path):
     fig = plots.transfer_success(s)
     check_fig(fig, 2, tmp_path, "transfer")
     assert "8/255" in fig._suptitle.get_text()  # default ε = closest to 8/255
-    ax_s2d = fig.axes[0]
-    assert "S2D" in ax_s2d.get_title()
+    ax_s2d, ax_d2s = fig.axes[:2]
+    assert "S2D" in ax_s2d.get_title() and "D2S" in ax_d2s.get_title()
+    # protocol order; the D2S pair at position i is the reverse of the S2D pair at position i
+    assert [t.get_text() for t in ax_s2d.get_xticklabels()][0] == "ResNet-56\n→ VGG-16"
+    assert [t.get_text() for t in ax_d2s.get_xticklabels()][0] == "VGG-16\n→ ResNet-56"
     assert len(ax_s2d.patches) == 9  # 3 pairs × 3 attacks
     heights = sorted(p.get_height() for p in ax_s2d.patches)
     expected = sorted(s.query("direction == 'S2D' and eps == @E8")["success_rate"])
@@ -226,6 +230,16 @@ def test_first_changed_exit_density(tmp_path):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in range(7)]  # all 7 exits shown
     assert "at exit 0" in ax.get_title()
+    # a 6-exit target gets ticks 0..5 in its own panel
+    mob = df[df["pair"] == "vgg16"].assign(pair="mobilenet")
+    mob["conf_clean"] = [[0.9] * 6] * len(mob)
+    mob["first_changed_exit"] = mob["first_changed_exit"].clip(upper=4)
+    fig2 = plots.first_changed_exit_density(pd.concat([df, mob]), "white-box")
+    check_fig(fig2, 3, tmp_path, "first_changed3")
+    ticks = {a.get_title().split(" ·")[0]: [t.get_text() for t in a.get_xticklabels()] for a in fig2.axes}
+    assert ticks["MobileNet"] == [str(k) for k in range(6)] and ticks["VGG-16"] == [str(k) for k in range(7)]
+    empty = plots.exit_change_density(df[df["attack"] == "none"], "white-box")
+    assert isinstance(empty, Figure)
 
 
 def test_early_attack_alpha(tmp_path):

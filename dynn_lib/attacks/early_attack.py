@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..early_exit import as_exit_list, stack_exits
+from ..metrics import early_attack_success  # the criterion's one definition
 from .harness import attack_mode, validate_images
 
 EARLY_ATTACK_INITS: tuple[str, ...] = ("random", "input")
@@ -53,15 +54,6 @@ class EarlyAttackResult:
     success: torch.Tensor
     iters_used: torch.Tensor
     p: torch.Tensor
-
-
-def early_attack_success(outs: torch.Tensor | Sequence[torch.Tensor], p: torch.Tensor) -> torch.Tensor:
-    """``[B]`` bool: final exit predicts ``p`` and every internal exit predicts something else.
-
-    ``outs``: per-exit logits (list of ``[B, C]`` or ``[E, B, C]``, final last); ``p``: ``[B]`` int64.
-    """
-    pred = stack_exits(outs).argmax(-1)  # [E, B]
-    return (pred[-1] == p) & (pred[:-1] != p).all(0)
 
 
 def early_attack_losses(outs: torch.Tensor | Sequence[torch.Tensor], p: torch.Tensor

@@ -1,0 +1,529 @@
+"""What RQ1-RQ3 and the appendix share: the experiment config, the attack loop, and the two
+per-image tables every result is computed from (protocol sections 6-8).
+
+* :func:`transfer_table` (black-box, one pair of :data:`dynn_lib.blackbox.PAIRS`): attack the
+  pair's surrogate, labelled with its own deployed prediction (section 6), then run the target
+  on the benign and the adversarial images.
+* :func:`whitebox_table`: attack the CNN ``ws.model(arch, "cnn")`` with the ground truth and
+  read its IC-only DyNN ``ws.model(arch, "ic_only")`` at its calibrated τ.
+
+Both tables have one row per (setting, image) and the same columns (:data:`COLUMNS`); each is
+stored under its full configuration (``Store.cached_table``), so RQ1, RQ2, RQ3 and the appendix
+reuse the same adversarial examples and nothing is attacked twice. Every exit's confidence and
+prediction is stored, so the deployed behaviour at *any* τ is a pure function of the table
+(:func:`deployed`: the widgets' τ slider recomputes nothing).
+
+Schema (:data:`COLUMNS`, in order)::
+
+    dataset str · setting "black-box"|"white-box" · direction "S2D"|"D2S"|"white-box"
+    pair str ("resnet56→vgg16"; white-box: the arch) · surrogate_arch · surrogate_kind "cnn"|"sdn"
+    target_arch · target_kind "cnn"|"sdn"|"ic_only" · attack · eps float · eps_255 (eps*255, 3 dp)
+    exit_loss str (the one the attack used) · image int (position in the evaluation half)
+    label int (ground truth) · tau float (target's τ; NaN for a CNN target)
+    surrogate_exit int (exit differentiated at the last attack step; 0 for a CNN surrogate,
+        -1 when several exits enter the loss) · gen_seconds (per-image share of its batch's
+        attack wall time) · psnr (dB) · linf ([0,1] pixels)
+    conf_clean list[float] E · pred_clean list[int] E · conf_adv list[float] E · pred_adv list[int] E
+        (max-softmax confidence and argmax of every exit of the target, final exit last)
+    exit_macs list[float] E (cost of answering at each exit of the target) · seed int
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from numbers import Integral, Real
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import attacks as _attacks
+from .. import blackbox, early_exit, metrics, models
+from ..blackbox import Pair
+from ..progress import progress
+from ..zoo import Workspace
+
+__all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
+           "run_attack", "transfer_table", "whitebox_table", "deployed", "verdict", "eps_255",
+           "attack_steps", "surrogate_labels", "num_exits"]
+
+TABLE_VERSION = 1
+"""Bumped when the content of a stored table changes meaning (part of every cache key)."""
+
+COLUMNS: tuple[str, ...] = (
+    "dataset", "setting", "direction", "pair", "surrogate_arch", "surrogate_kind", "target_arch", "target_kind",
+    "attack", "eps", "eps_255", "exit_loss", "image", "label", "tau", "surrogate_exit", "gen_seconds", "psnr",
+    "linf", "conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs", "seed",
+)
+"""Columns of :func:`transfer_table` and :func:`whitebox_table`, in order."""
+
+LIST_COLUMNS: tuple[str, ...] = ("conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs")
+"""Per-exit columns (one Python list of length E per row)."""
+
+DEPLOYED_COLUMNS: tuple[str, ...] = ("exit_clean", "exit_adv", "final_pred_clean", "final_pred_adv",
+                                     "deployed_pred_clean", "deployed_pred_adv", "macs_clean", "macs_adv")
+"""Columns added by :func:`deployed`."""
+
+GROUP_KEYS: tuple[str, ...] = ("dataset", "setting", "direction", "pair", "surrogate_arch", "surrogate_kind",
+                               "target_arch", "target_kind", "attack", "eps", "eps_255")
+"""One experimental setting (what the summaries group by)."""
+
+
+# ---------------------------------------------------------------- configuration
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Attack settings shared by RQ1-RQ3 and the appendix (protocol section 6 defaults).
+
+    eps: L-inf budgets on [0,1] pixels, each in (0, 1] (a single float is accepted).
+    attacks: names from :data:`dynn_lib.attacks.ATTACKS` ("fgsm", "pgd", "mifgsm").
+    exit_loss_surrogate: ``exit_loss`` for a DyNN surrogate in RQ1/RQ2 ("fired": the exit where
+        early exit stops for the current iterate, the paper's Fig. 7 count). A CNN surrogate
+        always uses "final" (its only exit).
+    exit_loss_rq3: ``exit_loss`` of RQ3 (its white-box and S2D attacks hit a CNN, so "final").
+    pgd_step: PGD step (2/255); MI-FGSM uses eps / steps.
+    steps: PGD / MI-FGSM iterations (None: the profile's ``attack_steps``).
+    random_start: PGD uniform random start in the eps-ball.
+    mifgsm_decay: MI-FGSM momentum decay.
+    n_images: evaluation-half images attacked (None: all of ``ws.eval_half``, which the
+        profile's ``n_eval`` already limits; otherwise the first ``n_images`` of it).
+    batch_size: attack batch size (memory only; PGD's random start is drawn per batch, so it
+        is part of PGD's cache key).
+    seed: seed of the attack's generator (PGD random start).
+    """
+
+    eps: tuple[float, ...] = (8 / 255,)
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    exit_loss_surrogate: str | int = "fired"
+    exit_loss_rq3: str | int = "final"
+    pgd_step: float = 2 / 255
+    steps: int | None = None
+    random_start: bool = True
+    mifgsm_decay: float = 1.0
+    n_images: int | None = None
+    batch_size: int = 256
+    seed: int = 0
+
+    def __post_init__(self):
+        eps = (self.eps,) if isinstance(self.eps, Real) else tuple(self.eps)
+        atk = (self.attacks,) if isinstance(self.attacks, str) else tuple(self.attacks)
+        object.__setattr__(self, "eps", eps)
+        object.__setattr__(self, "attacks", atk)
+        if not eps:
+            raise ValueError("eps must hold at least one budget")
+        for e in eps:
+            if not _is_real(e) or math.isnan(e) or not 0 < float(e) <= 1:
+                raise ValueError(f"eps is an L-inf budget on [0,1] pixels and must lie in (0, 1], got {e!r} "
+                                 f"(8/255 = {8 / 255:.5f}; did you pass 8 instead of 8/255?)")
+        object.__setattr__(self, "eps", tuple(float(e) for e in eps))
+        if not atk:
+            raise ValueError(f"attacks must name at least one attack; accepted: {', '.join(_attacks.ATTACKS)}")
+        for a in atk:
+            if a not in _attacks.ATTACKS:
+                raise ValueError(f"unknown attack {a!r}; accepted: {', '.join(_attacks.ATTACKS)}")
+        for name in ("exit_loss_surrogate", "exit_loss_rq3"):
+            v = getattr(self, name)
+            if not ((isinstance(v, str) and v in _attacks.EXIT_LOSSES)
+                    or (isinstance(v, Integral) and not isinstance(v, bool))):
+                raise ValueError(f"{name}={v!r} is not an exit loss; accepted: {', '.join(_attacks.EXIT_LOSSES)} "
+                                 f"or an exit index")
+        if not _is_real(self.pgd_step) or not 0 < self.pgd_step <= 1:
+            raise ValueError(f"pgd_step must lie in (0, 1] ([0,1] pixels), got {self.pgd_step!r}")
+        for name in ("steps", "n_images"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, Integral) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
+        if not isinstance(self.batch_size, Integral) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not _is_real(self.mifgsm_decay) or not self.mifgsm_decay >= 0:
+            raise ValueError(f"mifgsm_decay must be a number >= 0, got {self.mifgsm_decay!r}")
+        if not isinstance(self.random_start, bool):
+            raise ValueError(f"random_start must be True or False, got {self.random_start!r}")
+        if not isinstance(self.seed, Integral) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def eps_255(eps: float) -> float:
+    """``eps`` in 0-255 pixel units, rounded to 3 decimals (8/255 -> 8.0)."""
+    return round(float(eps) * 255, 3)
+
+
+def attack_steps(ws: Workspace, cfg: ExperimentConfig) -> int:
+    """Iterations of PGD / MI-FGSM: ``cfg.steps`` or the profile's ``attack_steps``."""
+    return int(cfg.steps if cfg.steps is not None else ws.profile.attack_steps)
+
+
+def _call_kwargs(attack: str, eps: float, cfg: ExperimentConfig, steps: int) -> dict:
+    """Keyword arguments of ``ATTACKS[attack]`` beyond the shared ones (section 6 defaults)."""
+    if attack == "pgd":
+        return {"step": float(cfg.pgd_step), "steps": int(steps), "random_start": cfg.random_start}
+    if attack == "mifgsm":
+        return {"step": float(eps) / steps, "steps": int(steps), "decay": float(cfg.mifgsm_decay)}
+    return {}
+
+
+def _attack_params(ws: Workspace, attack: str, eps: float, cfg: ExperimentConfig) -> dict:
+    """The attack's hyper-parameters (what enters its cache key)."""
+    p: dict[str, Any] = {"name": attack, "eps": float(eps), **_call_kwargs(attack, eps, cfg, attack_steps(ws, cfg))}
+    if attack == "pgd" and cfg.random_start:  # the random start is drawn batch by batch from one generator
+        p.update(seed=cfg.seed, batch_size=cfg.batch_size)
+    return p
+
+
+def _images(ws: Workspace, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = ws.eval_half
+    if cfg.n_images is not None and cfg.n_images < len(y):
+        x, y = x[:cfg.n_images], y[:cfg.n_images]
+    return x, y
+
+
+# ---------------------------------------------------------------- model outputs and the attack loop
+
+@torch.no_grad()
+def exit_outputs(model: nn.Module, images: torch.Tensor, device: torch.device | str | None = None,
+                 batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max-softmax confidence and prediction of every exit.
+
+    Args:
+        model: a CNN (one exit) or a DyNN.
+        images: uint8 ``[N, 3, H, W]`` (divided by 255) or float pixels in [0, 1].
+        device: where to run (default: the model's).
+    Returns:
+        ``(conf float32 [N, E], pred int64 [N, E])`` on the CPU, final exit last (E = 1 for a CNN).
+    """
+    z = early_exit.all_exit_logits(model, images, batch_size=batch_size, device=device, desc="exit outputs")
+    conf, pred = z.softmax(-1).max(-1)  # [E, N]
+    return conf.T.contiguous().float(), pred.T.contiguous().long()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau, device, generator, steps
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_adv [N,3,H,W] CPU float32, exit_used [N] int64, seconds [N] float64 per-image share)."""
+    device = torch.device(device)
+    fn = _attacks.ATTACKS[attack]  # looked up at call time (tests may replace an entry)
+    kw = dict(_call_kwargs(attack, eps, cfg, steps), eps=float(eps), exit_loss=exit_loss, tau=tau,
+              generator=generator, return_info=True)
+    n = len(labels)
+    advs, used, secs = [], [], []
+    bs = cfg.batch_size
+    warmed = device.type != "cuda"
+    for i in progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False):
+        x = early_exit.to_float_pixels(images[i:i + bs].to(device))
+        y = labels[i:i + bs].to(device)
+        if not warmed:  # absorb CUDA initialisation / autotuning outside the timed region
+            fn(model, x[:2], y[:2], **{**kw, "generator": None})
+            warmed = True
+        _sync(device)
+        t0 = time.perf_counter()
+        x_adv, info = fn(model, x, y, **kw)
+        _sync(device)
+        dt = time.perf_counter() - t0
+        advs.append(x_adv.detach().float().cpu())
+        used.append(info.exit_used.detach().long().cpu())
+        secs.append(torch.full((len(y),), dt / len(y), dtype=torch.float64))
+    if n == 0:
+        raise ValueError("no images to attack")
+    return torch.cat(advs), torch.cat(used), torch.cat(secs)
+
+
+def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: str, eps: float,
+               cfg: ExperimentConfig, exit_loss: str | int = "final", tau: float | None = None,
+               device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+               steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Attack ``images`` in batches of ``cfg.batch_size`` with ``ATTACKS[attack]``.
+
+    PGD uses ``cfg.pgd_step``; MI-FGSM uses ``eps / steps`` and ``cfg.mifgsm_decay``; ``steps`` is
+    ``steps`` if given, else ``cfg.steps`` (which must then be set: pass ``attack_steps(ws, cfg)``
+    to fall back on the profile). On CUDA the timing synchronises before and after each batch,
+    after one untimed warm-up call.
+
+    Returns:
+        ``(x_adv float32 [N, 3, H, W] on the CPU, exit_used int64 [N], seconds)`` where seconds is
+        the total attack wall time.
+    """
+    steps = steps if steps is not None else cfg.steps
+    if steps is None and attack != "fgsm":
+        raise ValueError("steps is None in both the call and cfg; pass steps=attack_steps(ws, cfg)")
+    x_adv, used, secs = _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
+                                            torch.device(device), generator, steps or 1)
+    return x_adv, used, float(secs.sum())
+
+
+def surrogate_labels(model: nn.Module, images: torch.Tensor, tau: float | None, device) -> torch.Tensor:
+    """The surrogate's own deployed prediction (protocol section 6: black-box attack labels);
+    a DyNN surrogate answers through early exit at its calibrated ``tau``."""
+    pred, _ = blackbox.deployed_predict(model, images, tau, device)
+    return pred.long().cpu()
+
+
+# ---------------------------------------------------------------- the two tables
+
+def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, x_adv: torch.Tensor, tau: float | None,
+          surrogate_exit: torch.Tensor, seconds: torch.Tensor, target: nn.Module, device) -> pd.DataFrame:
+    images = early_exit.to_float_pixels(images)  # the exact float pixels the attack started from
+    conf_c, pred_c = exit_outputs(target, images, device)
+    conf_a, pred_a = exit_outputs(target, x_adv, device)
+    macs = [float(m) for m in models.exit_macs(target)]
+    n = len(labels)
+    df = pd.DataFrame({
+        **{k: [v] * n for k, v in meta.items()},
+        "image": np.arange(n, dtype=np.int64),
+        "label": labels.numpy().astype(np.int64),
+        "tau": np.full(n, np.nan if tau is None else float(tau)),
+        "surrogate_exit": surrogate_exit.numpy().astype(np.int64),
+        "gen_seconds": seconds.numpy().astype(np.float64),
+        "psnr": metrics.psnr(images, x_adv).numpy(),
+        "linf": metrics.linf(images, x_adv).numpy(),
+        "conf_clean": conf_c.tolist(), "pred_clean": pred_c.tolist(),
+        "conf_adv": conf_a.tolist(), "pred_adv": pred_a.tolist(),
+        "exit_macs": [macs] * n,
+    })
+    return df[list(COLUMNS)]
+
+
+def _meta(ws, setting, direction, pair, s_arch, s_kind, t_arch, t_kind, attack, eps, exit_loss, seed) -> dict:
+    return {"dataset": ws.dataset, "setting": setting, "direction": direction, "pair": pair,
+            "surrogate_arch": s_arch, "surrogate_kind": s_kind, "target_arch": t_arch, "target_kind": t_kind,
+            "attack": attack, "eps": float(eps), "eps_255": eps_255(eps), "exit_loss": str(exit_loss),
+            "seed": int(seed)}
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """Same Python types whether the table was just computed or read back from parquet."""
+    df = df.copy()
+    for c in LIST_COLUMNS:
+        df[c] = [v.tolist() if hasattr(v, "tolist") else list(v) for v in df[c]]
+    for c in ("image", "label", "surrogate_exit", "seed"):
+        df[c] = df[c].astype(np.int64)
+    for c in ("eps", "eps_255", "tau", "gen_seconds", "psnr", "linf"):
+        df[c] = df[c].astype(np.float64)
+    return df[list(COLUMNS)]
+
+
+def _common_key(ws: Workspace, cfg: ExperimentConfig, attack: str, eps: float, n: int) -> dict:
+    return {"version": TABLE_VERSION, "dataset": ws.dataset, "ws_seed": ws.seed, "n_query": ws.profile.n_query,
+            "n_eval": ws.profile.n_eval, "n_images": n, "attack": _attack_params(ws, attack, eps, cfg),
+            "seed": cfg.seed,
+            "calibration": {"grid": early_exit.TAU_GRID, "tolerance": early_exit.CALIBRATION_TOLERANCE}}
+
+
+def _check_attack(attack: str, eps: float) -> None:
+    if attack not in _attacks.ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; accepted: {', '.join(_attacks.ATTACKS)}")
+    if not _is_real(eps) or not 0 < float(eps) <= 1:
+        raise ValueError(f"eps must lie in (0, 1] ([0,1] pixels), got {eps!r}")
+
+
+def surrogate_exit_loss(pair: Pair, cfg: ExperimentConfig, exit_loss: str | int | None = None) -> str | int:
+    """The exit loss a pair's surrogate is attacked with: ``exit_loss`` (default
+    ``cfg.exit_loss_surrogate``) for a DyNN surrogate, ``"final"`` for a CNN (its only exit)."""
+    if pair.surrogate_kind == "cnn":
+        return "final"
+    return cfg.exit_loss_surrogate if exit_loss is None else exit_loss
+
+
+def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: ExperimentConfig = ExperimentConfig(),
+                   exit_loss: str | int | None = None) -> pd.DataFrame:
+    """Black-box transfer of one attack at one ε through one surrogate/target pair (cached).
+
+    The surrogate (trained on the target's deployed answers, :func:`dynn_lib.blackbox.surrogate`)
+    is attacked with labels = its own deployed prediction; a DyNN surrogate with ``exit_loss``
+    (default ``cfg.exit_loss_surrogate``) at its calibrated τ, a CNN surrogate with "final". The
+    target is then run on the benign and the adversarial images (every exit stored).
+    One row per evaluation image; columns :data:`COLUMNS`.
+    """
+    _check_attack(attack, eps)
+    if pair not in blackbox.PAIRS:
+        warnings.warn(f"{pair} is not one of the protocol's pairs (blackbox.PAIRS)", stacklevel=2)
+    images, labels = _images(ws, cfg)
+    loss = surrogate_exit_loss(pair, cfg, exit_loss)
+    key = {**_common_key(ws, cfg, attack, eps, len(labels)), "table": "transfer", "pair": asdict(pair),
+           "surrogate": asdict(blackbox.surrogate_config(ws, pair)),
+           "target": asdict(ws.model_config(pair.target_arch, pair.target_kind)),
+           "exit_loss": loss, "labels": "surrogate-deployed"}
+    slug = (f"{ws.dataset}-{pair.surrogate_arch}-{pair.surrogate_kind}-to-{pair.target_arch}-{pair.target_kind}"
+            f"-{attack}-{eps_255(eps):g}")
+
+    def compute():
+        sur = blackbox.surrogate(ws, pair)
+        s_tau = blackbox.surrogate_tau(ws, pair)
+        tgt = blackbox.target(ws, pair)
+        t_tau = blackbox.target_tau(ws, pair.target_arch, pair.target_kind)
+        y_sur = surrogate_labels(sur, images, s_tau, ws.device)
+        g = torch.Generator().manual_seed(cfg.seed)
+        x_adv, used, secs = _run_attack_batches(sur, images, y_sur, attack, eps, cfg, loss,
+                                                s_tau, ws.device, g, attack_steps(ws, cfg))
+        if pair.surrogate_kind == "cnn":
+            used = torch.zeros_like(used)
+        meta = _meta(ws, "black-box", pair.direction, pair.short, pair.surrogate_arch, pair.surrogate_kind,
+                     pair.target_arch, pair.target_kind, attack, eps, loss, cfg.seed)
+        df = _rows(meta, images, labels, x_adv, t_tau, used, secs, tgt, ws.device)
+        extra = {"surrogate_tau": s_tau, "target_tau": t_tau,
+                 "surrogate_label_agreement": float((y_sur == labels).double().mean()),
+                 "attack_seconds": float(secs.sum())}
+        return df, extra
+
+    df = ws.store.cached_table("transfer", key, compute, slug=slug, device=ws.device, recompute=ws.recompute)
+    return _normalise(df)
+
+
+def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: ExperimentConfig = ExperimentConfig(),
+                   exit_loss: str | int = "final") -> pd.DataFrame:
+    """White-box (RQ2, RQ3): attack the CNN ``ws.model(arch, "cnn")`` with the ground-truth labels
+    and read its IC-only DyNN (``ws.model(arch, "ic_only")``, whose final exit *is* the CNN) at
+    its τ (cached). ``exit_loss`` is passed to the attack (a CNN accepts "final", 0 or -1).
+    One row per evaluation image; columns :data:`COLUMNS`.
+    """
+    _check_attack(attack, eps)
+    if arch not in models.ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(models.ARCHS)}")
+    images, labels = _images(ws, cfg)
+    key = {**_common_key(ws, cfg, attack, eps, len(labels)), "table": "whitebox",
+           "source": asdict(ws.model_config(arch, "cnn")), "target": asdict(ws.model_config(arch, "ic_only")),
+           "exit_loss": exit_loss, "labels": "ground-truth"}
+    slug = f"{ws.dataset}-{arch}-whitebox-{attack}-{eps_255(eps):g}"
+
+    def compute():
+        cnn = ws.model(arch, "cnn")
+        dynn = ws.model(arch, "ic_only")
+        tau = ws.tau(arch, "ic_only")
+        g = torch.Generator().manual_seed(cfg.seed)
+        x_adv, used, secs = _run_attack_batches(cnn, images, labels.long(), attack, eps, cfg, exit_loss, None,
+                                                ws.device, g, attack_steps(ws, cfg))
+        meta = _meta(ws, "white-box", "white-box", arch, arch, "cnn", arch, "ic_only", attack, eps, exit_loss,
+                     cfg.seed)
+        df = _rows(meta, images, labels, x_adv, tau, torch.zeros_like(used), secs, dynn, ws.device)
+        return df, {"target_tau": tau, "attack_seconds": float(secs.sum())}
+
+    df = ws.store.cached_table("whitebox", key, compute, slug=slug, device=ws.device, recompute=ws.recompute)
+    return _normalise(df)
+
+
+# ---------------------------------------------------------------- pure functions of the schema
+
+def _stack(col: pd.Series) -> np.ndarray:
+    return np.asarray([np.asarray(v) for v in col])
+
+
+def _by_exits(df: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Row positions grouped by number of exits E (tables of different targets have different E)."""
+    lens = np.fromiter((len(v) for v in df["pred_clean"]), dtype=np.int64, count=len(df))
+    return {int(e): np.flatnonzero(lens == e) for e in np.unique(lens)}
+
+
+def _exit_numbers(conf: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """First internal exit with conf >= tau (float32, as :func:`dynn_lib.early_exit.exit_numbers`),
+    else E - 1. conf [n, E], tau [n]."""
+    n, E = conf.shape
+    if E == 1:
+        return np.zeros(n, dtype=np.int64)
+    fires = conf[:, :-1].astype(np.float32) >= tau.astype(np.float32)[:, None]
+    fires = np.concatenate([fires, np.ones((n, 1), dtype=bool)], 1)
+    return fires.argmax(1).astype(np.int64)
+
+
+def deployed(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
+    """The target's deployed behaviour per row, from the stored per-exit outputs (no model run).
+
+    Args:
+        df: rows with the :data:`COLUMNS` schema (any mix of targets and exit counts).
+        tau: None = each row's stored τ (the target's calibrated one); a float in [0, 1]
+            overrides it for every DyNN row (the widgets' τ slider). A CNN row (E = 1) always
+            answers at exit 0.
+    Returns:
+        A copy of ``df`` with :data:`DEPLOYED_COLUMNS`: ``exit_clean``/``exit_adv`` (0-based exit
+        where early exit stops, same rule as :func:`dynn_lib.early_exit.exit_numbers`),
+        ``final_pred_*`` (final exit's prediction), ``deployed_pred_*`` (prediction at that exit)
+        and ``macs_*`` (``exit_macs[exit]``).
+    """
+    if tau is not None and (not _is_real(tau) or not 0 <= float(tau) <= 1):
+        raise ValueError(f"tau must be a max-softmax threshold in [0, 1] or None, got {tau!r}")
+    out = df.copy()
+    n = len(df)
+    cols = {c: np.zeros(n, dtype=np.int64) for c in DEPLOYED_COLUMNS[:6]}
+    cols.update(macs_clean=np.zeros(n, dtype=np.float64), macs_adv=np.zeros(n, dtype=np.float64))
+    row_tau = df["tau"].to_numpy(dtype=np.float64)
+    for E, idx in _by_exits(df).items():
+        if len(idx) == 0:
+            continue
+        sub = df.iloc[idx]
+        t = np.full(len(idx), float(tau)) if tau is not None else row_tau[idx]
+        if E > 1 and np.isnan(t).any():
+            raise ValueError("a DyNN row has no τ (NaN); pass tau=")
+        macs = _stack(sub["exit_macs"]).astype(np.float64)
+        r = np.arange(len(idx))
+        for side in ("clean", "adv"):
+            conf = _stack(sub[f"conf_{side}"]).reshape(len(idx), E)
+            pred = _stack(sub[f"pred_{side}"]).reshape(len(idx), E).astype(np.int64)
+            ex = _exit_numbers(conf, t)
+            cols[f"exit_{side}"][idx] = ex
+            cols[f"final_pred_{side}"][idx] = pred[:, -1]
+            cols[f"deployed_pred_{side}"][idx] = pred[r, ex]
+            cols[f"macs_{side}"][idx] = macs[r, ex]
+    for c in DEPLOYED_COLUMNS:
+        out[c] = cols[c]
+    return out
+
+
+def final_flipped_and_first(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (final exit's prediction changed [bool], first changed exit [int, -1 if the final
+    prediction did not change]); the definitions of :func:`dynn_lib.metrics.final_flipped` and
+    :func:`dynn_lib.metrics.first_changed_exit`, on the stored predictions."""
+    n = len(df)
+    flipped = np.zeros(n, dtype=bool)
+    first = np.full(n, -1, dtype=np.int64)
+    for E, idx in _by_exits(df).items():
+        sub = df.iloc[idx]
+        pc = _stack(sub["pred_clean"]).reshape(len(idx), E)
+        pa = _stack(sub["pred_adv"]).reshape(len(idx), E)
+        diff = pc != pa
+        f = diff[:, -1]
+        flipped[idx] = f
+        first[idx] = np.where(f, diff.argmax(1), -1)
+    return flipped, first
+
+
+def num_exits(arch: str, kind: str = "sdn", num_classes: int = 10, input_size: int = 32) -> int:
+    """Exits of an architecture (1 for a CNN), read from a freshly built model (no training)."""
+    return _num_exits(arch, kind != "cnn", num_classes, input_size)
+
+
+_EXITS_CACHE: dict[tuple, int] = {}
+
+
+def _num_exits(arch: str, exits: bool, num_classes: int, input_size: int) -> int:
+    k = (arch, exits, num_classes, input_size)
+    if k not in _EXITS_CACHE:
+        _EXITS_CACHE[k] = int(models.build(arch, num_classes, input_size, exits=exits).num_exits)
+    return _EXITS_CACHE[k]
+
+
+def verdict(checks: Sequence[bool]) -> str:
+    """"holds" when every check is true, "does not hold" when none is, "mixed" otherwise,
+    "not testable here" when there is nothing to check."""
+    checks = [bool(c) for c in checks]
+    if not checks:
+        return "not testable here"
+    if all(checks):
+        return "holds"
+    if not any(checks):
+        return "does not hold"
+    return "mixed"
+
+
+def fmt(v: float, unit: str = "") -> str:
+    """A number for an evidence sentence (nan -> 'n/a')."""
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}{unit}"

@@ -1,0 +1,120 @@
+"""Run a research question and publish its tables to a results folder.
+
+Layout of a results folder (what the book reads, and what a ``paper`` run commits)::
+
+    <results_dir>/<profile>/<dataset>/<question>/<table>.parquet
+    <results_dir>/<profile>/<dataset>/<question>/record.json   (config, provenance, wall time)
+
+The store (``artefacts/``) caches every expensive intermediate keyed by configuration; the
+results folder holds only the final tables of each question.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..profiles import Profile
+from ..store import atomic_write, atomic_write_text, canonical, provenance
+from ..zoo import Workspace
+
+QUESTIONS = ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix")
+
+
+def _question_module(question: str):
+    if question not in QUESTIONS:
+        raise ValueError(f"unknown question {question!r}; accepted: {', '.join(QUESTIONS)}")
+    from importlib import import_module
+    return import_module(f".{'model_zoo' if question == 'zoo' else question}", __package__)
+
+
+def _config_class(question: str):
+    if question in ("rq1", "rq2", "rq3", "appendix"):
+        from .common import ExperimentConfig
+        return ExperimentConfig
+    if question == "rq4":
+        from .rq4 import RQ4Config
+        return RQ4Config
+    return None
+
+
+def split_overrides(question: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
+    """Split ``overrides`` into (profile fields, experiment-config fields); unknown names are errors."""
+    pnames = {f.name for f in fields(Profile)} - {"name"}
+    cls = _config_class(question)
+    cnames = {f.name for f in fields(cls)} if cls else set()
+    if question == "zoo":
+        cnames = {"archs"}
+    bad = set(overrides) - pnames - cnames
+    if bad:
+        raise ValueError(f"unknown parameter(s) {sorted(bad)} for {question}; accepted: "
+                         f"{sorted(pnames | cnames)}")
+    prof = {k: v for k, v in overrides.items() if k in pnames}
+    conf = {k: v for k, v in overrides.items() if k in cnames}
+    return prof, conf
+
+
+def make_config(question: str, conf: dict):
+    cls = _config_class(question)
+    if cls is None:
+        return conf
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in conf.items()}
+    return cls(**kw)
+
+
+def run_question(question: str, ws: Workspace, conf: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Compute (or load from the store) every table of ``question`` for the workspace."""
+    mod = _question_module(question)
+    if question == "zoo":
+        return {"models": mod.model_zoo(ws, **(conf or {}))}
+    return mod.run(ws, make_config(question, conf or {}))
+
+
+def results_path(results_dir: str | Path, profile: str, dataset: str, question: str) -> Path:
+    return Path(results_dir) / profile / dataset / question
+
+
+def write_results(path: Path, tables: dict[str, pd.DataFrame], record: dict) -> None:
+    """Write each table as Parquet and ``record.json`` last (atomically)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        atomic_write(path / f"{name}.parquet", lambda p, df=df: df.to_parquet(p, index=False))
+    atomic_write_text(path / "record.json", json.dumps(canonical(record), indent=2, default=str))
+
+
+def load_results(results_dir: str | Path, profile: str, dataset: str, question: str) -> dict[str, pd.DataFrame]:
+    """The tables a previous run published (``FileNotFoundError`` naming the folder when absent)."""
+    path = results_path(results_dir, profile, dataset, question)
+    if not (path / "record.json").is_file():
+        raise FileNotFoundError(f"no results for {question} on {dataset} at profile {profile} in {path}; "
+                                f"run `dynn run {question} --dataset {dataset} --profile {profile}` first")
+    return {p.stem: pd.read_parquet(p) for p in sorted(path.glob("*.parquet"))}
+
+
+def load_record(results_dir: str | Path, profile: str, dataset: str, question: str) -> dict:
+    return json.loads((results_path(results_dir, profile, dataset, question) / "record.json").read_text())
+
+
+def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | None = None,
+            force: bool = False) -> dict[str, pd.DataFrame]:
+    """Run ``question`` and write its tables; an existing published result with the same config is reused."""
+    path = results_path(results_dir, ws.profile.name, ws.dataset, question)
+    cfg = make_config(question, conf or {})
+    config = {"question": question, "dataset": ws.dataset, "profile": asdict(ws.profile), "seed": ws.seed,
+              "experiment": asdict(cfg) if is_dataclass(cfg) else cfg}
+    if not force and (path / "record.json").is_file():
+        rec = json.loads((path / "record.json").read_text())
+        if rec.get("config") == canonical(config):
+            return load_results(results_dir, ws.profile.name, ws.dataset, question)
+    t0 = time.perf_counter()
+    tables = run_question(question, ws, conf)
+    record = {"config": config, "wall_time_s": time.perf_counter() - t0, "dataset_label": ws.info.label,
+              "generated_data": bool(getattr(ws.info, "generated", False)), **provenance(ws.device)}
+    write_results(path, tables, record)
+    return tables
+
+

@@ -1,0 +1,223 @@
+"""RQ4 (Early Attack, Tables 1-3, Findings 9-10) on a tiny synthetic workspace."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dynn_lib import metrics
+from dynn_lib.early_exit import all_exit_logits
+from dynn_lib.experiments import rq4
+from dynn_lib.zoo import Workspace
+
+ARCHS = ("mobilenet", "resnet56")
+ALPHAS = (0.1, 1.0)
+ITERS = 5
+N_IMAGES = 4
+
+
+def _ws(store) -> Workspace:
+    return Workspace("synthetic", "smoke", store=store, device="cpu", n_train=64, n_query=32, n_eval=16,
+                     ea_images=N_IMAGES, ea_iters=ITERS, attack_steps=2, batch_size=32)
+
+
+CFG = rq4.RQ4Config(archs=ARCHS, alphas=ALPHAS, transfer_alpha=1.0, batch_size=N_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    store = tmp_path_factory.mktemp("rq4store")
+    ws = _ws(store)
+    return store, ws, rq4.run(ws, CFG)
+
+
+def test_per_image_schema_and_consistency(result):
+    _, _, out = result
+    pi = out["per_image"]
+    assert list(pi.columns) == ["dataset", "arch", "kind", "method", "alpha", "image", "label", "p", "success",
+                                "iters_used", "l2", "linf", "psnr", "final_pred_adv", "pred_adv",
+                                "internal_changed", "seconds", "seed"]
+    assert len(pi) == len(ARCHS) * (len(ALPHAS) + 2) * N_IMAGES
+    assert set(pi["method"]) == {"early_attack", "pgd", "fgsm"}
+    assert pi["success"].dtype == bool and set(pi["success"].astype(int)) <= {0, 1}
+    ea, base = pi[pi["method"] == "early_attack"], pi[pi["method"] != "early_attack"]
+    assert set(ea["alpha"]) == set(ALPHAS) and base["alpha"].isna().all()
+    assert ea["iters_used"].between(0, ITERS).all() and (base["iters_used"] == -1).all()
+    assert (base["linf"] <= CFG.baseline_eps + 1e-6).all()
+    assert sorted(pi["image"].unique()) == list(range(N_IMAGES)) and (pi["seed"] == CFG.seed).all()
+    n_exits = {"mobilenet": 6, "resnet56": 7}
+    for r in pi.itertuples():
+        assert isinstance(r.pred_adv, list) and len(r.pred_adv) == n_exits[r.arch]
+        assert r.final_pred_adv == r.pred_adv[-1]
+        assert r.internal_changed == sum(v != r.p for v in r.pred_adv[:-1])
+        assert r.success == (r.pred_adv[-1] == r.p and r.internal_changed == n_exits[r.arch] - 1)
+    assert (pi["seconds"] >= 0).all()
+
+
+def test_table2_and_table1_follow_per_image(result):
+    _, _, out = result
+    pi, t2, t1 = out["per_image"], out["table2"], out["table1"]
+    assert len(t2) == len(ARCHS)
+    assert [rq4.alpha_column(a) for a in ALPHAS] == ["alpha=0.1", "alpha=1"]
+    for r in t2.itertuples(index=False):
+        row = r._asdict()
+        for a in ALPHAS:
+            s = pi[(pi["arch"] == row["arch"]) & (pi["alpha"] == a)]["success"]
+            assert t2.loc[t2["arch"] == row["arch"], rq4.alpha_column(a)].item() == pytest.approx(100 * s.mean())
+            assert math.isnan(t2.loc[t2["arch"] == row["arch"], rq4.paper_column(a)].item())  # synthetic
+    assert {"early_attack", "best_alpha", "pgd", "fgsm", "exits", "paper_early_attack"} <= set(t1.columns)
+    for arch in ARCHS:
+        row = t1[t1["arch"] == arch].iloc[0]
+        assert row["early_attack"] == pytest.approx(t2.loc[t2["arch"] == arch, ["alpha=0.1", "alpha=1"]].max(axis=1).item())
+        s = pi[(pi["arch"] == arch) & (pi["method"] == "pgd")]["success"]
+        assert row["pgd"] == pytest.approx(100 * s.mean())
+    assert dict(zip(t1["arch"], t1["exits"])) == {"mobilenet": 6, "resnet56": 7}
+
+
+def test_table1_best_alpha_tie_takes_smallest():
+    rows = [{"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": "early_attack", "alpha": a,
+             "image": i, "success": s} for a, ss in ((1.0, (1, 0)), (0.1, (0, 1)), (20.0, (0, 0)))
+            for i, s in enumerate(ss)]
+    rows += [{"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": m, "alpha": np.nan, "image": i,
+              "success": False} for m in ("pgd", "fgsm") for i in range(2)]
+    t1 = rq4.table1(pd.DataFrame(rows))
+    assert t1["early_attack"].item() == 50.0 and t1["best_alpha"].item() == 0.1
+    assert t1["paper_early_attack"].item() == 35 and t1["paper_best_alpha"].item() == 1.0
+    t2 = rq4.table2(pd.DataFrame(rows))
+    assert t2["paper alpha=1"].item() == 35 and t2["paper alpha=20"].item() == 10
+
+
+def test_transfer_t1_t2_match_metrics(result):
+    store, ws, out = result
+    tr, t3 = out["transfer"], out["table3"]
+    assert len(tr) == 2 * N_IMAGES and len(t3) == 2
+    assert set(zip(t3["surrogate_arch"], t3["target_arch"])) == {("mobilenet", "resnet56"), ("resnet56", "mobilenet")}
+    for r in t3.itertuples():
+        g = tr[(tr["surrogate_arch"] == r.surrogate_arch) & (tr["target_arch"] == r.target_arch)]
+        pc = torch.tensor(list(g["b_pred_clean"])).T  # [E, N]
+        pa = torch.tensor(list(g["b_pred_adv"])).T
+        zc, za = (torch.nn.functional.one_hot(p, 10).float() for p in (pc, pa))
+        t1, t2 = metrics.t1_t2(zc, za)
+        assert r.t1 == pytest.approx(t1) and (r.t2 == pytest.approx(t2) or (math.isnan(t2) and math.isnan(r.t2)))
+        assert r.full_success_on_b == pytest.approx(100 * g["b_full_success"].mean())
+        assert r.t1 == pytest.approx(100 * g["b_final_kept"].mean())
+        assert r.target_internal_exits == pc.shape[0] - 1
+        # the stored adversarial images are the surrogate's exact alpha=1 examples; B's predictions match
+        x_adv = rq4.load_adversarial(ws, CFG, r.surrogate_arch, "early_attack", 1.0)
+        assert x_adv.dtype == torch.float32 and x_adv.shape == (N_IMAGES, 3, 32, 32)
+        z = all_exit_logits(ws.model(r.target_arch, "sdn"), x_adv, device="cpu")
+        assert torch.equal(z.argmax(-1), pa)
+        a_rows = out["per_image"].query("arch == @r.surrogate_arch and alpha == 1.0").sort_values("image")
+        x, _ = ws.eval_half
+        assert np.allclose(metrics.psnr(x[:N_IMAGES], x_adv).numpy(), a_rows["psnr"].to_numpy())
+        assert list(g["a_success"]) == list(a_rows["success"])
+
+
+def test_rerun_uses_cache_and_resumes_one_block(result, monkeypatch):
+    store, _, out = result
+
+    def boom(*a, **k):
+        raise AssertionError("attack called although every block is cached")
+
+    monkeypatch.setattr(rq4, "early_attack", boom)
+    monkeypatch.setattr(rq4, "early_attack_baseline", boom)
+    again = rq4.run(_ws(store), CFG)  # a fresh workspace on the same store
+    for k in ("per_image", "table1", "table2", "transfer", "table3"):
+        pd.testing.assert_frame_equal(again[k], out[k])
+
+    # an interrupted run: one block missing -> only that block runs again, identically
+    monkeypatch.undo()
+    ws = _ws(store)
+    d = ws.store.dir("rq4", rq4._block_config(ws, CFG, "mobilenet", "early_attack", 0.1),
+                     rq4._slug(ws, CFG, "mobilenet", "early_attack", 0.1))
+    assert (d / "record.json").is_file() and (d / "x_adv.pt").is_file()
+    (d / "record.json").unlink()
+    calls = []
+    real = rq4.early_attack
+    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: calls.append(k["alpha"]) or real(*a, **k))
+    monkeypatch.setattr(rq4, "early_attack_baseline", boom)
+    resumed = rq4.run(ws, CFG)
+    assert calls == [0.1]
+    pd.testing.assert_frame_equal(resumed["per_image"].drop(columns="seconds"),
+                                  out["per_image"].drop(columns="seconds"))
+
+
+def test_missing_adversarial_file_is_recomputed_exactly(result, monkeypatch):
+    store, ws, _ = result
+    before = rq4.load_adversarial(ws, CFG, "resnet56", "early_attack", 1.0)
+    d = ws.store.dir("rq4", rq4._block_config(ws, CFG, "resnet56", "early_attack", 1.0),
+                     rq4._slug(ws, CFG, "resnet56", "early_attack", 1.0))
+    (d / "x_adv.pt").unlink()
+    calls = []
+    real = rq4.early_attack
+    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: calls.append(1) or real(*a, **k))
+    after = rq4.load_adversarial(ws, CFG, "resnet56", "early_attack", 1.0)
+    assert calls == [1] and torch.equal(before, after)
+
+
+def test_paper_constants_match_protocol():
+    text = (Path(__file__).resolve().parents[1].parent / "shared" / "docs" / "PROTOCOL.md")
+    if text.is_file():
+        assert "C10 ResNet 7 32 73 81 49 32" in text.read_text()
+    assert rq4.PAPER_TABLE1[("cifar10", "resnet56")] == {"early_attack": 81, "best_alpha": 1.0, "pgd": 0, "fgsm": 0}
+    assert rq4.PAPER_TABLE1[("cifar100", "vgg16")] == {"early_attack": 86, "best_alpha": 20.0, "pgd": 0, "fgsm": 1}
+    assert rq4.PAPER_TABLE1[("cifar10", "mobilenet")]["best_alpha"] == 0.1
+    assert [rq4.PAPER_TABLE2[("cifar10", "resnet56")][a] for a in rq4.PAPER_ALPHAS] == [7, 32, 73, 81, 49, 32]
+    assert [rq4.PAPER_TABLE2[("cifar100", "mobilenet")][a] for a in rq4.PAPER_ALPHAS] == [0, 16, 74, 97, 92, 77]
+    assert rq4.PAPER_TABLE3[("cifar10", "mobilenet")]["resnet56"] == {"t1": 74, "t2": 2.3}
+    assert rq4.PAPER_TABLE3[("cifar100", "vgg16")]["resnet56"] == {"t1": 39, "t2": 2.69}
+    assert rq4.PAPER_TABLE3[("cifar100", "resnet56")]["mobilenet"] == {"t1": 75, "t2": 1.28}
+    assert rq4.dataset_family("cifar10-jpeg") == "cifar10" and rq4.dataset_family("tinyimagenet") is None
+    # Table 1 is Table 2's best cell, the tie (C100 ResNet: 96 at alpha 1 and 20) going to the smallest alpha
+    for key, t1 in rq4.PAPER_TABLE1.items():
+        row = rq4.PAPER_TABLE2[key]
+        best = max(row.values())
+        assert best == t1["early_attack"] and min(a for a, v in row.items() if v == best) == t1["best_alpha"]
+
+
+@pytest.mark.parametrize("kw, pattern", [
+    ({"alphas": (0.1, -1.0)}, "alpha must be a finite number >= 0"),
+    ({"alphas": (float("nan"),)}, "alpha must be a finite number >= 0"),
+    ({"alphas": ()}, "at least one"),
+    ({"archs": ("mobilenet", "resnet18")}, "unknown architecture 'resnet18'; accepted: vgg16, resnet56, mobilenet"),
+    ({"kind": "cnn"}, "accepted: sdn, ic_only"),
+    ({"transfer_alpha": 0.5}, "transfer_alpha=0.5 must be one of alphas"),
+    ({"init": "zeros"}, "accepted: random, input"),
+    ({"n_images": 0}, "n_images must be an integer >= 1"),
+    ({"transfer_examples": "some"}, "accepted: all, successful"),
+])
+def test_config_errors(kw, pattern):
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        rq4.RQ4Config(**kw)
+
+
+def test_too_many_images_fails_before_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: pytest.fail("attacked"))
+    with pytest.raises(ValueError, match="exceeds the evaluation half"):
+        rq4.run(_ws(tmp_path), rq4.RQ4Config(archs=ARCHS, n_images=17))
+
+
+def test_findings_on_paper_numbers_and_synthetic_tables():
+    t1 = pd.DataFrame([{"dataset": fam, "arch": arch, "exits": 7, "early_attack": v["early_attack"]}
+                       for (fam, arch), v in rq4.PAPER_TABLE1.items()])
+    f9 = rq4.finding_9(t1)
+    # CIFAR-10: ResNet 81 > VGG 35, MobileNet 11; CIFAR-100: ResNet 96 > VGG 86 but < MobileNet 97
+    assert f9["verdict"] == "mixed" and f9["paper_verdict"] == "mixed" and len(f9["comparisons"]) == 4
+    f9c10 = rq4.finding_9(t1[t1["dataset"] == "cifar10"])
+    assert f9c10["verdict"] == "holds" and "81.0%" in f9c10["evidence"]
+    with pytest.raises(ValueError, match="resnet56"):
+        rq4.finding_9(t1[t1["arch"] != "resnet56"])
+
+    def t3(full):
+        return pd.DataFrame({"surrogate_arch": ["a", "b"], "target_arch": ["b", "a"], "t1": [80.0, 70.0],
+                             "t2": [1.0, 2.0], "full_success_on_b": full, "paper_t1": np.nan, "paper_t2": np.nan})
+
+    assert rq4.finding_10(t3([5.0, 10.0]))["verdict"] == "holds"
+    assert rq4.finding_10(t3([5.0, 30.0]))["verdict"] == "mixed"
+    f10 = rq4.finding_10(t3([40.0, 30.0]))
+    assert f10["verdict"] == "does not hold" and f10["mean_t1"] == 75.0 and f10["mean_t2"] == 1.5
