@@ -104,6 +104,19 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+    overrides = {}
+    for name, value in args.param or []:
+        overrides.update(parse_overrides([f"{name}={value}"]))
+    html = reproduce(args.profile, args.datasets, args.device, args.results, args.store, args.data_dir,
+                     args.seed, overrides, build=not args.no_build, execute=not args.no_execute,
+                     experiments=not args.no_experiments)
+    if html is not None:
+        print(f"book: {Path(html) / 'index.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_run)
     p_run.add_argument("--results", default="results", help="results folder (default: ./results)")
     p_run.set_defaults(func=cmd_run)
+
+    p_rep = sub.add_parser("reproduce", help="run the experiments, execute every notebook, build the book")
+    p_rep.add_argument("--profile", default="smoke", choices=("smoke", "paper"))
+    p_rep.add_argument("--datasets", nargs="+", default=None,
+                       help="default: cifar10-jpeg (+ tinyimagenet for paper) when present, else generated data")
+    p_rep.add_argument("--device", default="auto")
+    p_rep.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p_rep.add_argument("--store", default=None)
+    p_rep.add_argument("--data-dir", default=None)
+    p_rep.add_argument("--seed", type=int, default=0)
+    p_rep.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a profile or experiment parameter (repeatable)")
+    p_rep.add_argument("--no-build", action="store_true", help="run experiments and notebooks, skip the site")
+    p_rep.add_argument("--no-execute", action="store_true", help="build the site from executed notebooks")
+    p_rep.add_argument("--no-experiments", action="store_true",
+                       help="skip the experiment stage (notebooks read the results folder)")
+    p_rep.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -38,6 +38,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .experiments.rq4 import PAPER_TABLE2, dataset_family  # noqa: F401  (the paper's Table 2, kept in rq4)
+
 __all__ = [
     "PALETTE", "ATTACK_COLORS", "ARCH_COLORS", "PAPER_TABLE2", "DEFAULT_EPS",
     "transfer_success", "exit_used_density", "exit_change_density", "first_changed_exit_density",
@@ -68,19 +70,6 @@ _KIND_NAMES = {"cnn": "CNN (SDNN)", "sdn": "DyNN (SDN training)", "ic_only": "Dy
 DEFAULT_EPS = 8 / 255
 """The ε a figure picks when a table holds several and none is requested (protocol section 6)."""
 
-PAPER_TABLE2: dict[tuple[str, str], dict[float, float]] = {
-    ("cifar10", "vgg16"): {0.001: 0, 0.01: 0, 0.1: 0, 1: 35, 20: 10, 40: 4},
-    ("cifar10", "mobilenet"): {0.001: 0, 0.01: 0, 0.1: 11, 1: 4, 20: 0, 40: 0},
-    ("cifar10", "resnet56"): {0.001: 7, 0.01: 32, 0.1: 73, 1: 81, 20: 49, 40: 32},
-    ("cifar100", "vgg16"): {0.001: 1, 0.01: 5, 0.1: 48, 1: 82, 20: 86, 40: 70},
-    ("cifar100", "mobilenet"): {0.001: 0, 0.01: 16, 0.1: 74, 1: 97, 20: 92, 40: 77},
-    ("cifar100", "resnet56"): {0.001: 46, 0.01: 74, 0.1: 92, 1: 96, 20: 96, 40: 93},
-}
-"""Paper Table 2: Early Attack success (%) per (dataset, arch) and α (100 images).
-
-``cifar10-jpeg`` (the stand-in for the official CIFAR-10 files) is compared with the CIFAR-10
-row. Table 1's C100 VGG entry says 86 at α = 20, which matches this table (its α = 1 entry
-says 82), so both tables agree."""
 
 
 def pretty_attack(a: str) -> str:
@@ -319,7 +308,8 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
     exit used at the last attack step, one panel per (dataset, pair), one bar per attack. The
     paper drew kernel densities; exits are integers, so the bars show the distribution without
     mass between exits. The panel title gives the share from exits 0-2 for each attack (the
-    paper's "over 70% of PGD examples come from exits 0-2").
+    paper's "over 70% of PGD examples come from exits 0-2"). Exit -1 (a loss over several
+    exits, ``exit_loss="mean"``) is drawn as its own bar, "all (mean)".
 
     Args:
         exit_used: the RQ1 ``exit_used`` table (``dataset, pair, attack, eps, exit, fraction``).
@@ -342,15 +332,15 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
         if sub.empty:
             _no_data(ax)
             continue
-        exits = list(range(int(sub["exit"].max()) + 1))
+        exits = list(range(min(0, int(sub["exit"].min())), int(sub["exit"].max()) + 1))
         vals = sub.groupby(["exit", "attack"])["fraction"].sum().to_dict()
         _grouped_bars(ax, exits, attack_list, vals, colors)
-        early = sub[sub["exit"] <= 2].groupby("attack")["fraction"].sum()
+        early = sub[sub["exit"].between(0, 2)].groupby("attack")["fraction"].sum()
         note = ", ".join(f"{pretty_attack(a)} {100 * early.get(a, 0):.0f}%" for a in attack_list
                          if a in set(sub["attack"]))
         name = pretty_pair(pair) + (f" · {pretty_dataset(ds)}" if ds is not None else "")
         ax.set_title(f"{name}\nfrom exits 0-2: {note}", fontsize=9)
-        ax.set_xticks(exits)
+        ax.set_xticks(range(len(exits)), ["all\n(mean)" if e < 0 else str(e) for e in exits])
         ax.set_xlabel("surrogate exit used (0-based)")
         ax.set_ylabel("fraction of adversarial examples")
         ax.set_ylim(0, 1.05)
@@ -370,16 +360,14 @@ def _dynn_targets(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_delta_exit(df: pd.DataFrame, tau: float | None) -> pd.DataFrame:
-    """``df`` with ``delta_exit``/``delta_macs``; recomputed through ``deployed`` when a τ is given
-    or the columns are missing (no attack re-run: the stored per-exit outputs are re-read)."""
+    """``df`` with ``delta_exit``/``delta_macs``; recomputed by :func:`dynn_lib.experiments.rq2.add_deltas`
+    (through ``common.deployed``) when a τ is given or the columns are missing (no attack re-run:
+    the stored per-exit outputs are re-read)."""
     if tau is None and "delta_exit" in df.columns:
         return df
-    from .experiments.common import deployed  # lazy: a sibling module of the experiments package
+    from .experiments.rq2 import add_deltas  # lazy: keeps the import of this module light
 
-    out = deployed(df, tau)
-    out = out.assign(delta_exit=out["exit_adv"] - out["exit_clean"],
-                     delta_macs=out["macs_adv"] - out["macs_clean"])
-    return out
+    return add_deltas(df, tau)
 
 
 def _setting_filter(df: pd.DataFrame, setting: str | None) -> pd.DataFrame:
@@ -494,8 +482,10 @@ def first_changed_exit_density(per_image_rq3: pd.DataFrame, setting: str | None 
     df = _filter(df, dataset=dataset, attack=attacks)
     df, eps = _pick_eps(df, eps)
     df = df[df["final_flipped"].astype(bool) & (df["first_changed_exit"] >= 0)]
-    if "conf_clean" in df.columns and not df.empty:
-        df = df.assign(_n_exits=df["conf_clean"].map(len))
+    if "num_exits" in df.columns:  # added by rq3.add_first_changed
+        df = df.assign(_n_exits=df["num_exits"])
+    elif "pred_clean" in df.columns and not df.empty:
+        df = df.assign(_n_exits=df["pred_clean"].map(len))
 
     def note(sub, attack_list):
         first = sub.assign(f=sub["first_changed_exit"] == 0).groupby("attack")["f"].agg(["mean", "size"])
@@ -522,7 +512,14 @@ def _success_column(df: pd.DataFrame, value: str | None) -> str:
 
 
 def _table2_long(df: pd.DataFrame, value: str | None) -> tuple[pd.DataFrame, str]:
-    """Accept the long Table 2 (one row per dataset, arch, alpha) or RQ4 per-image rows."""
+    """Accept the long Table 2 (one row per dataset, arch, alpha), the wide
+    :func:`dynn_lib.experiments.rq4.table2` (columns ``alpha=<a>``) or RQ4 per-image rows."""
+    wide = [c for c in df.columns if str(c).startswith("alpha=")]
+    if "alpha" not in df.columns and wide:
+        long = df.melt(id_vars=["dataset", "arch"], value_vars=wide, var_name="alpha", value_name="success_rate")
+        long["alpha"] = long["alpha"].str.slice(len("alpha=")).astype(float)
+        return long, "success_rate"
+    _require(df, ["dataset", "arch", "alpha"], "early_attack_alpha")
     col = _success_column(df, value)
     if "method" in df.columns:
         df = df[df["method"] == "early_attack"]
@@ -542,10 +539,10 @@ def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, p
 
     Args:
         table2_long: ``dataset, arch, alpha`` and a success column in % (``success_rate``;
-            auto-detected, or name it with ``value``). RQ4 per-image rows (boolean
-            ``success``, ``method``) are accepted too and aggregated.
+            auto-detected, or name it with ``value``). Also accepted: the wide
+            :func:`dynn_lib.experiments.rq4.table2` (one ``alpha=<a>`` column per α) and RQ4
+            per-image rows (boolean ``success``, ``method``), aggregated here.
     """
-    _require(table2_long, ["dataset", "arch", "alpha"], "early_attack_alpha")
     df, col = _table2_long(table2_long, value)
     df = df[df["alpha"].notna()]
     datasets = _ordered(df["dataset"], ("cifar10", "cifar10-jpeg", "cifar100", "tinyimagenet")) or [None]
@@ -561,7 +558,7 @@ def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, p
         for arch in _ordered(sub["arch"], _ARCH_ORDER):
             g = sub[sub["arch"] == arch].groupby("alpha")[col].mean().sort_index()
             ax.plot(g.index, g.values, marker="o", color=colors[arch], label=pretty_arch(arch))
-            ref = PAPER_TABLE2.get(("cifar10" if ds == "cifar10-jpeg" else ds, arch))
+            ref = PAPER_TABLE2.get((dataset_family(ds), arch))
             if paper and ref:
                 a = sorted(ref)
                 ax.plot(a, [ref[x] for x in a], ls="--", marker="x", color=colors[arch], alpha=0.8)
@@ -599,7 +596,7 @@ def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper
                                 annotate="%.0f")
         if paper and alpha is not None:
             for (ds, arch), x in centres.items():
-                ref = PAPER_TABLE2.get(("cifar10" if ds == "cifar10-jpeg" else ds, arch), {})
+                ref = PAPER_TABLE2.get((dataset_family(ds), arch), {})
                 hit = [v for k, v in ref.items() if math.isclose(k, alpha, rel_tol=1e-9)]
                 if hit:
                     ax.plot([x], hit, marker="_", markersize=14, mew=2.5, color="black")
@@ -610,20 +607,25 @@ def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper
         if paper:
             handles.append(Line2D([], [], marker="_", markersize=14, mew=2.5, color="black", ls="",
                                   label="paper (Table 2)"))
-        ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper left")
+        _legend(fig, handles)
     fig.suptitle(title or (f"Early Attack at α = {alpha:g}" if alpha is not None else "Early Attack"), fontsize=12)
     return fig
 
 
 # ---------------------------------------------------------------- ε sweep
 
-_EPS_METRICS = ("success_rate", "success_rate_all", "share_exit_raised", "mean_delta_exit", "mean_delta_macs",
-                "share_first_exit", "psnr", "mean_psnr", "seconds_per_example")
+_EPS_METRICS = ("success_rate", "share_raised_gt1", "mean_delta_exit", "share_changed_exit0", "flip_rate",
+                "mean_psnr")
+"""Headline metrics :func:`eps_sweep` draws by default (those present): RQ1 summary
+(``success_rate``, ``mean_psnr``), RQ2 summary (``share_raised_gt1``, ``mean_delta_exit``),
+RQ3 summary (``share_changed_exit0``, ``flip_rate``)."""
 _METRIC_NAMES = {"success_rate": "success rate (%)", "success_rate_all": "success rate, all images (%)",
                  "psnr": "PSNR (dB)", "mean_psnr": "PSNR (dB)", "seconds_per_example": "seconds per example",
                  "delta_exit": "mean change of exit", "mean_delta_exit": "mean change of exit",
                  "delta_macs": "mean change of MACs", "mean_delta_macs": "mean change of MACs",
-                 "share_exit_raised": "exit raised by >1 (%)", "share_first_exit": "changed at exit 0 (%)"}
+                 "share_raised_gt1": "exit raised by >1 (%)", "share_changed_exit0": "first change at exit 0 (%)",
+                 "flip_rate": "final label flipped (%)", "clean_accuracy": "clean accuracy (%)",
+                 "mean_rel_macs_change": "mean MACs change (%)"}
 
 
 def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, hue: str = "pair",
@@ -637,9 +639,9 @@ def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, h
 
     Args:
         df: any long table with ``eps`` (or ``eps_255``) and the metric columns, e.g. the RQ1
-            summary (``success_rate``) or RQ2 per-image rows (``delta_exit``, ``psnr``).
-        metrics: column(s) to plot; default: every known headline metric present
-            (``success_rate``, ``psnr``, ...).
+            summary (``success_rate``), the RQ2/RQ3 summaries, or per-image rows (``delta_exit``).
+        metrics: column(s) to plot; default: every headline metric of :data:`_EPS_METRICS`
+            present (``success_rate``, ``mean_psnr``, ``share_raised_gt1``, ...).
     """
     if "eps_255" in df.columns:
         x = df["eps_255"].astype(float)
@@ -689,7 +691,7 @@ def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, h
                 ax.set_xlabel("ε (× 1/255)")
             xs = sorted(df["_x"].unique())
             ax.set_xticks(xs, [f"{v:g}" for v in xs])
-            if m.startswith("success") or m.startswith("share"):
+            if m.startswith(("success", "share", "flip")):
                 ax.set_ylim(0, 105)
     handles = [Line2D([], [], color=hue_colors[h], lw=2, label=pretty_pair(h) if hue == "pair" else str(h))
                for h in hues if h is not None]
@@ -870,6 +872,13 @@ def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = 
 
 # ---------------------------------------------------------------- τ explorer figure
 
+def _fmt_macs(v: float) -> str:
+    """Signed MACs, in millions when large (model MACs are raw counts, e.g. 125.75e6)."""
+    if v is None or math.isnan(v):
+        return "nan"
+    return f"{v / 1e6:+.2f} M" if abs(v) >= 1e5 else f"{v:+.3g}"
+
+
 def exit_shift(dist: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Bars of P(change of exit = k) from :func:`dynn_lib.widgets.exit_shift_at_tau`.
 
@@ -889,7 +898,7 @@ def exit_shift(dist: pd.DataFrame, *, title: str | None = None) -> Figure:
         ax.set_ylabel("probability")
         ax.text(0.98, 0.95,
                 f"n = {a.get('n', len(dist))}\nmean Δexit = {a.get('mean_delta_exit', float('nan')):+.2f}\n"
-                f"mean ΔMACs = {a.get('mean_delta_macs', float('nan')) / 1e6:+.2f} M\n"
+                f"mean ΔMACs = {_fmt_macs(a.get('mean_delta_macs', float('nan')))}\n"
                 f"exit +2 or more: {a.get('share_raised_gt1', float('nan')):.0f}%",
                 transform=ax.transAxes, ha="right", va="top", fontsize=8,
                 bbox=dict(boxstyle="round", facecolor="white", edgecolor="#cccccc"))

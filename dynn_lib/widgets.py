@@ -73,7 +73,8 @@ def exit_shift_at_tau(per_image: pd.DataFrame, tau: float | None, pair: str | No
     ``setting``, ``pair``, ``attack`` and ``eps`` (``None`` = keep all); only DyNN targets
     (``target_kind != "cnn"``) are kept. Exits and MACs are recomputed from the stored per-exit
     ``conf_*``/``pred_*`` lists by :func:`dynn_lib.experiments.common.deployed` at one global
-    ``tau`` (``None`` = each row's stored τ); no attack is re-run.
+    ``tau`` (``None`` = each row's stored τ), and the changes by
+    :func:`dynn_lib.experiments.rq2.add_deltas`; no attack is re-run.
 
     Returns:
         One row per observed change ``delta_exit`` (int, sorted) with ``count``, ``fraction``
@@ -98,11 +99,11 @@ def exit_shift_at_tau(per_image: pd.DataFrame, tau: float | None, pair: str | No
         out.attrs.update(tau=None if tau is None else float(tau), n=0, mean_delta_exit=nan, mean_delta_macs=nan,
                          share_raised_gt1=nan, mean_exit_clean=nan, mean_exit_adv=nan)
         return out
-    from .experiments.common import deployed  # lazy: keeps `import dynn_lib.widgets` light
+    from .experiments.rq2 import add_deltas  # lazy: keeps `import dynn_lib.widgets` light
 
-    d = deployed(sub, None if tau is None else float(tau))
-    delta = (d["exit_adv"] - d["exit_clean"]).astype(int)
-    dmacs = (d["macs_adv"] - d["macs_clean"]).astype(float)
+    d = add_deltas(sub, None if tau is None else float(tau))
+    delta = d["delta_exit"].astype(int)
+    dmacs = d["delta_macs"].astype(float)
     frame = pd.DataFrame({"delta_exit": delta.to_numpy(), "delta_macs": dmacs.to_numpy()})
     g = frame.groupby("delta_exit")
     out = pd.DataFrame({"count": g.size(), "mean_delta_macs": g["delta_macs"].mean()}).reset_index()
@@ -161,7 +162,7 @@ def early_attack_at_alpha(per_image: pd.DataFrame, alpha: float) -> pd.DataFrame
     rows = []
     for (ds, arch), g in sub.groupby(["dataset", "arch"], sort=False):
         ok = g["success"].astype(bool)
-        ref = plots.PAPER_TABLE2.get(("cifar10" if ds == "cifar10-jpeg" else ds, arch), {})
+        ref = plots.PAPER_TABLE2.get((plots.dataset_family(ds), arch), {})
         paper = next((v for k, v in ref.items() if math.isclose(k, float(alpha), rel_tol=1e-9)), float("nan"))
         rows.append({"dataset": ds, "arch": arch, "alpha": float(alpha), "n": int(len(g)),
                      "success_rate": float(100.0 * ok.mean()),

@@ -251,8 +251,10 @@ def test_cache_reused_invalidated_and_corrupt_rebuilt(fake_cifar10_jpeg, monkeyp
     before = _files(adir)
     first = D.load("cifar10-jpeg", "train", adir)
     assert _files(adir) == before  # nothing written into the (possibly read-only) data dir
+    # one pass over the archive decodes and caches both splits
     cache = _files(tmp_path / "tensor-cache")
-    assert len(cache) == 1 and cache[0].name.startswith("cifar10-jpeg-train-")
+    assert [p.name.split("-")[2] for p in cache] == ["test", "train"]
+    cache = cache[1:]
     real_decode = sources._decode_images
     calls = []
 
@@ -262,6 +264,7 @@ def test_cache_reused_invalidated_and_corrupt_rebuilt(fake_cifar10_jpeg, monkeyp
 
     monkeypatch.setattr(sources, "_decode_images", counting)
     assert _same(D.load("cifar10-jpeg", "train", adir), first) and calls == []  # cache hit
+    assert len(D.load("cifar10-jpeg", "test", adir)) == 10 and calls == []
     # corrupt the cache file: reported, rebuilt, then clean again
     cache[0].write_bytes(b"not a torch file")
     with pytest.warns(RuntimeWarning, match="corrupt tensor cache") as rec:
@@ -285,6 +288,16 @@ def test_cache_reused_invalidated_and_corrupt_rebuilt(fake_cifar10_jpeg, monkeyp
     # use_cache=False decodes without reading or writing the cache
     D.load("cifar10-jpeg", "train", adir, use_cache=False)
     assert len(calls) == n_calls + 2
+
+
+def test_undecodable_image_is_named(tmp_path):
+    d = tmp_path / "cifar10-jpeg" / "train"
+    for i, cls in enumerate(CIFAR10_CLASSES):
+        (d / cls).mkdir(parents=True)
+        (d / cls / "0000.jpg").write_bytes(b"garbage" if i == 4 else _jpeg(_img(np.random.default_rng(i), 32)))
+    with pytest.raises(ValueError, match="deer/0000.jpg"):
+        D.load("cifar10-jpeg", "train", tmp_path)
+    assert not (tmp_path / "tensor-cache").exists()
 
 
 def test_torchvision_cifar_with_generated_batches(tmp_path, monkeypatch):

@@ -17,11 +17,12 @@ from dynn_lib import plots, widgets  # noqa: E402
 
 
 def _deployed_available():
-    """Skip when ``dynn_lib.experiments.common.deployed`` (written by another module) is missing."""
+    """Skip when ``dynn_lib.experiments.common.deployed`` / ``rq2.add_deltas`` are missing."""
     try:
         from dynn_lib.experiments.common import deployed  # noqa: F401
+        from dynn_lib.experiments.rq2 import add_deltas  # noqa: F401
     except ImportError as e:
-        pytest.skip(f"dynn_lib.experiments.common.deployed not available yet: {e}")
+        pytest.skip(f"dynn_lib.experiments.common.deployed not available: {e}")
 
 
 # ---------------------------------------------------------------- hand-made tables
@@ -206,6 +207,38 @@ def test_exit_used_density(tmp_path):
         assert "exits 0-2" in ax.get_title()
 
 
+def test_exit_used_mean_loss_bar(tmp_path):
+    eu = rq1_exit_used()
+    extra = eu[(eu["pair"] == "vgg16→resnet56") & (eu["exit"] == 0)].assign(exit=-1, fraction=0.0)
+    fig = plots.exit_used_density(pd.concat([eu, extra]))
+    ax = next(a for a in fig.axes if "VGG-16 → ResNet-56" in a.get_title())
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "all\n(mean)"
+
+
+def test_plots_on_library_tables(tmp_path):
+    """The real RQ2 / RQ3 / RQ4 helpers feed the figures (the schema the book uses)."""
+    _deployed_available()
+    from dynn_lib.experiments import rq2, rq3, rq4
+
+    raw = per_image_rq2()
+    check_fig(plots.exit_change_density(rq2.add_deltas(raw), "white-box"), 1, tmp_path, "lib_rq2")
+    flips = pd.DataFrame([_row(0, [0.9] * 3, [0.9] * 3, pred_adv=[5, 3, 5]),   # flipped, first change at exit 0
+                          _row(1, [0.9] * 3, [0.9] * 3, pred_adv=[3, 5, 5]),   # flipped, first change at exit 1
+                          _row(2, [0.9] * 3, [0.9] * 3, pred_adv=[5, 5, 3])])  # final label kept: not counted
+    fig = plots.first_changed_exit_density(rq3.add_first_changed(flips), "white-box")
+    check_fig(fig, 1, tmp_path, "lib_rq3")
+    assert sorted(p.get_height() for p in fig.axes[0].patches) == pytest.approx([0.0, 0.5, 0.5])
+    assert "FGSM 50% (n=2)" in fig.axes[0].get_title()
+    summ = rq2.summarise(raw)
+    check_fig(plots.eps_sweep(summ, col=None), 2, tmp_path, "lib_rq2_eps")  # share_raised_gt1, mean_delta_exit
+    wide = rq4.table2(rq4_per_image())
+    fig = plots.early_attack_alpha(wide)
+    check_fig(fig, 1, tmp_path, "lib_table2")
+    resnet = [ln for ln in fig.axes[0].lines
+              if ln.get_color() == plots.ARCH_COLORS["resnet56"] and ln.get_linestyle() == "-"][0]
+    assert list(resnet.get_xdata()) == [0.1, 1.0] and list(resnet.get_ydata()) == pytest.approx([25.0, 100.0])
+
+
 def test_exit_change_density(tmp_path):
     df = rq2_with_delta()
     fig = plots.exit_change_density(df, "white-box")
@@ -232,7 +265,7 @@ def test_first_changed_exit_density(tmp_path):
     assert "at exit 0" in ax.get_title()
     # a 6-exit target gets ticks 0..5 in its own panel
     mob = df[df["pair"] == "vgg16"].assign(pair="mobilenet")
-    mob["conf_clean"] = [[0.9] * 6] * len(mob)
+    mob["pred_clean"] = [[3] * 6] * len(mob)
     mob["first_changed_exit"] = mob["first_changed_exit"].clip(upper=4)
     fig2 = plots.first_changed_exit_density(pd.concat([df, mob]), "white-box")
     check_fig(fig2, 3, tmp_path, "first_changed3")

@@ -1,6 +1,7 @@
 """RQ4 (Early Attack, Tables 1-3, Findings 9-10) on a tiny synthetic workspace."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -73,7 +74,8 @@ def test_table2_and_table1_follow_per_image(result):
     assert {"early_attack", "best_alpha", "pgd", "fgsm", "exits", "paper_early_attack"} <= set(t1.columns)
     for arch in ARCHS:
         row = t1[t1["arch"] == arch].iloc[0]
-        assert row["early_attack"] == pytest.approx(t2.loc[t2["arch"] == arch, ["alpha=0.1", "alpha=1"]].max(axis=1).item())
+        best = t2.loc[t2["arch"] == arch, ["alpha=0.1", "alpha=1"]].max(axis=1).item()
+        assert row["early_attack"] == pytest.approx(best)
         s = pi[(pi["arch"] == arch) & (pi["method"] == "pgd")]["success"]
         assert row["pgd"] == pytest.approx(100 * s.mean())
     assert dict(zip(t1["arch"], t1["exits"])) == {"mobilenet": 6, "resnet56": 7}
@@ -221,3 +223,17 @@ def test_findings_on_paper_numbers_and_synthetic_tables():
     assert rq4.finding_10(t3([5.0, 30.0]))["verdict"] == "mixed"
     f10 = rq4.finding_10(t3([40.0, 30.0]))
     assert f10["verdict"] == "does not hold" and f10["mean_t1"] == 75.0 and f10["mean_t2"] == 1.5
+
+
+def test_transfer_options_reuse_cached_blocks(result, monkeypatch):
+    store, _, out = result
+    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: pytest.fail("attacked"))
+    monkeypatch.setattr(rq4, "early_attack_baseline", lambda *a, **k: pytest.fail("attacked"))
+    ws = _ws(store)
+    none = rq4.run(ws, dataclasses.replace(CFG, transfer_alpha=None))
+    assert none["transfer"].empty and none["table3"].empty
+    assert list(none["table3"].columns) == list(out["table3"].columns)
+    succ = rq4.run(ws, dataclasses.replace(CFG, transfer_examples="successful"))
+    tr = out["transfer"]
+    for r in succ["table3"].itertuples():
+        assert r.n == int(tr.loc[tr["surrogate_arch"] == r.surrogate_arch, "a_success"].sum())

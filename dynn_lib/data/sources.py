@@ -202,12 +202,15 @@ def _decode_images(blobs: Sequence[bytes], names: Sequence[str], desc: str = "de
                                mode=ImageReadMode.RGB if ImageReadMode else None)
         except Exception:  # non-JPEG or unusual JPEG in this chunk: per image, PIL fallback
             imgs = []
-            for b in part:
+            for j, b in enumerate(part):
                 try:
                     imgs.append(decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8),
                                             mode=ImageReadMode.RGB if ImageReadMode else None))
                 except Exception:
-                    imgs.append(_decode_one_pil(b))
+                    try:
+                        imgs.append(_decode_one_pil(b))
+                    except Exception as e:
+                        raise ValueError(f"{names[start + j]}: cannot decode image ({e})") from e
         for j, im in enumerate(imgs):
             if out is None:
                 out = torch.empty((n, *im.shape), dtype=torch.uint8)
@@ -228,6 +231,9 @@ class _Source:
     description: str
     digest: Callable[[], str]
     read: Callable[[], tuple[list[bytes], list[str], list[int], tuple[str, ...]]]
+    #: for an archive holding every split: one pass -> {split: read() result}, so that the
+    #: other split is decoded and cached on the way (same digest, the key differs by split)
+    read_all: Callable[[], dict[str, tuple[list[bytes], list[str], list[int], tuple[str, ...]]]] | None = None
 
 
 def _records_to_source(records: list[tuple[str, str, bytes]], classes: Sequence[str] | None = None):
@@ -267,17 +273,23 @@ def _locate_cifar10_jpeg(root: Path, origin: str, split: str) -> _Source:
 
         return _Source(f"folder {folder}", lambda: _digest_listing(folder, files), read)
     if archive.is_file():
-        def read():
-            recs = []
+        def read_all():
+            recs: dict[str, list[tuple[str, str, bytes]]] = {sp: [] for sp in SPLITS}
             for member, data in progress(_iter_tar(archive), desc=f"read {archive.name}", unit="file"):
                 parts = PurePosixPath(member).parts
-                if len(parts) >= 3 and parts[-3] == split and _is_image(parts[-1]):
-                    recs.append((parts[-2], parts[-1], data))
-            out = _records_to_source(recs)
-            _check_classes("cifar10-jpeg", out[3], f"{archive}:{split}")
+                if len(parts) >= 3 and parts[-3] in recs and _is_image(parts[-1]):
+                    recs[parts[-3]].append((parts[-2], parts[-1], data))
+            out = {}
+            for sp, r in recs.items():
+                if r:
+                    out[sp] = _records_to_source(r)
+                    _check_classes("cifar10-jpeg", out[sp][3], f"{archive}:{sp}")
+            if split not in out:
+                raise ValueError(f"cifar10-jpeg: no {split} images in {archive}")
             return out
 
-        return _Source(f"archive {archive} ({split})", lambda: _sha256_files([archive]), read)
+        return _Source(f"archive {archive}", lambda: _sha256_files([archive]),
+                       lambda: read_all()[split], read_all)
     raise _not_found("cifar10-jpeg", root, origin, [(folder, "extracted folder"), (archive, "archive")])
 
 
@@ -484,7 +496,8 @@ def load(name: str, split: Split, data_dir: str | os.PathLike | None = None, dow
 
     name: a key of ``DATASETS``; split: "train" or "test" (Tiny ImageNet: its val split).
     A missing dataset raises :class:`DatasetNotFoundError` before anything is decoded. JPEG
-    sources are decoded once and cached in :func:`resolve_cache_dir` (``use_cache=False`` skips).
+    sources are decoded once and cached in :func:`resolve_cache_dir` (``use_cache=False`` skips);
+    reading ``cifar10-jpeg.tar.gz`` decodes and caches both splits in its one pass.
     """
     get_info(name)
     if split not in SPLITS:
@@ -502,13 +515,24 @@ def load(name: str, split: Split, data_dir: str | os.PathLike | None = None, dow
         cached = _read_cache(path, name, split, digest)
         if cached is not None:
             return cached
-    blobs, names, labels, classes = src.read()
-    images = _decode_images(blobs, names, desc=f"decode {name}/{split}")
-    s = ImageSet(images, torch.tensor(labels, dtype=torch.long), tuple(classes), name, split,
-                 src.description)
-    if use_cache:
-        _write_cache(path, s, digest)
-    return s
+    if use_cache and src.read_all is not None:
+        todo = src.read_all()
+        for other in [sp for sp in todo if sp != split]:
+            if _cache_file(path.parent, name, other, digest).is_file():
+                del todo[other]  # already cached: do not decode it again
+    else:
+        todo = {split: src.read()}
+    result = None
+    for sp, (blobs, names, labels, classes) in todo.items():
+        images = _decode_images(blobs, names, desc=f"decode {name}/{sp}")
+        s = ImageSet(images, torch.tensor(labels, dtype=torch.long), tuple(classes), name, sp,
+                     f"{src.description} [{sp}]")
+        if use_cache:
+            _write_cache(_cache_file(path.parent, name, sp, digest), s, digest)
+        if sp == split:
+            result = s
+    assert result is not None
+    return result
 
 
 # ---------------------------------------------------------------------------------- report

@@ -42,14 +42,15 @@ import torch
 from torch import nn
 
 from .. import attacks as _attacks
-from .. import blackbox, early_exit, metrics, models
+from .. import blackbox, data, early_exit, metrics, models
 from ..blackbox import Pair
 from ..progress import progress
 from ..zoo import Workspace
 
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
            "run_attack", "transfer_table", "whitebox_table", "deployed", "verdict", "eps_255",
-           "attack_steps", "surrogate_labels", "num_exits"]
+           "attack_steps", "surrogate_labels", "num_exits", "setting_tables", "compare_datasets", "larger_smaller",
+           "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
 TABLE_VERSION = 1
 """Bumped when the content of a stored table changes meaning (part of every cache key)."""
@@ -412,6 +413,32 @@ def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: Exper
     return _normalise(df)
 
 
+def setting_tables(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), archs: Sequence[str] = models.ARCHS,
+                   pairs: Sequence[Pair] | None = None, exit_loss_whitebox: str | int = "final",
+                   exit_loss_surrogate: str | int | None = None) -> pd.DataFrame:
+    """RQ2/RQ3 inputs: white-box tables of ``archs`` and black-box transfer tables of ``pairs``
+    (default: the S2D pairs) for every attack and ε of ``cfg``, concatenated (:data:`COLUMNS`).
+
+    The black-box tables are RQ1's (same cache keys): an S2D surrogate is a CNN, attacked with
+    "final" whatever ``exit_loss_surrogate`` (default ``cfg.exit_loss_surrogate``) says.
+    """
+    pairs = tuple(blackbox.get_pairs("S2D") if pairs is None else pairs)
+    for a in archs:
+        if a not in models.ARCHS:
+            raise ValueError(f"unknown architecture {a!r}; accepted: {', '.join(models.ARCHS)}")
+    jobs = [("white-box", a, atk, e) for a in archs for atk in cfg.attacks for e in cfg.eps]
+    jobs += [("black-box", p, atk, e) for p in pairs for atk in cfg.attacks for e in cfg.eps]
+    frames = []
+    for setting, what, atk, e in progress(jobs, desc="attack tables"):
+        if setting == "white-box":
+            frames.append(whitebox_table(ws, what, atk, e, cfg, exit_loss=exit_loss_whitebox))
+        else:
+            frames.append(transfer_table(ws, what, atk, e, cfg, exit_loss=exit_loss_surrogate))
+    if not frames:
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.concat(frames, ignore_index=True)
+
+
 # ---------------------------------------------------------------- pure functions of the schema
 
 def _stack(col: pd.Series) -> np.ndarray:
@@ -510,6 +537,31 @@ def _num_exits(arch: str, exits: bool, num_classes: int, input_size: int) -> int
         _EXITS_CACHE[k] = int(models.build(arch, num_classes, input_size, exits=exits).num_exits)
     return _EXITS_CACHE[k]
 
+def larger_smaller(datasets: Sequence[str]) -> tuple[str, str] | None:
+    """(dataset with the larger models, with the smaller): more classes = larger IC heads and
+    final layer (the paper's "CIFAR-100 uses a larger model"); None when not comparable."""
+    by = sorted(set(datasets), key=lambda d: data.get_info(d).num_classes)
+    if len(by) < 2 or data.get_info(by[0]).num_classes == data.get_info(by[-1]).num_classes:
+        return None
+    return by[-1], by[0]
+
+
+def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Sequence[str]) -> tuple[list, str]:
+    """Matched (setting, model, attack, ε) comparisons of ``metric`` between the dataset with the
+    larger models and the one with the smaller; ([(key, larger, smaller)], description)."""
+    allsum = pd.concat(list(summaries), ignore_index=True) if summaries else pd.DataFrame()
+    pair = larger_smaller(allsum["dataset"].unique()) if len(allsum) else None
+    if pair is None:
+        return [], "needs two datasets whose models differ in size (e.g. CIFAR-10 and CIFAR-100)"
+    big, small = pair
+    a = allsum[allsum["dataset"] == big].set_index(list(keys))[metric]
+    b = allsum[allsum["dataset"] == small].set_index(list(keys))[metric]
+    common = a.index.intersection(b.index)
+    out = [(k, float(a.loc[k]), float(b.loc[k])) for k in common
+           if not (math.isnan(float(a.loc[k])) or math.isnan(float(b.loc[k])))]
+    return out, f"{big} (larger models) vs {small}"
+
+
 
 def verdict(checks: Sequence[bool]) -> str:
     """"holds" when every check is true, "does not hold" when none is, "mixed" otherwise,
@@ -524,6 +576,6 @@ def verdict(checks: Sequence[bool]) -> str:
     return "mixed"
 
 
-def fmt(v: float, unit: str = "") -> str:
+def fmt(v: float, unit: str = "", digits: int = 1) -> str:
     """A number for an evidence sentence (nan -> 'n/a')."""
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1f}{unit}"
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"

@@ -66,14 +66,14 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None) -> pd.DataFrame
     df = add_success(per_image, tau)
     rows = []
     for key, g in df.groupby(SUMMARY_KEYS, sort=False):
-        pc, pa, y = g["deployed_pred_clean"].to_numpy(), g["deployed_pred_adv"].to_numpy(), g["label"].to_numpy()
+        pc, pa, y = (g[c].to_numpy(copy=True) for c in ("deployed_pred_clean", "deployed_pred_adv", "label"))
         rows.append({**dict(zip(SUMMARY_KEYS, key)),
                      "success_rate": metrics.success_rate(pc, pa, y, over="correct"),
                      "success_rate_all": metrics.success_rate(pc, pa, y, over="all"),
                      "n": len(g), "n_correct": int(g["correct_clean"].sum()),
                      "clean_accuracy": 100.0 * float(g["correct_clean"].mean()),
                      "seconds_per_example": metrics.time_per_example(float(g["gen_seconds"].sum()), len(g)),
-                     "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy())})
+                     "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True))})
     return pd.DataFrame(rows)
 
 

@@ -21,32 +21,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import data, metrics, models
-from ..blackbox import Pair, get_pairs
-from ..progress import progress
+from .. import metrics, models
+from ..blackbox import Pair
 from ..zoo import Workspace
-from .common import GROUP_KEYS, ExperimentConfig, _by_exits, _stack, deployed, fmt, transfer_table, verdict, \
-    whitebox_table
+from .common import (GROUP_KEYS, ExperimentConfig, _by_exits, _stack, compare_datasets, deployed, fmt, setting_tables,
+                     verdict)
 
 DERIVED_COLUMNS = ("delta_exit", "delta_macs", "rel_macs_change", "conf_internal_clean", "conf_internal_adv")
 """Columns :func:`add_deltas` adds (besides :data:`common.DEPLOYED_COLUMNS`)."""
-
-
-def tables(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), archs: Sequence[str] = models.ARCHS,
-           pairs: Sequence[Pair] | None = None, exit_loss: str | int = "final") -> pd.DataFrame:
-    """White-box tables of ``archs`` and black-box transfer tables of ``pairs`` (default: the S2D
-    pairs), for every attack and ε of ``cfg``, concatenated (raw :data:`common.COLUMNS` schema).
-    The black-box tables use ``cfg.exit_loss_surrogate`` exactly as RQ1 does, so they are RQ1's."""
-    pairs = tuple(get_pairs("S2D") if pairs is None else pairs)
-    jobs = [("wb", a, atk, e) for a in archs for atk in cfg.attacks for e in cfg.eps]
-    jobs += [("bb", p, atk, e) for p in pairs for atk in cfg.attacks for e in cfg.eps]
-    frames = []
-    for kind, what, atk, e in progress(jobs, desc="RQ2/RQ3 tables"):
-        if kind == "wb":
-            frames.append(whitebox_table(ws, what, atk, e, cfg, exit_loss=exit_loss))
-        else:
-            frames.append(transfer_table(ws, what, atk, e, cfg))
-    return pd.concat(frames, ignore_index=True)
 
 
 def _internal_conf(df: pd.DataFrame, side: str) -> np.ndarray:
@@ -63,7 +45,7 @@ def add_deltas(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
     rel_macs_change (delta_macs / macs_clean, a fraction) and the mean internal-exit confidence
     on the benign and adversarial input."""
     out = deployed(df, tau)
-    out["delta_exit"] = metrics.exit_change(out["exit_clean"].to_numpy(), out["exit_adv"].to_numpy()).numpy()
+    out["delta_exit"] = metrics.exit_change(out["exit_clean"].to_numpy(copy=True), out["exit_adv"].to_numpy(copy=True)).numpy()
     out["delta_macs"] = out["macs_adv"].to_numpy() - out["macs_clean"].to_numpy()
     out["rel_macs_change"] = out["delta_macs"].to_numpy() / out["macs_clean"].to_numpy()
     out["conf_internal_clean"] = _internal_conf(out, "clean")
@@ -89,7 +71,7 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None) -> pd.DataFrame
     df = add_deltas(per_image, tau)
     rows = []
     for key, g in df.groupby(list(GROUP_KEYS), sort=False):
-        d = g["delta_exit"].to_numpy()
+        d = g["delta_exit"].to_numpy(copy=True)
         drop = g["conf_internal_clean"].to_numpy() - g["conf_internal_adv"].to_numpy()
         mc, ma = g["macs_clean"].to_numpy(), g["macs_adv"].to_numpy()
         rows.append({**dict(zip(GROUP_KEYS, key)), "model": key[GROUP_KEYS.index("target_arch")],
@@ -110,7 +92,7 @@ def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), archs: Sequen
         pairs: Sequence[Pair] | None = None, tau: float | None = None) -> dict[str, pd.DataFrame]:
     """RQ2 on ``ws``: ``per_image`` (white-box tables of ``archs`` + black-box S2D tables, with
     :func:`add_deltas` columns) and ``summary`` (:func:`summarise`)."""
-    raw = tables(ws, cfg, archs, pairs)
+    raw = setting_tables(ws, cfg, archs, pairs)
     return {"per_image": add_deltas(raw, tau), "summary": summarise(raw, tau)}
 
 
@@ -149,35 +131,10 @@ def finding_4(summary: pd.DataFrame) -> dict:
     return {"finding": 4, "claim": "examples with lower output confidence decrease efficiency more",
             "verdict": verdict(checks),
             "evidence": (f"Spearman(confidence drop, exit change) > 0 in {sum(checks)} of {len(checks)} settings "
-                         f"(median correlation {fmt(s['conf_drop_vs_delta_exit'].median() if len(s) else math.nan)}); "
+                         f"(median correlation {fmt(s['conf_drop_vs_delta_exit'].median() if len(s) else math.nan, digits=2)}); "
                          f"per attack: {att}"),
             "median_correlation": float(s["conf_drop_vs_delta_exit"].median()) if len(s) else math.nan,
             "settings": len(checks), "settings_holding": int(sum(checks))}
-
-
-def _larger_smaller(datasets: Sequence[str]) -> tuple[str, str] | None:
-    """(dataset with the larger models, with the smaller): more classes = larger IC heads and
-    final layer (the paper's "CIFAR-100 uses a larger model"); None when not comparable."""
-    by = sorted(set(datasets), key=lambda d: data.get_info(d).num_classes)
-    if len(by) < 2 or data.get_info(by[0]).num_classes == data.get_info(by[-1]).num_classes:
-        return None
-    return by[-1], by[0]
-
-
-def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Sequence[str]) -> tuple[list, str]:
-    """Matched (setting, model, attack, ε) comparisons of ``metric`` between the dataset with the
-    larger models and the one with the smaller; ([(key, larger, smaller)], description)."""
-    allsum = pd.concat(list(summaries), ignore_index=True) if summaries else pd.DataFrame()
-    pair = _larger_smaller(allsum["dataset"].unique()) if len(allsum) else None
-    if pair is None:
-        return [], "needs two datasets whose models differ in size (e.g. CIFAR-10 and CIFAR-100)"
-    big, small = pair
-    a = allsum[allsum["dataset"] == big].set_index(list(keys))[metric]
-    b = allsum[allsum["dataset"] == small].set_index(list(keys))[metric]
-    common = a.index.intersection(b.index)
-    out = [(k, float(a.loc[k]), float(b.loc[k])) for k in common
-           if not (math.isnan(float(a.loc[k])) or math.isnan(float(b.loc[k])))]
-    return out, f"{big} (larger models) vs {small}"
 
 
 def finding_5(summaries: Sequence[pd.DataFrame]) -> dict:
@@ -200,5 +157,4 @@ def finding_5(summaries: Sequence[pd.DataFrame]) -> dict:
             "comparisons": len(checks), "comparisons_holding": int(sum(checks))}
 
 
-__all__ = ["run", "tables", "add_deltas", "summarise", "finding_3", "finding_4", "finding_5", "compare_datasets",
-           "DERIVED_COLUMNS"]
+__all__ = ["run", "add_deltas", "summarise", "finding_3", "finding_4", "finding_5", "DERIVED_COLUMNS"]

@@ -209,7 +209,8 @@ class RQ4Config:
             raise ValueError(f"baseline_step must be > 0 or None (eps/4), got {self.baseline_step!r}")
         for name in ("iters", "n_images", "baseline_steps"):
             if not _pos_int_or_none(getattr(self, name)):
-                raise ValueError(f"{name} must be an integer >= 1 or None (profile default), got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must be an integer >= 1 or None (profile default), "
+                                 f"got {getattr(self, name)!r}")
         if not _pos_int_or_none(self.batch_size) or self.batch_size is None:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if not isinstance(self.min_iters, Integral) or isinstance(self.min_iters, bool) or self.min_iters < 0:
@@ -394,16 +395,20 @@ def load_adversarial(ws: Workspace, cfg: RQ4Config, arch: str, method: str = "ea
                                         _slug(ws, cfg, arch, method, alpha)) / _ADV_FILE)
 
 
-def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str) -> pd.DataFrame:
-    """Rows per image: target B's per-exit predictions on the benign images and on A's examples."""
+def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a_rows: pd.DataFrame
+                   ) -> pd.DataFrame:
+    """Rows per image: target B's per-exit predictions on the benign images and on A's examples.
+
+    ``a_rows``: the per-image rows of A's ``transfer_alpha`` block, whose ``x_adv.pt`` exists.
+    """
     a_cfg = _block_config(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha)
     tcfg = {"experiment": "rq4", "block": "transfer", "version": 1, "surrogate_block": a_cfg,
             "target_model": asdict(ws.model_config(target, cfg.kind)), "batch_size": cfg.batch_size}
     slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}"
 
     def compute():
-        a_rows = _attack_block(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha, need_adv=True)
-        x_adv = load_adversarial(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha)
+        x_adv = load_checkpoint(ws.store.dir("rq4", a_cfg, _slug(ws, cfg, surrogate, "early_attack",
+                                                               cfg.transfer_alpha)) / _ADV_FILE)
         n = len(x_adv)
         x, y = _images(ws, n)
         model_b = ws.model(target, cfg.kind)
@@ -554,15 +559,18 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
         raise ValueError(f"min_iters={cfg.min_iters} exceeds iters={ws.profile.ea_iters} (profile ea_iters)")
     blocks = [(arch, "early_attack", a) for arch in cfg.archs for a in cfg.alphas]
     blocks += [(arch, m, None) for arch in cfg.archs for m in ("pgd", "fgsm")]
-    parts, exits = [], {}
+    parts, exits, transfer_rows = [], {}, {}
     for arch, method, alpha in progress(blocks, desc="RQ4 blocks"):
-        df = _attack_block(ws, cfg, arch, method, alpha, need_adv=method == "early_attack" and alpha == cfg.transfer_alpha)
+        for_transfer = method == "early_attack" and alpha == cfg.transfer_alpha
+        df = _attack_block(ws, cfg, arch, method, alpha, need_adv=for_transfer)
         exits[arch] = len(df["pred_adv"].iloc[0])
         parts.append(df)
+        if for_transfer:
+            transfer_rows[arch] = df
     per_image = pd.concat(parts, ignore_index=True)[_PER_IMAGE_COLS]
 
     pairs = [(a, b) for a in cfg.archs for b in cfg.archs if a != b] if cfg.transfer_alpha is not None else []
-    tparts = [_transfer_pair(ws, cfg, a, b) for a, b in progress(pairs, desc="RQ4 transfer")]
+    tparts = [_transfer_pair(ws, cfg, a, b, transfer_rows[a]) for a, b in progress(pairs, desc="RQ4 transfer")]
     transfer = (pd.concat(tparts, ignore_index=True)[_TRANSFER_COLS] if tparts
                 else pd.DataFrame(columns=_TRANSFER_COLS))
     return {"per_image": per_image, "table1": table1(per_image, exits), "table2": table2(per_image),

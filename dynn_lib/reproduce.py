@@ -1,0 +1,108 @@
+"""``dynn reproduce``: run every experiment a profile needs, execute every notebook, build the book.
+
+Stages (each skips work whose artefacts exist, so an interrupted run resumes):
+1. experiments: for each dataset, the model zoo and the questions (Tiny ImageNet: RQ1 only, as in
+   the paper's appendix), published to ``<results>/<profile>/<dataset>/<question>/``;
+2. notebooks: every notebook of the TOC executed with papermill, parameters injected;
+3. site: ``jupyter-book build`` with warnings as errors.
+Wall time per stage goes to ``<results>/<profile>/reproduce.json``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import data
+from .experiments.runner import publish, split_overrides
+from .store import atomic_write_text, provenance
+from .zoo import Workspace
+
+PRIMARY_QUESTIONS = ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix")
+SECONDARY_QUESTIONS = ("zoo", "rq1")  # Tiny ImageNet: RQ1 (paper Fig. 16)
+DEFAULT_DATASETS = {"smoke": ("cifar10-jpeg",), "paper": ("cifar10-jpeg", "tinyimagenet")}
+
+
+def available(dataset: str, data_dir: str | Path | None) -> bool:
+    """Whether ``dataset`` can be loaded from ``data_dir`` (generated data always can)."""
+    if data.get_info(dataset).generated:
+        return True
+    try:
+        data.load(dataset, "test", data_dir)
+        return True
+    except data.DatasetNotFoundError:
+        return False
+
+
+def choose_datasets(profile: str, datasets: Sequence[str] | None, data_dir) -> tuple[list[str], list[str]]:
+    """(datasets to run, notes). Without an explicit list, missing real data falls back to ``synthetic``."""
+    notes: list[str] = []
+    if datasets:
+        for d in datasets:
+            data.get_info(d)
+            if not available(d, data_dir):
+                raise FileNotFoundError(f"dataset {d!r} not found under {data.resolve_data_dir(data_dir)}; "
+                                        "set --data-dir or DYNN_DATA_DIR")
+        return list(datasets), notes
+    chosen = [d for d in DEFAULT_DATASETS.get(profile, ("cifar10-jpeg",)) if available(d, data_dir)]
+    if not chosen:
+        notes.append(f"no real dataset under {data.resolve_data_dir(data_dir)}: using GENERATED data ('synthetic')")
+        chosen = ["synthetic"]
+    return chosen, notes
+
+
+def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, device: str = "auto",
+              results_dir: str | Path = "results", store: str | Path | None = None,
+              data_dir: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
+              build: bool = True, execute: bool = True, experiments: bool = True) -> Path | None:
+    """Run the whole pipeline; returns the HTML folder (or None when ``build`` is False)."""
+    overrides = dict(overrides or {})
+    chosen, notes = choose_datasets(profile, datasets, data_dir)
+    for n in notes:
+        print(f"[reproduce] {n}", file=sys.stderr)
+    results_dir = Path(results_dir).resolve()
+    stages: dict[str, float] = {}
+    t_all = time.perf_counter()
+    if experiments:
+        for i, ds in enumerate(chosen):
+            questions = PRIMARY_QUESTIONS if i == 0 else SECONDARY_QUESTIONS
+            for q in questions:
+                prof, conf = split_overrides(q, {k: v for k, v in overrides.items()
+                                                 if k in _accepted(q)})
+                ws = Workspace(ds, profile, store=store, data_dir=data_dir, device=device, seed=seed, **prof)
+                t0 = time.perf_counter()
+                print(f"[reproduce] {ds}: {q} ...", file=sys.stderr, flush=True)
+                publish(q, ws, results_dir, conf)
+                stages[f"{ds}/{q}"] = time.perf_counter() - t0
+                print(f"[reproduce] {ds}: {q} done in {stages[f'{ds}/{q}']:.1f} s", file=sys.stderr, flush=True)
+    html = None
+    if build or execute:
+        from .book import build_book, execute_all
+        params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seed,
+                  "results_dir": str(results_dir)}
+        if len(chosen) > 1:
+            params["secondary_dataset"] = chosen[1]
+        t0 = time.perf_counter()
+        if build:
+            html = build_book(None, results_dir, strict=True, parameters=params, execute=execute)
+        else:
+            execute_all(None, params)
+        stages["notebooks+book"] = time.perf_counter() - t0
+    stages["total"] = time.perf_counter() - t_all
+    rec = {"profile": profile, "datasets": chosen, "notes": notes, "seconds": stages, "overrides": overrides,
+           **provenance(device if device != "auto" else None)}
+    atomic_write_text(results_dir / profile / "reproduce.json", json.dumps(rec, indent=2, default=str))
+    print(f"[reproduce] total {stages['total']:.1f} s; stages: " +
+          ", ".join(f"{k} {v:.0f}s" for k, v in stages.items() if k != "total"), file=sys.stderr)
+    return html
+
+
+def _accepted(question: str) -> set[str]:
+    from dataclasses import fields
+    from .experiments.runner import _config_class
+    from .profiles import Profile
+    names = {f.name for f in fields(Profile)} - {"name"}
+    cls = _config_class(question)
+    return names | ({f.name for f in fields(cls)} if cls else set())
