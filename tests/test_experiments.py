@@ -172,6 +172,8 @@ def test_whitebox_table_schema(fake_ws):
     # the IC-only DyNN's final exit is the attacked CNN
     cnn_pred = fake_ws.model("resnet56", "cnn")(fake_ws.eval_half[0].float() / 255).argmax(-1)
     assert [p[-1] for p in df["pred_clean"]] == cnn_pred.tolist()
+    with pytest.raises(ValueError, match="1-exit"):  # checked before any model is loaded
+        whitebox_table(fake_ws, "vgg16", "fgsm", 8 / 255, CFG, exit_loss="fired")
 
 
 def test_second_call_reuses_cache(fake_ws, monkeypatch):

@@ -119,7 +119,7 @@ def _not_found(name: str, root: Path, origin: str, searched: Sequence[tuple[Path
         lines.append(f"  {p}  [{what}: {'present' if p.exists() else 'missing'}]")
     how = ("Provide it with --data-dir DIR or the DYNN_DATA_DIR environment variable "
            "pointing at the folder that holds it")
-    how += ", or pass download=True (CLI --download) to fetch it there." if download_hint else "."
+    how += ", or pass download=True to fetch it there." if download_hint else "."
     lines.append(how)
     return DatasetNotFoundError("\n".join(lines))
 

@@ -218,6 +218,8 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
     kw = dict(_call_kwargs(attack, eps, cfg, steps), eps=float(eps), exit_loss=exit_loss, tau=tau,
               generator=generator, return_info=True)
     n = len(labels)
+    if n == 0:
+        raise ValueError("no images to attack")
     advs, used, secs = [], [], []
     bs = cfg.batch_size
     warmed = device.type != "cuda"
@@ -235,8 +237,6 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
         advs.append(x_adv.detach().float().cpu())
         used.append(info.exit_used.detach().long().cpu())
         secs.append(torch.full((len(y),), dt / len(y), dtype=torch.float64))
-    if n == 0:
-        raise ValueError("no images to attack")
     return torch.cat(advs), torch.cat(used), torch.cat(secs)
 
 
@@ -391,6 +391,7 @@ def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: Exper
     _check_attack(attack, eps)
     if arch not in models.ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(models.ARCHS)}")
+    _attacks.resolve_exit_loss(exit_loss, 1)  # the attacked CNN has one exit: "final", 0 or -1
     images, labels = _images(ws, cfg)
     key = {**_common_key(ws, cfg, attack, eps, len(labels)), "table": "whitebox",
            "source": asdict(ws.model_config(arch, "cnn")), "target": asdict(ws.model_config(arch, "ic_only")),

@@ -20,7 +20,8 @@ Setup, all parameters in :class:`RQ4Config`:
   from the same ``w`` and a block does not depend on ``batch_size``.
 * Baselines (:func:`dynn_lib.attacks.baselines.early_attack_baseline`): FGSM (one step of
   ``baseline_eps``) and PGD (``baseline_steps`` steps of ``baseline_step`` = eps/4 by default,
-  i.e. 2/255 at 8/255, uniform random start from ``Generator().manual_seed(seed)``).
+  i.e. 2/255 at 8/255, uniform random start drawn batch after batch from
+  ``Generator().manual_seed(seed)``, so PGD rows depend on ``batch_size``, which is in the key).
 * Success is scored on a fresh forward pass of the returned images (the same criterion as the
   attack's own early-stopping test; the two agree except on exact floating-point ties).
 * Transfer (Table 3): the Early-Attack examples of ``alpha = transfer_alpha`` made on DyNN A
