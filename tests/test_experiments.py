@@ -355,4 +355,7 @@ def test_real_models_all_pairs(real_ws):
     out = rq1.run(real_ws, CFG)
     assert len(out["summary"]) == 6 * 2 and len(out["exit_used"]) > 0
     assert rq1.finding_1(out["summary"])["verdict"] in VERDICTS
-    assert len(rq2.run(real_ws, CFG)["summary"]) == 6 * 2
+    s2 = rq2.run(real_ws, CFG)["summary"]
+    s3 = rq3.run(real_ws, CFG)["summary"]  # reuses RQ2's white-box and RQ1's S2D tables
+    assert len(s2) == len(s3) == 6 * 2 and (s3["num_exits"] > 1).all()
+    assert rq3.finding_6(s3)["verdict"] in VERDICTS and rq3.finding_7(s3)["verdict"] in VERDICTS

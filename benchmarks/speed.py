@@ -1,0 +1,223 @@
+"""Side-by-side speed benchmarks, printed as ratios (issue: GPU speed).
+
+Measured in one process and run, on the same model and data:
+
+1. seconds per training epoch per architecture: this project's trainer path (uint8 data on the
+   device, batched on-device crop/flip, channels-last + bf16 autocast on CUDA) vs a plain
+   reference loop of the usual kind (torchvision DataLoader over PIL images with PIL
+   transforms, eager fp32), both batch 128, SGD, one epoch over ``--n-train`` images;
+2. PGD-10 throughput (images/s): ``dynn_lib.attacks.pgd`` vs ``torchattacks.PGD`` (when installed);
+3. early-exit latency per image (batch 1, real early stopping) and per image in a batch, vs the
+   full network, next to the MAC ratio at the same τ.
+
+Timing: a warm-up pass first; CUDA timings synchronise before reading the clock.
+
+    python benchmarks/speed.py                 # CUDA when available, else CPU at small sizes
+    python benchmarks/speed.py --quick         # tiny sizes (CI runs this on the CPU)
+    python benchmarks/speed.py --json out.json # also write the numbers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dynn_lib import data, early_exit, models
+from dynn_lib.attacks import pgd
+from dynn_lib.data import GpuLoader
+
+
+@contextmanager
+def timer(device: torch.device, out: list):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    yield
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out.append(time.perf_counter() - t0)
+
+
+def project_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """One epoch with the library's path (what dynn_lib.train does per epoch)."""
+    model.train()
+    cl = device.type == "cuda"
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = GpuLoader(images.to(device), labels.to(device), batch_size=128, shuffle=True, augment=True, pad=4,
+                       seed=0, device=device)
+    t: list = []
+    with timer(device, t):
+        for x, y in loader:
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(x)
+                loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out[-1], y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return t[0]
+
+
+def reference_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                    workers: int) -> float:
+    """One epoch the usual way: PIL images, torchvision transforms, DataLoader, eager fp32."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    class PilSet(Dataset):
+        def __init__(self):
+            self.pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+            self.tf = transforms.Compose([transforms.RandomCrop(images.shape[-1], padding=4),
+                                          transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+
+        def __len__(self):
+            return len(self.pil)
+
+        def __getitem__(self, i):
+            return self.tf(self.pil[i]), int(labels[i])
+
+    model.train()
+    model.to(memory_format=torch.contiguous_format)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = DataLoader(PilSet(), batch_size=128, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    t: list = []
+    with timer(device, t):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x)
+            loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out[-1], y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return t[0]
+
+
+def bench_training(archs, images, labels, device, workers) -> list[dict]:
+    rows = []
+    for arch in archs:
+        m = models.build(arch, 10, exits=False).to(device)
+        project_epoch(m, images[:256], labels[:256], device)  # warm-up (cuDNN autotune, autocast caches)
+        ours = project_epoch(m, images, labels, device)
+        m = models.build(arch, 10, exits=False).to(device)
+        reference_epoch(m, images[:256], labels[:256], device, workers)
+        ref = reference_epoch(m, images, labels, device, workers)
+        rows.append({"arch": arch, "n_images": len(labels), "project_s": ours, "reference_s": ref,
+                     "speedup": ref / ours})
+    return rows
+
+
+def bench_pgd(images, labels, device, steps: int) -> dict:
+    model = models.build("resnet56", 10, exits=False).to(device).eval()
+    x = images.to(device).float() / 255
+    y = labels.to(device)
+    pgd(model, x[:32], y[:32], steps=1)
+    t: list = []
+    with timer(device, t):
+        pgd(model, x, y, steps=steps, random_start=False)
+    row = {"attack": f"PGD-{steps}", "n_images": len(y), "project_img_s": len(y) / t[0]}
+    try:
+        import torchattacks
+    except ImportError:
+        row["torchattacks_img_s"] = None
+        return row
+    atk = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=steps, random_start=False)
+    atk(x[:32], y[:32])
+    t2: list = []
+    with timer(device, t2):
+        atk(x, y)
+    row["torchattacks_img_s"] = len(y) / t2[0]
+    row["speedup"] = row["project_img_s"] / row["torchattacks_img_s"]
+    return row
+
+
+def bench_early_exit(images, device, n_single: int, tau: float) -> dict:
+    model = models.build("resnet56", 10, exits=True).to(device).eval()
+    # untrained ICs are never confident: calibrate a per-exit τ at the batch's median confidence
+    x = images.to(device).float() / 255
+    with torch.no_grad():
+        z = torch.stack(model(x))
+    conf = z[:-1].softmax(-1).amax(-1)
+    taus = tuple(float(c) for c in conf.median(1).values) if tau <= 0 else (tau,) * (model.num_exits - 1)
+    _, ex = early_exit.early_exit_predict(z, taus)
+    macs = models.exit_macs(model)
+    mac_ratio = float(np.mean([macs[i] for i in ex.tolist()])) / macs[-1]
+    cnn = models.SDNN(model.backbone)
+    single_ee, single_full = [], []
+    with torch.no_grad():
+        for i in range(n_single + 3):
+            xi = x[i % len(x)][None]
+            a: list = []
+            with timer(device, a):
+                model.forward_early_exit(xi, taus)
+            b: list = []
+            with timer(device, b):
+                cnn(xi)
+            if i >= 3:
+                single_ee.append(a[0])
+                single_full.append(b[0])
+        tb, tf = [], []
+        with timer(device, tb):
+            model.forward_early_exit(x, taus)
+        with timer(device, tf):
+            cnn(x)
+    return {"model": "resnet56 DyNN", "mean_exit": float(ex.float().mean()), "mac_ratio": mac_ratio,
+            "batch1_early_exit_ms": 1e3 * float(np.median(single_ee)),
+            "batch1_full_ms": 1e3 * float(np.median(single_full)),
+            "batch1_latency_ratio": float(np.median(single_ee) / np.median(single_full)),
+            "batched_early_exit_ms_per_img": 1e3 * tb[0] / len(x), "batched_full_ms_per_img": 1e3 * tf[0] / len(x),
+            "batched_latency_ratio": tb[0] / tf[0]}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (seconds on a CPU)")
+    p.add_argument("--archs", nargs="+", default=list(models.ARCHS))
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    cuda = device.type == "cuda"
+    n_train = a.n_train or (50_000 if cuda else (256 if a.quick else 1024))
+    n_attack = 5000 if cuda else (64 if a.quick else 256)
+    workers = a.workers if a.workers is not None else (8 if cuda else 0)
+    archs = a.archs if not a.quick else ["resnet56"]
+    tr, _ = data.make_synthetic(num_classes=10, size=32, n_train=max(n_train, n_attack), n_test=10, seed=0)
+    images, labels = tr.images[:n_train], tr.labels[:n_train]
+    torch.backends.cudnn.benchmark = cuda
+    res = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+           "torch": torch.__version__}
+    res["training"] = bench_training(archs, images, labels, device, workers)
+    for r in res["training"]:
+        print(f"train epoch {r['arch']:10s} {r['n_images']} imgs: project {r['project_s']:.2f} s, "
+              f"reference {r['reference_s']:.2f} s -> {r['speedup']:.2f}x")
+    res["pgd"] = bench_pgd(tr.images[:n_attack], tr.labels[:n_attack], device, steps=2 if a.quick else 10)
+    r = res["pgd"]
+    ta = f"{r['torchattacks_img_s']:.1f} img/s -> {r['speedup']:.2f}x" if r.get("torchattacks_img_s") else "n/a"
+    print(f"{r['attack']} on {r['n_images']} imgs: project {r['project_img_s']:.1f} img/s, torchattacks {ta}")
+    res["early_exit"] = bench_early_exit(tr.images[:n_attack], device, n_single=10 if a.quick else 100, tau=0.0)
+    r = res["early_exit"]
+    print(f"early exit ({r['model']}, mean exit {r['mean_exit']:.2f}, MAC ratio {r['mac_ratio']:.2f}): "
+          f"batch-1 latency ratio {r['batch1_latency_ratio']:.2f} ({r['batch1_early_exit_ms']:.2f} vs "
+          f"{r['batch1_full_ms']:.2f} ms), batched ratio {r['batched_latency_ratio']:.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()
