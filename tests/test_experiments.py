@@ -106,7 +106,8 @@ def _check_schema(df: pd.DataFrame, ws: Workspace, eps: float, n: int) -> None:
     assert (df["eps_255"] == round(eps * 255, 3)).all()
     for _, r in df.head(3).iterrows():
         E = len(r["pred_clean"])
-        assert all(isinstance(r[c], list) and len(r[c]) == E for c in ("conf_clean", "conf_adv", "pred_adv", "exit_macs"))
+        assert all(isinstance(r[c], list) and len(r[c]) == E
+                   for c in ("conf_clean", "conf_adv", "pred_adv", "exit_macs"))
         assert all(0 < c <= 1 for c in r["conf_clean"]) and all(isinstance(p, int) for p in r["pred_clean"])
         assert list(r["exit_macs"]) == sorted(r["exit_macs"])
     assert df["gen_seconds"].ge(0).all()
@@ -291,7 +292,8 @@ def test_rq3(fake_ws):
     for _, r in s.iterrows():
         g = per[(per["setting"] == r["setting"]) & (per["pair"] == r["pair"]) & (per["attack"] == r["attack"])]
         ref = metrics.share_first_exit(g["first_changed_exit"].to_numpy(copy=True))
-        assert (math.isnan(ref) and math.isnan(r["share_changed_exit0"])) or ref == pytest.approx(r["share_changed_exit0"])
+        got = r["share_changed_exit0"]
+        assert (math.isnan(ref) and math.isnan(got)) or ref == pytest.approx(got)
         if r["n_flipped"]:
             assert sum(r["first_exit_distribution"]) == pytest.approx(1.0)
     assert set(out["first_exit"]["exit"]) == {0, 1, 2}
@@ -325,7 +327,8 @@ def test_finding_verdicts_on_hand_made_summaries():
     gt = pd.DataFrame([{**base, "surrogate_arch": "mobilenet", "surrogate": k, "seconds_per_example": v}
                        for k, v in (("DyNN", 0.01), ("SDNN", 0.02))])
     assert rq1.finding_2(gt)["verdict"] == "holds"
-    rows = [{**base, "setting": st, "pair": a, "target_arch": a, "target_kind": "sdn" if st == "black-box" else "ic_only",
+    rows = [{**base, "setting": st, "pair": a, "target_arch": a,
+             "target_kind": "sdn" if st == "black-box" else "ic_only",
              "first_exit_cost": cost, "share_changed_exit0": ch, "share_not_changed_exit0": 100 - ch}
             for st, a, cost, ch in (("black-box", "vgg16", 0.10, 40.0), ("black-box", "resnet56", 0.15, 60.0),
                                     ("black-box", "mobilenet", 0.20, 70.0), ("white-box", "vgg16", 0.10, 90.0),

@@ -140,3 +140,72 @@ def tinyimagenet_rq1(cfg: ExperimentConfig = ExperimentConfig(), profile: str = 
 
 __all__ = ["PAPER_EPS", "mifgsm_transfer", "psnr_table", "psnr_summary", "eps_sweep", "reverse_pair", "image_grid",
            "tinyimagenet_rq1"]
+
+
+# ---------------------------------------------------------------- the published tables (runner / book)
+
+GRID_IMAGES = 8
+"""Images per grid (Figs. 13-15) stored by :func:`run`."""
+
+
+def _grid_rows(ws: Workspace, pair: Pair, attack: str, eps: float, n: int, cfg: ExperimentConfig) -> pd.DataFrame:
+    """:func:`image_grid` as a long table: one row per (role, image), pixels as uint8 CHW bytes."""
+    orig, adv_s, adv_d = image_grid(ws, pair, attack, eps, n=n, cfg=cfg)
+    labels = ws.eval_half[1][:len(orig)]
+    s2d = pair if pair.direction == "S2D" else reverse_pair(pair)
+    rows = []
+    for role, imgs in (("original", orig), ("SDNN", adv_s), ("DyNN", adv_d)):
+        u8 = imgs if imgs.dtype == torch.uint8 else (imgs.clamp(0, 1) * 255).round().to(torch.uint8)
+        for j in range(len(u8)):
+            c, h, w = (int(v) for v in u8[j].shape)
+            rows.append({"dataset": ws.dataset, "pair": s2d.short, "attack": attack, "eps": float(eps),
+                         "eps_255": eps_255(eps), "image": j, "label": int(labels[j]), "role": role,
+                         "channels": c, "height": h, "width": w,
+                         "pixels": u8[j].contiguous().numpy().tobytes()})
+    return pd.DataFrame(rows)
+
+
+def grid_arrays(grid: pd.DataFrame, eps: float | None = None) -> tuple:
+    """``(orig, adv_sdnn, adv_dynn)`` uint8 arrays ``[n, C, H, W]`` from the ``grid_images`` table
+    (at ``eps``; default the stored ε closest to 8/255), ready for :func:`dynn_lib.plots.image_grid`."""
+    import numpy as np
+
+    if eps is None:
+        values = sorted(set(grid["eps"]))
+        eps = min(values, key=lambda e: abs(e - 8 / 255))
+    g = grid[(grid["eps"] - eps).abs() < 1e-9].sort_values("image")
+    out = []
+    for role in ("original", "SDNN", "DyNN"):
+        r = g[g["role"] == role]
+        out.append(np.stack([np.frombuffer(p, dtype=np.uint8).reshape(c, h, w)
+                             for p, c, h, w in zip(r["pixels"], r["channels"], r["height"], r["width"])]))
+    return tuple(out)
+
+
+def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig()) -> dict[str, pd.DataFrame]:
+    """The appendix on ``ws`` (what :func:`dynn_lib.experiments.runner.publish` stores):
+
+    * ``mifgsm_summary`` (Fig. 12): :func:`mifgsm_transfer`'s RQ1 summary at ``cfg.eps``.
+    * ``mifgsm_exit_used``: its Fig. 7-style exit counts of the DyNN surrogates.
+    * ``eps_sweep``: :func:`eps_sweep` over {2, 4, 8, 16}/255 and ``cfg.eps``, attacks ``cfg.attacks``.
+    * ``psnr``: :func:`psnr_summary` (SDNN vs DyNN sources) for every attack and ε above,
+      MI-FGSM included.
+    * ``grid_images`` (Figs. 13-15): :func:`image_grid` for the S2D MobileNet pair and its
+      reverse (same architecture as both sources), PGD when ``cfg.attacks`` has it, at every ε
+      of the sweep, first :data:`GRID_IMAGES` evaluation images; pixels as uint8 bytes
+      (:func:`grid_arrays` turns them back into arrays), so the book draws them without models.
+    """
+    sweep_eps = tuple(sorted(set(PAPER_EPS) | set(cfg.eps)))
+    mi = mifgsm_transfer(ws, cfg)
+    sweep = eps_sweep(ws, cfg, eps=sweep_eps)
+    per_image = rq1.transfer_tables(ws, replace(cfg, eps=sweep_eps))  # cached by eps_sweep
+    psnr = psnr_summary(pd.concat([per_image, mi["per_image"]], ignore_index=True))
+    attack = "pgd" if "pgd" in cfg.attacks else cfg.attacks[0]
+    pair = next((p for p in PAIRS if p.direction == "S2D" and p.surrogate_arch == p.target_arch), PAIRS[0])
+    n = min(GRID_IMAGES, len(_images(ws, cfg)[1]))
+    grid = pd.concat([_grid_rows(ws, pair, attack, e, n, cfg) for e in sweep_eps], ignore_index=True)
+    return {"mifgsm_summary": mi["summary"], "mifgsm_exit_used": mi["exit_used"], "eps_sweep": sweep,
+            "psnr": psnr, "grid_images": grid}
+
+
+__all__ += ["run", "grid_arrays", "GRID_IMAGES"]

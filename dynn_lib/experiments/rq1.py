@@ -169,7 +169,8 @@ def finding_2(generation_time: pd.DataFrame, summary: pd.DataFrame | None = None
         sd = g.loc[g["surrogate"] == "SDNN", "seconds_per_example"].mean()
         if not (math.isnan(dy) or math.isnan(sd)):
             checks.append(dy < sd)
-            parts.append(f"{key[0]} {key[1]} ε={key[2]:g}/255 {key[3]}: DyNN {dy * 1e3:.2f} ms vs SDNN {sd * 1e3:.2f} ms")
+            parts.append(f"{key[0]} {key[1]} ε={key[2]:g}/255 {key[3]}: DyNN {dy * 1e3:.2f} ms vs "
+                         f"SDNN {sd * 1e3:.2f} ms")
     mean_dy = float(gt.loc[gt["surrogate"] == "DyNN", "seconds_per_example"].mean())
     mean_sd = float(gt.loc[gt["surrogate"] == "SDNN", "seconds_per_example"].mean())
     out = {"finding": 2, "claim": "DyNN surrogates generate adversarial examples more efficiently (and effectively)",

@@ -45,7 +45,8 @@ def add_deltas(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
     rel_macs_change (delta_macs / macs_clean, a fraction) and the mean internal-exit confidence
     on the benign and adversarial input."""
     out = deployed(df, tau)
-    out["delta_exit"] = metrics.exit_change(out["exit_clean"].to_numpy(copy=True), out["exit_adv"].to_numpy(copy=True)).numpy()
+    out["delta_exit"] = metrics.exit_change(out["exit_clean"].to_numpy(copy=True),
+                                            out["exit_adv"].to_numpy(copy=True)).numpy()
     out["delta_macs"] = out["macs_adv"].to_numpy() - out["macs_clean"].to_numpy()
     out["rel_macs_change"] = out["delta_macs"].to_numpy() / out["macs_clean"].to_numpy()
     out["conf_internal_clean"] = _internal_conf(out, "clean")
@@ -125,15 +126,16 @@ def finding_4(summary: pd.DataFrame) -> dict:
     Also reports, per attack, the mean confidence drop and % raised by more than one exit."""
     s = summary.dropna(subset=["conf_drop_vs_delta_exit"])
     checks = (s["conf_drop_vs_delta_exit"] > 0).tolist()
+    median = float(s["conf_drop_vs_delta_exit"].median()) if len(s) else math.nan
     per_attack = summary.groupby("attack")[["mean_conf_drop", "share_raised_gt1"]].mean()
     att = "; ".join(f"{a}: confidence drop {r['mean_conf_drop']:.3f}, raised >1 {fmt(r['share_raised_gt1'], '%')}"
                     for a, r in per_attack.iterrows())
     return {"finding": 4, "claim": "examples with lower output confidence decrease efficiency more",
             "verdict": verdict(checks),
             "evidence": (f"Spearman(confidence drop, exit change) > 0 in {sum(checks)} of {len(checks)} settings "
-                         f"(median correlation {fmt(s['conf_drop_vs_delta_exit'].median() if len(s) else math.nan, digits=2)}); "
+                         f"(median correlation {fmt(median, digits=2)}); "
                          f"per attack: {att}"),
-            "median_correlation": float(s["conf_drop_vs_delta_exit"].median()) if len(s) else math.nan,
+            "median_correlation": median,
             "settings": len(checks), "settings_holding": int(sum(checks))}
 
 

@@ -156,7 +156,8 @@ def finding_8(summaries: Sequence[pd.DataFrame]) -> dict:
     checks = [x > y for _, x, y in comps]
     return {"finding": 8, "claim": claim, "verdict": verdict(checks),
             "evidence": (f"{what}: share changed at exit 0 higher in {sum(checks)} of {len(checks)} matched settings "
-                         f"(mean {np.mean([x for _, x, _ in comps]):.1f} % vs {np.mean([y for _, _, y in comps]):.1f} %)"),
+                         f"(mean {np.mean([x for _, x, _ in comps]):.1f} % vs "
+                         f"{np.mean([y for _, _, y in comps]):.1f} %)"),
             "comparisons": len(checks), "comparisons_holding": int(sum(checks))}
 
 

@@ -1,0 +1,39 @@
+"""The ``dynn`` command: clear errors before any work, and a real (tiny) run."""
+import pytest
+
+from dynn_lib.cli import main
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--dataset", "mnist", "--arch", "vgg16", "--kind", "cnn"], "unknown dataset 'mnist'"),
+    (["train", "--dataset", "synthetic", "--arch", "vgg19", "--kind", "cnn"], "unknown architecture 'vgg19'"),
+    (["train", "--dataset", "synthetic", "--arch", "vgg16", "--kind", "big"], "unknown model kind 'big'"),
+    (["train", "--dataset", "synthetic", "--arch", "vgg16", "--kind", "cnn", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "rq1", "--dataset", "synthetic", "-o", "epsilon=0.1"], "unknown parameter(s) ['epsilon']"),
+    (["run", "rq1", "--dataset", "synthetic", "-o", "eps=[-0.1]"], "eps"),
+    (["run", "rq4", "--dataset", "synthetic", "-o", "alphas=[-1]"], "alpha"),
+    (["train", "--dataset", "cifar10-jpeg", "--arch", "vgg16", "--kind", "cnn", "--data-dir", "/nonexistent"],
+     "/nonexistent"),
+    (["train", "--dataset", "synthetic", "--arch", "vgg16", "--kind", "cnn", "--device", "cuda:7"], "CUDA"),
+])
+def test_bad_input_fails_fast_with_a_clear_message(argv, needle, capsys, tmp_path):
+    rc = main(argv + ["--store", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err, err
+    assert not (tmp_path / "models").exists()  # nothing was trained
+
+
+def test_data_check_on_generated_data(capsys):
+    assert main(["data", "check", "synthetic"]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "test" in out
+
+
+def test_train_then_reuse(tmp_path, capsys):
+    argv = ["train", "--dataset", "synthetic", "--arch", "resnet56", "--kind", "cnn", "--store", str(tmp_path),
+            "--device", "cpu", "-o", "n_train=32", "-o", "n_eval=16", "-o", "n_query=16", "-o", "batch_size=16"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "exit accuracies" in first and "16 evaluation images" in first
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split(";")[0] == first.split(";")[0]
