@@ -45,6 +45,16 @@ def timer(device: torch.device, out: list):
     out.append(time.perf_counter() - t0)
 
 
+def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, amp: bool) -> None:
+    """One cross-entropy SGD step on the final output (bf16 autocast when ``amp``)."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+        loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out[-1], y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def project_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
     """One epoch with the library's path (what dynn_lib.train does per epoch)."""
     model.train()
@@ -59,12 +69,7 @@ def project_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         for x, y in loader:
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(x)
-                loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out[-1], y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            sgd_step(model, opt, x, y, amp=cl)
     return t[0]
 
 
@@ -95,12 +100,7 @@ def reference_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     t: list = []
     with timer(device, t):
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            loss = F.cross_entropy(out if isinstance(out, torch.Tensor) else out[-1], y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            sgd_step(model, opt, x.to(device, non_blocking=True), y.to(device, non_blocking=True), amp=False)
     return t[0]
 
 

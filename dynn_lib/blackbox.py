@@ -93,14 +93,16 @@ def query_labels(ws: Workspace, arch: str, kind: str) -> torch.Tensor:
 
     df = ws.store.cached_table("query_labels", cfg, compute, slug=f"{ws.dataset}-{arch}-{kind}",
                                device=ws.device, recompute=ws.recompute)
-    return torch.as_tensor(df["label"].to_numpy(), dtype=torch.long)
+    return torch.as_tensor(df["label"].to_numpy(copy=True), dtype=torch.long)
 
 
 def surrogate_config(ws: Workspace, pair: Pair):
     """Training config of the pair's surrogate: its own recipe, trained on the labelled query set."""
     tcfg = ws.model_config(pair.target_arch, pair.target_kind)
     base = ws.model_config(pair.surrogate_arch, pair.surrogate_kind)
-    return replace(base, labels=f"target:{config_key(tcfg)}", train_source="query", n_train=None)
+    # the label source names the target, the query-set size and the seed of its corruptions
+    return replace(base, labels=f"target:{config_key(tcfg)}:nq{ws.profile.n_query}:s{ws.seed}",
+                   train_source="query", n_train=None)
 
 
 def surrogate(ws: Workspace, pair: Pair) -> nn.Module:
@@ -110,12 +112,14 @@ def surrogate(ws: Workspace, pair: Pair) -> nn.Module:
 
 
 def surrogate_tau(ws: Workspace, pair: Pair) -> float | None:
-    """τ of a DyNN surrogate, calibrated on the query half against the target's answers? No: the
-    attacker calibrates on its own training distribution, i.e. the clean query half labelled by the
-    target (the only labels it has)."""
+    """τ of a DyNN surrogate (None for a CNN), calibrated by the attacker with the only labels it
+    has: the target's answers on the clean query half (the first n_query images of the query set)."""
     if pair.surrogate_kind == "cnn":
         return None
-    return ws.calibrated_tau(surrogate(ws, pair), surrogate_config(ws, pair))
+    n = len(ws.query_half[1])
+    answers = query_labels(ws, pair.target_arch, pair.target_kind)[:n]
+    return ws.calibrated_tau(surrogate(ws, pair), surrogate_config(ws, pair), labels=answers,
+                             label_source=f"target answers ({pair.target_arch}/{pair.target_kind})")
 
 
 def target(ws: Workspace, pair: Pair) -> nn.Module:

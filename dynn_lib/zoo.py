@@ -150,16 +150,20 @@ class Workspace:
         cfg = self.model_config(arch, kind)
         return self.calibrated_tau(self.model(arch, kind), cfg)
 
-    def calibrated_tau(self, model: nn.Module, cfg: TrainConfig) -> float:
+    def calibrated_tau(self, model: nn.Module, cfg: TrainConfig, labels: torch.Tensor | None = None,
+                       label_source: str = "ground truth") -> float:
+        """τ of ``model`` by the protocol's rule on the query half; ``labels`` default to the ground
+        truth (the model owner's calibration); a black-box attacker passes the target's answers."""
         if not getattr(model, "is_dynamic", False):
             raise ValueError("τ is defined only for a DyNN (recipe sdn or ic_only)")
+        labels = self.query_half[1] if labels is None else labels
         ccfg = {"model": asdict(cfg), "n_query": self.profile.n_query, "grid": early_exit.TAU_GRID,
-                "tolerance": early_exit.CALIBRATION_TOLERANCE}
+                "tolerance": early_exit.CALIBRATION_TOLERANCE, "labels": label_source}
 
         def compute():
             z = self.query_logits(model)
-            tau = early_exit.calibrate(z, self.query_half[1])
-            rep = early_exit.report(z, self.query_half[1], tau, models.exit_macs(model))
+            tau = early_exit.calibrate(z, labels)
+            rep = early_exit.report(z, labels, tau, models.exit_macs(model))
             return pd.DataFrame([{"tau": tau, **{k: v for k, v in rep.as_dict().items() if k != "tau"}}]), {}
 
         df = self.store.cached_table("calibration", ccfg, compute, slug=_slug(cfg), device=self.device,

@@ -318,6 +318,16 @@ def test_appendix(fake_ws):
     assert appendix.reverse_pair(S2D_MNET) == D2S_MNET
 
 
+def test_appendix_run(fake_ws):
+    out = appendix.run(fake_ws, replace(CFG, attacks=("fgsm",)))
+    assert set(out) == {"mifgsm_summary", "mifgsm_exit_used", "eps_sweep", "psnr", "grid_images"}
+    assert out["eps_sweep"]["eps_255"].tolist() == [2.0, 4.0, 8.0, 16.0]
+    assert set(out["psnr"]["attack"]) == {"fgsm", "mifgsm"}
+    orig, adv_s, adv_d = appendix.grid_arrays(out["grid_images"])
+    assert orig.shape == adv_s.shape == adv_d.shape == (8, 3, 32, 32)
+    assert np.abs(adv_d.astype(int) - orig.astype(int)).max() <= 8
+
+
 def test_finding_verdicts_on_hand_made_summaries():
     base = dict(dataset="cifar10", attack="pgd", eps=8 / 255, eps_255=8.0)
     s1 = pd.DataFrame([{**base, "direction": d, "success_rate": v} for d, v in
