@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import zlib
+
 import pytest
 import torch
 from torch import nn
@@ -43,6 +45,30 @@ def make_tiny_backbone(num_classes: int = 10, size: int = 8, width: int = 8, see
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
     return Backbone(ModelSpec("tiny", num_classes, size), Normalize((0.5,) * 3, (0.25,) * 3), stages, head,
                     ic_after=(0, 1), ic_shapes=((width, size), (width, size)))
+
+
+def fake_zoo(ws) -> None:
+    """Replace ``ws.trained`` (the one place models come from) by tiny untrained networks, one per
+    config; an ic_only DyNN shares its CNN's backbone, as the real one does."""
+    cache: dict[str, torch.nn.Module] = {}
+
+    def trained(cfg, training_data):
+        key = repr(cfg)
+        if key not in cache:
+            if cfg.recipe == "ic_only":
+                base = ws.model_config(cfg.arch, "cnn")
+                model = DyNN(trained(base, None).backbone)
+            else:
+                bb = make_tiny_backbone(size=32, seed=zlib.crc32(key.encode()) % 10_000)
+                model = DyNN(bb) if cfg.recipe == "sdn" else SDNN(bb)
+            with torch.no_grad():  # peaky softmax: confidences spread over (0.1, 1), exits vary
+                for m in model.modules():
+                    if isinstance(m, torch.nn.Linear):
+                        m.weight.mul_(25.0)
+            cache[key] = model.eval()
+        return cache[key]
+
+    ws.trained = trained
 
 
 @pytest.fixture

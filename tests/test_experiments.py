@@ -30,7 +30,7 @@ from dynn_lib.experiments.common import (COLUMNS, DEPLOYED_COLUMNS, ExperimentCo
 from dynn_lib.models.base import DyNN, SDNN
 from dynn_lib.zoo import Workspace
 
-from conftest import make_tiny_backbone
+from conftest import fake_zoo
 
 TINY = dict(n_train=64, n_query=32, n_eval=16, attack_steps=2, batch_size=32)
 CFG = ExperimentConfig(eps=(8 / 255,), attacks=("fgsm", "pgd"), batch_size=32)
@@ -41,34 +41,10 @@ VERDICTS = {"holds", "does not hold", "mixed", "not testable here"}
 
 # ---------------------------------------------------------------- fixtures
 
-def _fake_zoo(ws: Workspace) -> None:
-    """Replace ``ws.trained`` (the one place models come from) by tiny untrained networks, one per
-    config; an ic_only DyNN shares its CNN's backbone, as the real one does."""
-    cache: dict[str, torch.nn.Module] = {}
-
-    def trained(cfg, training_data):
-        key = repr(cfg)
-        if key not in cache:
-            if cfg.recipe == "ic_only":
-                base = ws.model_config(cfg.arch, "cnn")
-                model = DyNN(trained(base, None).backbone)
-            else:
-                bb = make_tiny_backbone(size=32, seed=zlib.crc32(key.encode()) % 10_000)
-                model = DyNN(bb) if cfg.recipe == "sdn" else SDNN(bb)
-            with torch.no_grad():  # peaky softmax: confidences spread over (0.1, 1), exits vary
-                for m in model.modules():
-                    if isinstance(m, torch.nn.Linear):
-                        m.weight.mul_(25.0)
-            cache[key] = model.eval()
-        return cache[key]
-
-    ws.trained = trained
-
-
 @pytest.fixture(scope="module")
 def fake_ws(tmp_path_factory):
     ws = Workspace("synthetic", "smoke", store=tmp_path_factory.mktemp("store_fake"), device="cpu", **TINY)
-    _fake_zoo(ws)
+    fake_zoo(ws)
     return ws
 
 
