@@ -13,7 +13,6 @@ Two workspaces on the ``synthetic`` dataset with a tiny profile:
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -27,7 +26,6 @@ from dynn_lib.blackbox import PAIRS, get_pairs
 from dynn_lib.experiments import appendix, rq1, rq2, rq3
 from dynn_lib.experiments.common import (COLUMNS, DEPLOYED_COLUMNS, ExperimentConfig, deployed, exit_outputs,
                                          run_attack, transfer_table, verdict, whitebox_table)
-from dynn_lib.models.base import DyNN, SDNN
 from dynn_lib.zoo import Workspace
 
 from conftest import fake_zoo

@@ -56,7 +56,7 @@ import pandas as pd
 import torch
 
 from .. import data, metrics, models
-from ..attacks.baselines import BASELINE_ATTACKS, early_attack_baseline
+from ..attacks.baselines import early_attack_baseline
 from ..attacks.early_attack import EARLY_ATTACK_INITS, early_attack
 from ..early_exit import all_exit_logits, to_float_pixels
 from ..progress import progress
