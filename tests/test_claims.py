@@ -1,0 +1,266 @@
+"""The claims ledger (dynn_lib.claims): built only from published results, every paper cell present,
+verdicts computed, reproduced values traceable to the stored tables, seeds aggregated.
+
+The results folders are made by hand but through the library's own pure table functions
+(``rq1.summarise``, ``rq2.summarise``, ``rq3.summarise``, ``rq4.table1/2/3``,
+``appendix.psnr_summary``) from random per-image rows of the published schemas, and written with
+``runner.write_results``: the ledger sees exactly what ``runner.publish`` would have written, in
+seconds and without training. A slow test runs the real RQ4 on the synthetic dataset.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dynn_lib import claims
+from dynn_lib.blackbox import PAIRS
+from dynn_lib.experiments import appendix, rq1, rq2, rq3, rq4
+from dynn_lib.experiments.common import COLUMNS, eps_255
+from dynn_lib.experiments.runner import results_path, write_results
+
+ARCHS = ("vgg16", "mobilenet", "resnet56")
+EXITS = {"vgg16": 7, "resnet56": 7, "mobilenet": 6}
+EPS = 8 / 255
+
+
+# ---------------------------------------------------------------- hand-made results through the library
+
+def _attack_rows(rng, dataset: str, n: int = 12) -> pd.DataFrame:
+    """Per-image rows of the common schema (white-box of every arch + the six pairs, FGSM and PGD)."""
+    settings = [("white-box", "white-box", a, a, "cnn", a, "ic_only") for a in ARCHS]
+    settings += [("black-box", p.direction, p.short, p.surrogate_arch, p.surrogate_kind, p.target_arch, p.target_kind)
+                 for p in PAIRS]
+    rows = []
+    for setting, direction, pair, s_arch, s_kind, t_arch, t_kind in settings:
+        E = 1 if t_kind == "cnn" else EXITS[t_arch]
+        macs = list(np.cumsum(rng.uniform(1e6, 5e6, E)))
+        for attack in ("fgsm", "pgd"):
+            for i in range(n):
+                pc = rng.integers(0, 10, E).tolist()
+                pa = [p if rng.random() < 0.5 else int(rng.integers(0, 10)) for p in pc]
+                rows.append({
+                    "dataset": dataset, "setting": setting, "direction": direction, "pair": pair,
+                    "surrogate_arch": s_arch, "surrogate_kind": s_kind, "target_arch": t_arch, "target_kind": t_kind,
+                    "attack": attack, "eps": EPS, "eps_255": eps_255(EPS), "exit_loss": "final", "image": i,
+                    "label": int(pc[-1] if rng.random() < 0.7 else rng.integers(0, 10)),
+                    "tau": math.nan if t_kind == "cnn" else 0.8,
+                    "surrogate_exit": int(rng.integers(0, EXITS[s_arch])) if s_kind != "cnn" else 0,
+                    "gen_seconds": float(rng.uniform(0.001, 0.01)), "psnr": float(rng.uniform(28, 34)),
+                    "linf": EPS, "conf_clean": rng.uniform(0.2, 1, E).tolist(), "pred_clean": pc,
+                    "conf_adv": rng.uniform(0.2, 1, E).tolist(), "pred_adv": pa, "exit_macs": macs, "seed": 0})
+    return pd.DataFrame(rows)[list(COLUMNS)]
+
+
+def _rq4_rows(rng, dataset: str, n: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, trows = [], []
+    for arch in ARCHS:
+        blocks = [("early_attack", a) for a in rq4.PAPER_ALPHAS] + [("pgd", math.nan), ("fgsm", math.nan)]
+        for method, alpha in blocks:
+            for i in range(n):
+                rows.append({"dataset": dataset, "arch": arch, "kind": "sdn", "method": method, "alpha": alpha,
+                             "image": i, "label": i % 10, "p": i % 10, "success": bool(rng.random() < 0.4),
+                             "iters_used": 5, "l2": 0.5, "linf": 0.1, "psnr": 30.0, "final_pred_adv": i % 10,
+                             "pred_adv": [0] * EXITS[arch], "internal_changed": 1, "seconds": 0.01, "seed": 0})
+    for a in ARCHS:
+        for b in ARCHS:
+            if a == b:
+                continue
+            E = EXITS[b]
+            for i in range(n):
+                pc = [int(v) for v in rng.integers(0, 10, E)]
+                pa = [p if rng.random() < 0.5 else (p + 1) % 10 for p in pc]
+                trows.append({"dataset": dataset, "kind": "sdn", "surrogate_arch": a, "target_arch": b, "alpha": 1.0,
+                              "image": i, "label": i % 10, "p_b": pc[-1], "a_success": bool(rng.random() < 0.5),
+                              "b_pred_clean": pc, "b_pred_adv": pa, "b_final_kept": pa[-1] == pc[-1],
+                              "b_internal_changed": sum(x != pc[-1] for x in pa[:-1]),
+                              "b_full_success": False, "seed": 0})
+    return pd.DataFrame(rows), pd.DataFrame(trows)
+
+
+def _record(question: str, dataset: str, seed: int) -> dict:
+    return {"config": {"question": question, "dataset": dataset, "profile": {"name": "smoke"}, "seed": seed,
+                       "experiment": {"seed": 0}},
+            "wall_time_s": 1.0, "dataset_label": dataset, "generated_data": dataset == "synthetic",
+            "git_commit": "test", "device": "cpu", "device_name": "cpu", "created": "2026-01-01T00:00:00Z"}
+
+
+def publish_fake(root, dataset: str, seed: int) -> dict[str, dict[str, pd.DataFrame]]:
+    """Write rq1, rq2, rq3, rq4 and appendix tables for ``dataset`` at profile smoke; return them."""
+    rng = np.random.default_rng(1000 + seed)
+    raw = _attack_rows(rng, dataset)
+    rq1_raw = raw[raw["setting"] == "black-box"]
+    s2d = raw[(raw["setting"] == "white-box") | (raw["direction"] == "S2D")]
+    per4, trans = _rq4_rows(rng, dataset)
+    exits = {a: EXITS[a] for a in ARCHS}
+    tables = {
+        "rq1": {"summary": rq1.summarise(rq1_raw), "exit_used": rq1.exit_used(rq1_raw),
+                "generation_time": rq1.generation_time(rq1_raw)},
+        "rq2": {"summary": rq2.summarise(s2d)},
+        "rq3": {"summary": rq3.summarise(s2d)},
+        "rq4": {"per_image": per4, "table1": rq4.table1(per4, exits), "table2": rq4.table2(per4),
+                "transfer": trans, "table3": rq4.table3(trans)},
+        "appendix": {"psnr": appendix.psnr_summary(rq1_raw)},
+    }
+    for q, t in tables.items():
+        write_results(results_path(root, "smoke", dataset, q), t, _record(q, dataset, seed))
+    return tables
+
+
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    t0 = publish_fake(root, "cifar10-jpeg", seed=0)
+    t1 = publish_fake(root / "seed-1", "cifar10-jpeg", seed=1)
+    return root, (t0, t1)
+
+
+@pytest.fixture(scope="module")
+def ledger(two_seeds):
+    root, _ = two_seeds
+    return claims.claims_ledger(claims.results_dirs(root), "smoke", ["cifar10-jpeg"])
+
+
+# ---------------------------------------------------------------- tests
+
+def test_columns_and_verdict_vocabulary(ledger):
+    assert list(ledger.columns[:len(claims.COLUMNS)]) == list(claims.COLUMNS)
+    assert ledger["claim_id"].is_unique
+    for v in ledger["verdict"]:
+        assert any(v.startswith(k) for k in claims.VERDICTS), v
+    assert set(ledger.loc[ledger.claim_id.str.startswith("F"), "claim_id"]) == {f"F{i}" for i in range(1, 11)}
+
+
+def test_every_table2_cell_of_the_paper_is_a_row(ledger):
+    t2 = ledger[ledger["claim_id"].str.startswith("T2-")].set_index("claim_id")
+    for (fam, arch), per_alpha in rq4.PAPER_TABLE2.items():
+        for alpha, paper in per_alpha.items():
+            cid = f"T2-{fam}-{arch}-a{alpha:g}"
+            assert cid in t2.index, cid
+            row = t2.loc[cid]
+            assert row["paper_number"] == paper
+            if fam == "cifar10":
+                assert row["verdict"] in ("matches", "differs")
+                assert row["dataset_used"] == "cifar10-jpeg"
+                assert row["n_seeds"] == 2
+            else:
+                assert row["verdict"] == "not comparable"
+    assert len(t2) == sum(len(v) for v in rq4.PAPER_TABLE2.values())
+
+
+def test_tables_1_and_3_cells_present(ledger):
+    ids = set(ledger["claim_id"])
+    for (fam, arch) in rq4.PAPER_TABLE1:
+        for col in ("early_attack", "best_alpha", "pgd", "fgsm"):
+            assert f"T1-{fam}-{arch}-{col}" in ids
+    for (fam, sur), targets in rq4.PAPER_TABLE3.items():
+        for tgt in targets:
+            assert {f"T3-{fam}-{sur}-{tgt}-t1", f"T3-{fam}-{sur}-{tgt}-t2"} <= ids
+
+
+def test_reproduced_values_come_from_the_stored_tables(ledger, two_seeds):
+    """Recompute each CIFAR-10 Table 2 cell from the stored per-image rows, independently."""
+    _, runs = two_seeds
+    t2 = ledger.set_index("claim_id")
+    for (fam, arch), per_alpha in rq4.PAPER_TABLE2.items():
+        if fam != "cifar10":
+            continue
+        for alpha, paper in per_alpha.items():
+            per_seed = []
+            for t in runs:
+                pi = t["rq4"]["per_image"]
+                sel = pi[(pi["arch"] == arch) & (pi["method"] == "early_attack") & np.isclose(pi["alpha"], alpha)]
+                per_seed.append(100.0 * sel["success"].mean())
+            row = t2.loc[f"T2-{fam}-{arch}-a{alpha:g}"]
+            assert row["reproduced_mean"] == pytest.approx(np.mean(per_seed))
+            assert row["reproduced_std"] == pytest.approx(np.std(per_seed, ddof=1))
+            assert "(n=2)" in row["reproduced_value"]
+            expected = "matches" if abs(np.mean(per_seed) - paper) <= 10 else "differs"
+            assert row["verdict"] == expected
+
+
+def test_ledger_follows_a_changed_table(tmp_path):
+    """A sentinel written into the stored Table 2 shows up in the ledger (nothing is typed in)."""
+    t = publish_fake(tmp_path, "cifar10-jpeg", seed=0)
+    table2 = t["rq4"]["table2"].copy()
+    table2.loc[table2["arch"] == "resnet56", rq4.alpha_column(1.0)] = 81.25
+    table2.loc[table2["arch"] == "vgg16", rq4.alpha_column(1.0)] = 3.0
+    write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "rq4"), {**t["rq4"], "table2": table2},
+                  _record("rq4", "cifar10-jpeg", 0))
+    led = claims.claims_ledger(tmp_path, "smoke", ["cifar10-jpeg"]).set_index("claim_id")
+    assert led.loc["T2-cifar10-resnet56-a1", "reproduced_mean"] == 81.25
+    assert led.loc["T2-cifar10-resnet56-a1", "verdict"] == "matches"
+    assert led.loc["T2-cifar10-resnet56-a1", "reproduced_value"] == "81.2% (n=1)"
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "differs"  # paper 35
+    assert led.loc["T2-cifar10-vgg16-a1", "n_seeds"] == 1
+
+
+def test_findings_use_the_finding_functions(ledger, two_seeds):
+    _, runs = two_seeds
+    f = ledger.set_index("claim_id")
+    v = [rq4.finding_9(t["rq4"]["table1"])["verdict"] for t in runs]
+    assert f.loc["F9", "verdict"] == (v[0] if v[0] == v[1] else "mixed")
+    v1 = [rq1.finding_1(t["rq1"]["summary"])["verdict"] for t in runs]
+    assert f.loc["F1", "verdict"] == (v1[0] if v1[0] == v1[1] else "mixed")
+    assert f.loc["F5", "verdict"] == "not testable: only cifar10-jpeg ran"
+    assert f.loc["F8", "verdict"] == "not testable: only cifar10-jpeg ran"
+    assert f.loc["F1", "n_seeds"] == 2 and f.loc["F1", "seeds"] == "0, 1"
+
+
+def test_text_statements_measured(ledger, two_seeds):
+    _, runs = two_seeds
+    s = ledger.set_index("claim_id")
+    # white-box FGSM MobileNet: share of inputs raised by more than one exit, from the RQ2 summary
+    vals = []
+    for t in runs:
+        sm = t["rq2"]["summary"]
+        vals.append(float(sm[(sm.setting == "white-box") & (sm.attack == "fgsm")
+                             & (sm.target_arch == "mobilenet")]["share_raised_gt1"].mean()))
+    row = s.loc["S-wb-fgsm-raised-cifar10-mobilenet"]
+    assert row["reproduced_mean"] == pytest.approx(np.mean(vals))
+    assert row["verdict"] == ("matches" if 25 <= np.mean(vals) <= 37 else "differs")
+    assert s.loc["S-wb-fgsm-raised-cifar100-vgg16", "verdict"] == "not comparable"
+    assert s.loc["S-tiny-d2s-gt-s2d", "verdict"] == "not comparable"
+    assert s.loc["S-psnr-sdnn", "verdict"] in ("matches", "differs")
+
+
+def test_missing_question_reads_not_run(tmp_path):
+    led = claims.claims_ledger(tmp_path, "smoke", ["cifar10"]).set_index("claim_id")
+    assert led.loc["F1", "verdict"] == "not run"
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "not run"
+    assert led.loc["T2-cifar100-vgg16-a1", "verdict"] == "not comparable"
+    counts = claims.summary_counts(led.reset_index())
+    assert counts.loc["total", "total"] == len(led)
+
+
+def test_page_overrides_split_like_reproduce():
+    prof, conf = claims.page_overrides("rq1", {"n_train": 64, "steps": 3, "alphas": [1.0]})
+    assert prof == {"n_train": 64} and conf == {"steps": 3}  # alphas belongs to RQ4: ignored here
+    prof, conf = claims.page_overrides("rq4", {"n_train": 64, "steps": 3, "alphas": [1.0]})
+    assert conf == {"alphas": [1.0]}
+    with pytest.raises(ValueError, match="unknown override"):
+        claims.page_overrides("rq1", {"n_trian": 64})
+
+
+def test_data_note_is_loud_about_generated_data():
+    rec = _record("rq1", "synthetic", 0)
+    note = claims.data_note(rec)
+    assert "GENERATED" in note._repr_html_() and "meaningless" in repr(note)
+
+
+@pytest.mark.slow
+def test_ledger_from_a_real_rq4_run(tmp_path):
+    """The real RQ4 on generated data (which stands in for CIFAR-10, loudly), two architectures."""
+    from dynn_lib.experiments import runner
+    from dynn_lib.zoo import Workspace
+
+    ws = Workspace("synthetic", "smoke", store=tmp_path / "store", device="cpu", n_train=64, n_query=32, n_eval=16,
+                   ea_images=4, ea_iters=5, attack_steps=2, batch_size=32)
+    runner.publish("rq4", ws, tmp_path / "res", {"archs": ["mobilenet", "resnet56"]})
+    led = claims.claims_ledger(tmp_path / "res", "smoke", ["synthetic"]).set_index("claim_id")
+    row = led.loc["T2-cifar10-resnet56-a1"]
+    assert row["verdict"] in ("matches", "differs") and "GENERATED" in row["dataset_used"]
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "not run"
+    assert led.loc["F9", "verdict"] in ("holds", "does not hold", "mixed")
