@@ -720,7 +720,22 @@ def page_overrides(question: str, overrides: dict[str, Any] | None) -> tuple[dic
     cls = _config_class(question)
     accepted = ({f.name for f in fields(Profile)} - {"name"}) | (
         {f.name for f in fields(cls)} if cls else ({"archs"} if question == "zoo" else set()))
-    return split_overrides(question, {k: v for k, v in overrides.items() if k in accepted})
+    prof, conf = split_overrides(question, {k: _untuple(v) for k, v in overrides.items() if k in accepted})
+    # Profile fields are tuples (milestones); papermill injects lists (and turns tuples into strings)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()}, conf
+
+
+def _untuple(value: Any) -> Any:
+    """Undo papermill's injection of a tuple as its string form ``"(35, 60)"``."""
+    import ast
+
+    if isinstance(value, str) and value.startswith("(") and value.endswith(")"):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        return list(parsed) if isinstance(parsed, tuple) else value
+    return value
 
 
 def provenance_table(results_dir: str | Path | Sequence[str | Path], profile: str,
@@ -809,11 +824,11 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     return _HTML(markup, text)
 
 
-def finding_report(results: Sequence[dict], *, paper: str | None = None, width: int = 88) -> str:
+def finding_report(results: Sequence[dict], *, paper: str | None = None, width: int = 76) -> str:
     """The closing lines of a page: one block per finding, verdict and deciding numbers.
 
     ``results`` are the dicts of the ``finding_N`` functions (``verdict``, ``evidence`` and
-    ``finding``/``claim`` where present). Returns text (print it), wrapped at ``width``.
+    ``finding``/``claim`` where present; an optional ``label`` replaces the "Finding N" heading). Returns text (print it), wrapped at ``width``.
     """
     import textwrap
 
@@ -824,7 +839,7 @@ def finding_report(results: Sequence[dict], *, paper: str | None = None, width: 
     lines = []
     for r in results:
         n = r.get("finding")
-        head = f"Finding {n}" if n is not None else "Finding"
+        head = r.get("label") or (f"Finding {n}" if n is not None else "Finding")
         claim = FINDINGS.get(n, (None, None, r.get("claim", "")))[2] if n is not None else r.get("claim", "")
         lines += wrap(claim, f"{head}: ", "  ")
         lines.append(f"  verdict for this run: {r['verdict'].upper()}")

@@ -240,6 +240,8 @@ def test_page_overrides_split_like_reproduce():
     assert prof == {"n_train": 64} and conf == {"steps": 3}  # alphas belongs to RQ4: ignored here
     prof, conf = claims.page_overrides("rq4", {"n_train": 64, "steps": 3, "alphas": [1.0]})
     assert conf == {"alphas": [1.0]}
+    prof, _ = claims.page_overrides("zoo", {"cnn_milestones": "(35, 60)", "ic_milestones": [15]})
+    assert prof == {"cnn_milestones": (35, 60), "ic_milestones": (15,)}  # papermill turns tuples into strings
     with pytest.raises(ValueError, match="unknown override"):
         claims.page_overrides("rq1", {"n_trian": 64})
 
