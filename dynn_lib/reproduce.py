@@ -81,7 +81,13 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     if build or execute:
         from .book import build_book, execute_all
         params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seed,
-                  "results_dir": str(results_dir)}
+                  "results_dir": str(results_dir),
+                  # JSON round trip: papermill would turn tuples into strings
+                  "overrides": json.loads(json.dumps(overrides, default=list))}
+        if store is not None:
+            params["store"] = str(Path(store).resolve())
+        if data_dir is not None:
+            params["data_dir"] = str(Path(data_dir).resolve())
         if len(chosen) > 1:
             params["secondary_dataset"] = chosen[1]
         t0 = time.perf_counter()

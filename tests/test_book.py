@@ -93,12 +93,15 @@ def book_html(tmp_path_factory) -> Path:
         return html
     for mod in ("jupyter_book", "papermill", "jupytext"):
         pytest.importorskip(mod)
-    from dynn_lib.book import build_book
+    from dynn_lib.reproduce import reproduce
 
-    out = tmp_path_factory.mktemp("book-build")
-    params = {"profile": os.environ.get("DYNN_BOOK_PROFILE", "smoke")}
-    return build_book(ROOT, strict=True, parameters=params, build_dir=out,
-                      execute=os.environ.get("DYNN_BOOK_EXECUTE", "1") != "0")
+    # the real `dynn reproduce --profile smoke` path on generated data, at tiny sizes so CI can
+    # afford it (the full smoke profile takes tens of minutes on 2 CPU cores)
+    tmp = tmp_path_factory.mktemp("book-run")
+    tiny = {"n_train": 64, "n_query": 32, "n_eval": 16, "ea_images": 4, "ea_iters": 5, "attack_steps": 2}
+    return reproduce("smoke", datasets=["synthetic"], device="cpu", results_dir=tmp / "results",
+                     store=tmp / "store", overrides=tiny, build=True,
+                     execute=os.environ.get("DYNN_BOOK_EXECUTE", "1") != "0")
 
 
 @pytest.fixture(scope="session")
