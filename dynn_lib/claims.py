@@ -473,14 +473,19 @@ def _statements(psnr_tol: float) -> list[_Statement]:
                             f"{_PAPER_NAMES[fam]}: against DyNN targets FGSM transfers better than PGD",
                             "FGSM > PGD", fam, "rq1", fgsm_minus_pgd, lambda v: v > 0, unit=" pp"))
 
-    def c100_minus_c10(t, runs, datasets, label):
-        c10 = paper_dataset_for("cifar10", datasets)
-        other = dict((lb, tb) for lb, tb, _ in runs.get(c10, "rq1"))
-        if label not in other:
-            raise KeyError(f"no {c10} rq1 run with seed {label}")
-        a = float(t["summary"]["success_rate"].mean())
-        b = float(other[label]["summary"]["success_rate"].mean())
-        return a - b, f"mean success: CIFAR-100 {a:.1f} %, {c10} {b:.1f} %"
+    def minus_cifar10(name: str):
+        """Mean RQ1 success on this dataset minus the same seed's mean on the CIFAR-10 run."""
+        def diff(t, runs, datasets, label):
+            c10 = paper_dataset_for("cifar10", datasets)
+            other = dict((lb, tb) for lb, tb, _ in runs.get(c10, "rq1"))
+            if label not in other:
+                raise KeyError(f"no {c10} rq1 run with seed {label}")
+            a = float(t["summary"]["success_rate"].mean())
+            b = float(other[label]["summary"]["success_rate"].mean())
+            return a - b, f"mean success: {name} {a:.1f} %, {c10} {b:.1f} %"
+        return diff
+
+    c100_minus_c10 = minus_cifar10("CIFAR-100")
 
     S.append(_Statement("S-c100-gt-c10", "Text §3.2", "Transfer attacks succeed more often on CIFAR-100 than on "
                         "CIFAR-10", "CIFAR-100 > CIFAR-10", "cifar100", "rq1", c100_minus_c10, lambda v: v > 0,
@@ -585,14 +590,7 @@ def _statements(psnr_tol: float) -> list[_Statement]:
     S.append(_Statement("S-tiny-d2s-gt-s2d", "Appendix G / Fig. 16", "Tiny ImageNet: D2S still transfers better "
                         "than S2D", "D2S > S2D", "tinyimagenet", "rq1", tiny_d2s, lambda v: v > 0, unit=" pp"))
 
-    def tiny_lower(t, runs, datasets, label):
-        c10 = paper_dataset_for("cifar10", datasets)
-        other = dict((lb, tb) for lb, tb, _ in runs.get(c10, "rq1"))
-        if label not in other:
-            raise KeyError(f"no {c10} rq1 run with seed {label}")
-        a = float(t["summary"]["success_rate"].mean())
-        b = float(other[label]["summary"]["success_rate"].mean())
-        return a - b, f"mean success: Tiny ImageNet {a:.1f} %, {c10} {b:.1f} %"
+    tiny_lower = minus_cifar10("Tiny ImageNet")
 
     S.append(_Statement("S-tiny-lower", "Appendix G / Fig. 16", "Tiny ImageNet transfer rates are slightly lower "
                         "than CIFAR's", "lower", "tinyimagenet", "rq1", tiny_lower, lambda v: v < 0, unit=" pp",

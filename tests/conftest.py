@@ -72,6 +72,15 @@ def fake_zoo(ws) -> None:
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster than two busy-waiting ones on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def tiny_dynn() -> DyNN:
     return DyNN(make_tiny_backbone()).eval()
 

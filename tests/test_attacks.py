@@ -17,13 +17,7 @@ DYNN_EXIT_LOSSES = ("final", "fired", "mean", 0, 1, -1)
 SDNN_EXIT_LOSSES = ("final", 0, -1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two busy-waiting ones on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n: int = 4, classes: int = 10, seed: int = 0):

@@ -12,13 +12,7 @@ from dynn_lib.models.base import DyNN
 from conftest import make_tiny_backbone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two busy-waiting ones on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PixelReader(nn.Module):

@@ -52,12 +52,7 @@ def real_ws(tmp_path_factory):
                      **{**TINY, "n_query": 8})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _raise(*a, **k):
