@@ -144,3 +144,12 @@ def test_anchor_quirks_kept():
         res(x)
     hook.remove()
     assert (feats["h"] < 0).any()  # ResNet ICs see the block output before its final ReLU
+
+
+def test_attach_exits_initialises_ics_like_the_anchor_sdn():
+    """VGG's SDN initialises every linear layer N(0, 0.01) with zero bias; the IC-only heads match."""
+    torch.manual_seed(0)
+    dyn = attach_exits(build("vgg16", 10, exits=False))
+    for ic in dyn.ics:
+        w = ic.linear.weight.detach()
+        assert abs(float(w.std()) - 0.01) < 0.002 and float(ic.linear.bias.detach().abs().max()) == 0.0

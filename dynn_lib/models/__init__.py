@@ -9,7 +9,8 @@ from typing import Callable, Sequence
 from torch import nn
 
 from . import mobilenet, resnet, vgg
-from .base import Backbone, DyNN, ModelSpec, SDNN, attach_exits
+from . import base
+from .base import Backbone, DyNN, ModelSpec, SDNN
 from .heads import InternalClassifier, Normalize
 from .macs import backbone_macs, exit_macs
 
@@ -77,3 +78,13 @@ def build(arch: str, num_classes: int, input_size: int = 32, exits: bool = True,
     model = DyNN(backbone) if exits else SDNN(backbone)
     _INITS[arch](model, exits)
     return model
+
+
+def attach_exits(cnn: SDNN) -> DyNN:
+    """IC-only DyNN of a trained CNN (shares its backbone); the new IC heads start as the anchor's
+    SDN of that architecture initialises them (VGG: linear layers N(0, 0.01), zero bias)."""
+    dyn = base.attach_exits(cnn)
+    init = _INITS.get(cnn.spec.arch)
+    if init is not None:
+        init(dyn.ics, True)
+    return dyn
