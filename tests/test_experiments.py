@@ -341,3 +341,20 @@ def test_real_models_all_pairs(real_ws):
     s3 = rq3.run(real_ws, CFG)["summary"]  # reuses RQ2's white-box and RQ1's S2D tables
     assert len(s2) == len(s3) == 6 * 2 and (s3["num_exits"] > 1).all()
     assert rq3.finding_6(s3)["verdict"] in VERDICTS and rq3.finding_7(s3)["verdict"] in VERDICTS
+
+
+def test_generation_cost_counts_macs_up_to_the_exit_used():
+    costs = rq1.exit_costs("mobilenet", "sdn")
+    full_cnn = rq1.exit_costs("mobilenet", "cnn")[0]
+    base = dict(dataset="synthetic", direction="D2S", pair="mobilenet→mobilenet", surrogate_arch="mobilenet",
+                attack="pgd", eps=8 / 255, eps_255=8.0, gen_seconds=0.01)
+    df = pd.DataFrame([{**base, "surrogate_kind": "sdn", "surrogate_exit": 0},
+                       {**base, "surrogate_kind": "sdn", "surrogate_exit": 2},
+                       {**base, "direction": "S2D", "surrogate_kind": "cnn", "surrogate_exit": 0}])
+    gt = rq1.generation_time(df)
+    dy = gt[gt["surrogate"] == "DyNN"].iloc[0]
+    sd = gt[gt["surrogate"] == "SDNN"].iloc[0]
+    assert dy["macs_per_step"] == pytest.approx((costs[0] + costs[2]) / 2)
+    assert sd["macs_per_step"] == full_cnn and dy["full_macs"] == costs[-1]
+    f2 = rq1.finding_2(gt)
+    assert f2["compute_verdict"] == "holds" and "MACs per attack step" in f2["evidence"]

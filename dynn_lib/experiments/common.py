@@ -29,6 +29,8 @@ Schema (:data:`COLUMNS`, in order)::
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import time
 import warnings
@@ -526,17 +528,15 @@ def final_flipped_and_first(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def num_exits(arch: str, kind: str = "sdn", num_classes: int = 10, input_size: int = 32) -> int:
     """Exits of an architecture (1 for a CNN), read from a freshly built model (no training)."""
-    return _num_exits(arch, kind != "cnn", num_classes, input_size)
+    return len(exit_costs(arch, kind, num_classes, input_size))
 
 
-_EXITS_CACHE: dict[tuple, int] = {}
+@functools.lru_cache(maxsize=None)
+def exit_costs(arch: str, kind: str = "sdn", num_classes: int = 10, input_size: int = 32) -> tuple[int, ...]:
+    """MACs of each exit of an architecture (a CNN: one entry, the whole network), from a freshly
+    built model (no training; the count does not depend on the weights)."""
+    return tuple(models.exit_macs(models.build(arch, num_classes, input_size, exits=kind != "cnn")))
 
-
-def _num_exits(arch: str, exits: bool, num_classes: int, input_size: int) -> int:
-    k = (arch, exits, num_classes, input_size)
-    if k not in _EXITS_CACHE:
-        _EXITS_CACHE[k] = int(models.build(arch, num_classes, input_size, exits=exits).num_exits)
-    return _EXITS_CACHE[k]
 
 def larger_smaller(datasets: Sequence[str]) -> tuple[str, str] | None:
     """(dataset with the larger models, with the smaller): more classes = larger IC heads and
