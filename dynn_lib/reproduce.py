@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import data
 from .experiments.runner import publish, split_overrides
+from .profiles import Profile
 from .store import atomic_write_text, provenance
 from .zoo import Workspace
 
@@ -65,13 +67,18 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     results_dir = Path(results_dir).resolve()
     stages: dict[str, float] = {}
     t_all = time.perf_counter()
+    known = set().union(*(_accepted(q) for q in PRIMARY_QUESTIONS))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; accepted: {sorted(known)}")
     if experiments:
+        pfields = {f.name for f in fields(Profile)} - {"name"}
+        prof = {k: v for k, v in overrides.items() if k in pfields}
         for i, ds in enumerate(chosen):
-            questions = PRIMARY_QUESTIONS if i == 0 else SECONDARY_QUESTIONS
-            for q in questions:
-                prof, conf = split_overrides(q, {k: v for k, v in overrides.items()
-                                                 if k in _accepted(q)})
-                ws = Workspace(ds, profile, store=store, data_dir=data_dir, device=device, seed=seed, **prof)
+            # one workspace per dataset: its data and trained models are loaded once for every question
+            ws = Workspace(ds, profile, store=store, data_dir=data_dir, device=device, seed=seed, **prof)
+            for q in PRIMARY_QUESTIONS if i == 0 else SECONDARY_QUESTIONS:
+                _, conf = split_overrides(q, {k: v for k, v in overrides.items() if k in _accepted(q)})
                 t0 = time.perf_counter()
                 print(f"[reproduce] {ds}: {q} ...", file=sys.stderr, flush=True)
                 publish(q, ws, results_dir, conf)
@@ -106,9 +113,8 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
 
 
 def _accepted(question: str) -> set[str]:
-    from dataclasses import fields
+    """Profile fields plus the question's experiment-config fields."""
     from .experiments.runner import _config_class
-    from .profiles import Profile
     names = {f.name for f in fields(Profile)} - {"name"}
     cls = _config_class(question)
     return names | ({f.name for f in fields(cls)} if cls else set())

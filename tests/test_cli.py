@@ -37,3 +37,10 @@ def test_train_then_reuse(tmp_path, capsys):
     assert "exit accuracies" in first and "16 evaluation images" in first
     assert main(argv) == 0
     assert capsys.readouterr().out.split(";")[0] == first.split(";")[0]
+
+
+def test_reproduce_rejects_unknown_parameter_before_any_work(tmp_path, capsys):
+    rc = main(["reproduce", "--datasets", "synthetic", "--results", str(tmp_path / "r"), "--store", str(tmp_path / "s"),
+               "-p", "epsilon", "0.1"])
+    assert rc == 2 and "unknown parameter(s) ['epsilon']" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
