@@ -4,42 +4,65 @@ read only from published results (:func:`dynn_lib.experiments.runner.load_result
 Rows (:func:`claims_ledger`):
 
 * ``F1`` ... ``F10``: the ten findings, paraphrased, with the verdict and evidence of the
-  library's test of each (``rq1.finding_1`` ... ``rq4.finding_10``). Findings 5 and 8 compare a
-  dataset with larger models (CIFAR-100) with one with smaller models (CIFAR-10); with only one
-  of them present their verdict is ``"not testable: only <dataset> ran"``.
+  library's test of each (``rq1.finding_1`` ... ``rq4.finding_10``, on the published per-image
+  tables, so each deciding difference has its seeded bootstrap interval over images). Findings
+  5 and 8 compare a dataset with larger models (CIFAR-100) with one with smaller models
+  (CIFAR-10) in matched cells; with only one of them present their verdict is
+  ``"not testable: only <dataset> ran"``.
 * ``T1-...``, ``T2-...``, ``T3-...``: one row per cell of the paper's Tables 1, 2 and 3
   (protocol section 10), paper value beside the reproduced one.
 * ``S-...``: the percentages and comparisons quoted in the paper's text (protocol section 10,
   "Statements from the text") that the published tables can measure.
 
-Which dataset answers for which paper dataset (``dataset_used``): the paper's CIFAR-10 cells are
-compared with ``cifar10``, else ``cifar10-jpeg`` (CIFAR-10 re-encoded as JPEG), else
-``synthetic`` (generated data; the comparison then only exercises the code, and the dataset
-column says so); CIFAR-100 cells only with ``cifar100``; Tiny ImageNet statements only with
-``tinyimagenet``. Findings 1-10 are tested on every requested dataset except Tiny ImageNet
-(which the paper only uses for RQ1, and which has its own text rows).
+One vocabulary (:data:`dynn_lib.verdicts.VERDICTS`): ``holds``, ``partly``, ``does not hold``,
+``inconclusive``, ``not testable`` (with its reason after a colon: the paper's dataset did not
+run, the question's results are absent, the reproduced value is undefined...).
+
+Which dataset answers for which paper dataset (``dataset_used``, :data:`STAND_INS`): the paper's
+CIFAR-10 cells are compared with ``cifar10``, else ``cifar10-jpeg`` (CIFAR-10 re-encoded as JPEG,
+which the dataset column says), else ``synthetic`` (generated data: the comparison then only
+exercises the code, and the dataset column says so); CIFAR-100 cells only with ``cifar100``; Tiny
+ImageNet statements only with ``tinyimagenet``. A dataset never stands in for another: Findings
+1-10 are tested on the CIFAR datasets (and their stand-ins) only, never on Tiny ImageNet (which
+the paper only uses for RQ1, and which has its own text rows); with only Tiny ImageNet they are
+"not testable".
+
+Verdict rules (tolerances are parameters of :func:`claims_ledger`):
+
+* **Table cells** (Tables 1-3; :func:`dynn_lib.verdicts.agreement`): the reproduced value's 95 %
+  interval over images ``[lo, hi]`` (Wilson for a percentage, the tables' ``X_lo``/``X_hi``; a
+  seeded bootstrap for T2) is widened by the tolerance ``tol``: the cell **holds** when the
+  paper's number lies inside ``[lo - tol, hi + tol]`` and the interval is no wider than the
+  tolerance band (``hi - lo <= 2 tol``); it is **inconclusive** when the number lies inside but
+  the interval is wider (n too small to see a difference of ``tol``); it **does not hold** when
+  the number lies outside. Tolerances: ``pct_tol`` = 10 percentage points for success and T1
+  percentages (a Wilson interval at 50 % on the paper's 100 images is 19.2 points wide, so 100
+  images decide and 20 do not), ``t2_tol`` = 0.5 exits for T2. Best α is categorical: holds
+  when it equals the paper's; inconclusive when the success at the paper's α has a Wilson
+  interval overlapping the best α's; does not hold otherwise.
+* **Bounds and ranges** of the text ("over 70 %", "25-37 %"): :func:`dynn_lib.verdicts.compare`
+  / :func:`dynn_lib.verdicts.within` on the share's Wilson interval (holds when the interval
+  lies on the stated side or inside the range, does not hold when entirely outside,
+  inconclusive otherwise).
+* **Comparisons** ("D2S > S2D", "FGSM > PGD"): the pooled difference's seeded bootstrap interval
+  over images; an interval containing 0 is inconclusive, never holds.
+* **Cross-dataset statements** ("CIFAR-100 > CIFAR-10", "Tiny ImageNet lower"): matched cells
+  only (same pair, attack, ε), each direction (D2S, S2D) on its own, each cell with Newcombe's
+  interval for two independent image sets; the cells' outcomes are combined.
+* **PSNR**: the paper's "same PSNR for SDNN and DyNN sources" is an equivalence judged at every
+  ε by :func:`dynn_lib.experiments.appendix.psnr_statement` (the appendix page calls the same
+  function, so both read the same); the paper's absolute PSNR (23.2 dB) states no ε, so its
+  rows are "not testable" and name the ε whose PSNR is nearest.
 
 Seeds: the results folder layout (``<results>/<profile>/<dataset>/<question>/``) holds one run.
 To aggregate seeds, publish each seed into its own results folder and pass them all
 (:func:`results_dirs` finds ``<root>`` and ``<root>/seed-*``). The seeds of a run are read from
 its ``record.json``: the workspace seed, plus the attack seed when it is neither 0 (the default)
-nor equal to the workspace seed; runs with the same seeds are counted once.
-Numeric cells report ``mean ± std (n=k)`` over runs (sample standard deviation; ``n=1`` has
-std 0). A finding's verdict over several runs is the common verdict when every run agrees,
-otherwise ``"mixed"`` (the per-run verdicts are listed in the evidence).
-
-Verdict rules for numeric cells (tolerances are parameters of :func:`claims_ledger`):
-
-* ``"matches"``: success and T1 percentages within ``pct_tol`` (default 10) percentage points of
-  the paper (about two binomial standard errors at 50 % on the paper's 100 images); T2 (a mean
-  count of exits) within ``t2_tol`` (default 0.5); best α exactly equal in every run; PSNR
-  within ``psnr_tol`` dB (default 0.5). A text statement that is a bound ("over 70 %") or a
-  range ("25-37 %") matches when the reproduced mean satisfies it (no tolerance); a comparison
-  ("D2S > S2D") matches when the reproduced numbers order the same way.
-* ``"differs"``: otherwise.
-* ``"not comparable"``: the paper's dataset for that cell did not run (e.g. no ``cifar100``),
-  or the reproduced value is undefined (NaN: e.g. no input flipped).
-* ``"not run"``: the question's results are absent from every results folder.
+nor equal to the workspace seed; runs with the same seeds are counted once. "n" always counts
+images; ``n_seeds`` counts seeds. With one seed a cell shows ``value [lo, hi] (n=N images)``;
+with several, ``mean ± std over k seeds`` (sample standard deviation) beside every run's 95 %
+interval. The verdict over seeds is :func:`dynn_lib.verdicts.combine_verdicts` of the runs'
+verdicts (the common one when all agree; "partly" when some hold and some do not).
 
 The module also holds three helpers the book's pages share: :func:`page_overrides` (the
 ``overrides`` parameter of every page, same meaning as ``dynn reproduce -p NAME VALUE``),
@@ -58,8 +81,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import data
-from .experiments import rq1, rq2, rq3, rq4
+from . import data, metrics, verdicts
+from .experiments import appendix, rq1, rq2, rq3, rq4
 from .experiments.common import larger_smaller
 from .experiments.runner import QUESTIONS, load_record, load_results, results_path
 
@@ -67,13 +90,13 @@ __all__ = ["COLUMNS", "VERDICTS", "FINDINGS", "STAND_INS", "claims_ledger", "res
            "style_ledger", "page_overrides", "data_note", "finding_report", "paper_dataset_for",
            "published_datasets", "paper_quote", "provenance_table"]
 
-COLUMNS = ("claim_id", "source", "claim", "paper_value", "reproduced_value", "n_seeds", "dataset_used", "verdict",
-           "evidence")
+COLUMNS = ("claim_id", "source", "claim", "paper_value", "reproduced_value", "n_seeds", "n_images", "dataset_used",
+           "verdict", "evidence")
 """The ledger's columns, in order (numeric helper columns follow: ``paper_number``,
-``reproduced_mean``, ``reproduced_std``, ``seeds``)."""
+``reproduced_mean``, ``reproduced_std``, ``reproduced_lo``, ``reproduced_hi``, ``seeds``)."""
 
-VERDICTS = ("holds", "does not hold", "mixed", "matches", "differs", "not testable", "not comparable", "not run")
-"""Verdict families (a finding's "not testable" verdict carries its reason after a colon)."""
+VERDICTS = verdicts.VERDICTS
+"""Verdict families (:data:`dynn_lib.verdicts.VERDICTS`; "not testable" carries its reason after a colon)."""
 
 FINDINGS: dict[int, tuple[str, str, str]] = {
     1: ("rq1", "§3", "Adversarial examples crafted on an early-exit surrogate fool a static target more often "
@@ -104,6 +127,9 @@ STAND_INS: dict[str, tuple[str, ...]] = {
     "tinyimagenet": ("tinyimagenet",),
 }
 """Paper dataset -> the run datasets that may answer for it, best first."""
+
+_NOT_FOR_FINDINGS = ("tinyimagenet",)
+"""Datasets on which Findings 1-10 are never judged (the paper only runs RQ1 there)."""
 
 _PAPER_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "Tiny ImageNet"}
 _ARCH = {"vgg16": "VGG", "mobilenet": "MobileNet", "resnet56": "ResNet"}
@@ -170,10 +196,15 @@ def paper_dataset_for(paper_dataset: str, datasets: Iterable[str]) -> str | None
 
 
 def _label(dataset: str | None) -> str:
-    """The ``dataset_used`` entry: the dataset's name, marked when it is generated data."""
+    """The ``dataset_used`` entry: the dataset's name, marked when it stands in for another or is
+    generated data."""
     if dataset is None:
         return "—"
-    return dataset + (" (GENERATED: meaningless)" if data.get_info(dataset).generated else "")
+    if data.get_info(dataset).generated:
+        return dataset + " (GENERATED: meaningless)"
+    if dataset == "cifar10-jpeg":
+        return dataset + " (answers for CIFAR-10: a JPEG re-encoded copy)"
+    return dataset
 
 
 # ================================================================ formatting and aggregation
@@ -184,41 +215,70 @@ def _finite(values: Iterable[float]) -> list[float]:
 
 
 def _agg(values: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, sample std (0 for one value), n) over finite values; (nan, nan, 0) when none."""
+    """(mean, sample std (0 for one value), k) over finite values; (nan, nan, 0) when none."""
     v = _finite(values)
     if not v:
         return math.nan, math.nan, 0
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def _show(mean: float, std: float, n: int, digits: int = 1, unit: str = "") -> str:
-    if n == 0 or math.isnan(mean):
-        return "n/a"
-    if n == 1:
-        return f"{mean:.{digits}f}{unit} (n=1)"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}{unit} (n={n})"
+def _num(v: float, digits: int, unit: str = "") -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.{digits}f}{unit}"
+
+
+def _ci(lo: float, hi: float, digits: int) -> str:
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "[interval n/a]"
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+class _M:
+    """One run's (seed's) measurement of a claim: value with its 95 % interval over images, the
+    images it rests on, and that run's verdict and evidence."""
+
+    def __init__(self, value: float, lo: float = math.nan, hi: float = math.nan, n_images: int = 0,
+                 verdict: str = "inconclusive", evidence: str = ""):
+        self.value, self.lo, self.hi, self.n_images = float(value), float(lo), float(hi), int(n_images)
+        self.verdict, self.evidence = verdict, evidence
 
 
 def _row(claim_id: str, source: str, claim: str, paper_value: str, reproduced_value: str, n_seeds: int,
          dataset_used: str, verdict: str, evidence: str, paper_number: float = math.nan,
-         reproduced_mean: float = math.nan, reproduced_std: float = math.nan, seeds: str = "") -> dict:
+         reproduced_mean: float = math.nan, reproduced_std: float = math.nan, seeds: str = "", n_images: int = 0,
+         reproduced_lo: float = math.nan, reproduced_hi: float = math.nan) -> dict:
+    verdicts.family(verdict)  # one vocabulary: anything else is a bug
     return {"claim_id": claim_id, "source": source, "claim": claim, "paper_value": paper_value,
-            "reproduced_value": reproduced_value, "n_seeds": int(n_seeds), "dataset_used": dataset_used,
-            "verdict": verdict, "evidence": evidence, "paper_number": float(paper_number),
-            "reproduced_mean": float(reproduced_mean), "reproduced_std": float(reproduced_std), "seeds": seeds}
+            "reproduced_value": reproduced_value, "n_seeds": int(n_seeds), "n_images": int(n_images),
+            "dataset_used": dataset_used, "verdict": verdict, "evidence": evidence,
+            "paper_number": float(paper_number), "reproduced_mean": float(reproduced_mean),
+            "reproduced_std": float(reproduced_std), "reproduced_lo": float(reproduced_lo),
+            "reproduced_hi": float(reproduced_hi), "seeds": seeds}
 
 
-def _numeric_verdict(mean: float, paper: float, tol: float) -> str:
-    if math.isnan(mean) or math.isnan(paper):
-        return "not comparable"
-    return "matches" if abs(mean - paper) <= tol + 1e-9 else "differs"
-
-
-def _combine(verdicts: Sequence[str]) -> str:
-    v = list(dict.fromkeys(verdicts))
-    if not v:
-        return "not run"
-    return v[0] if len(v) == 1 else "mixed"
+def _aggregate(claim_id: str, source: str, claim: str, paper_value: str, dataset_used: str,
+               measured: Sequence[tuple[str, _M]], paper_number: float = math.nan, digits: int = 1,
+               unit: str = "") -> dict:
+    """One ledger row from the per-seed measurements: mean ± std over seeds beside each run's
+    95 % interval over images; the verdict is :func:`dynn_lib.verdicts.combine_verdicts` of the
+    runs' verdicts."""
+    labels = [lb for lb, _ in measured]
+    ms = [m for _, m in measured]
+    mean, std, k = _agg([m.value for m in ms])
+    n_img = max((m.n_images for m in ms), default=0)
+    if len(ms) == 1:
+        m = ms[0]
+        ci = "" if math.isnan(m.lo) or math.isnan(m.hi) else f" {_ci(m.lo, m.hi, digits)}"
+        shown = f"{_num(m.value, digits, unit)}{ci} (n={m.n_images} images)" if not math.isnan(m.value) else "n/a"
+        lo, hi, ev = m.lo, m.hi, m.evidence
+    else:
+        per = "; ".join(f"seed {lb}: {_num(m.value, digits)} {_ci(m.lo, m.hi, digits)}" for lb, m in measured)
+        shown = (f"{_num(mean, digits)} ± {_num(std, digits)}{unit} over {k} seeds (95 % interval per run, "
+                 f"n={n_img} images each: {per})" if k else "n/a")
+        lo = hi = math.nan
+        ev = " ".join(f"[seed {lb}: {m.verdict}] {m.evidence}" for lb, m in measured)
+    verdict = verdicts.combine_verdicts([m.verdict for m in ms]) if ms else "not testable: no run"
+    return _row(claim_id, source, claim, paper_value, shown, len(ms), dataset_used, verdict, ev, paper_number,
+                mean, std, ", ".join(labels), n_img, lo, hi)
 
 
 # ================================================================ findings
@@ -238,107 +298,71 @@ def _by_seed(runs: _Runs, datasets: Sequence[str], question: str) -> dict[str, l
 
 
 def _finding_functions() -> dict[int, Callable[[list[dict[str, pd.DataFrame]]], dict]]:
+    """Finding number -> the library's test of it on one seed's published tables (the per-image
+    tables, so the deciding differences get their bootstrap intervals)."""
     def f9(ts):
-        return rq4.finding_9(_concat(ts, "table1"))
+        pi = _concat(ts, "per_image")
+        return rq4.finding_9(_concat(ts, "table1"), per_image=pi if len(pi) else None)
 
     def f10(ts):
-        return rq4.finding_10(_concat(ts, "table3"))
+        tr = _concat(ts, "transfer")
+        return rq4.finding_10(_concat(ts, "table3"), transfer=tr if len(tr) else None)
 
     return {
-        1: lambda ts: rq1.finding_1(_concat(ts, "summary")),
-        2: lambda ts: rq1.finding_2(_concat(ts, "generation_time"), _concat(ts, "summary")),
-        3: lambda ts: rq2.finding_3(_concat(ts, "summary")),
-        4: lambda ts: rq2.finding_4(_concat(ts, "summary")),
+        1: lambda ts: rq1.finding_1(_concat(ts, "per_image")),
+        2: lambda ts: rq1.finding_2(_concat(ts, "per_image"), _concat(ts, "summary")),
+        3: lambda ts: rq2.finding_3(_concat(ts, "per_image")),
+        4: lambda ts: rq2.finding_4(_concat(ts, "per_image")),
         5: lambda ts: rq2.finding_5([t["summary"] for t in ts]),
-        6: lambda ts: rq3.finding_6(_concat(ts, "summary")),
-        7: lambda ts: rq3.finding_7(_concat(ts, "summary")),
+        6: lambda ts: rq3.finding_6(_concat(ts, "per_image")),
+        7: lambda ts: rq3.finding_7(_concat(ts, "per_image")),
         8: lambda ts: rq3.finding_8([t["summary"] for t in ts]),
         9: f9,
         10: f10,
     }
 
 
-def _finding_rows(runs: _Runs, main: Sequence[str]) -> list[dict]:
+def _finding_rows(runs: _Runs, main: Sequence[str], others: Sequence[str]) -> list[dict]:
     rows = []
     funcs = _finding_functions()
     for n, (question, section, text) in FINDINGS.items():
+        fid, src = f"F{n}", f"Finding {n} ({section})"
         seeds = _by_seed(runs, main, question)
         used = [ds for ds in main if runs.has(ds, question)]
         ds_text = "; ".join(_label(d) for d in used) or "—"
+        if not main:
+            why = (f"the findings are judged on CIFAR data only; {', '.join(others)} cannot stand in for it"
+                   if others else "no dataset requested")
+            rows.append(_row(fid, src, text, "stated", "—", 0, "—", f"not testable: {why}", why))
+            continue
         if not seeds:
-            rows.append(_row(f"F{n}", f"Finding {n} ({section})", text, "stated", "—", 0, ds_text, "not run",
-                             f"no published {question} results for {', '.join(main) or 'any dataset'}"))
+            why = f"no published {question} results for {', '.join(main)}"
+            rows.append(_row(fid, src, text, "stated", "—", 0, ds_text, f"not testable: {why}", why))
             continue
         if n in (5, 8) and larger_smaller(used) is None:
             only = ", ".join(used)
-            rows.append(_row(f"F{n}", f"Finding {n} ({section})", text, "stated", "—", len(seeds), ds_text,
-                             f"not testable: only {only} ran",
+            rows.append(_row(fid, src, text, "stated", "—", len(seeds), ds_text, f"not testable: only {only} ran",
                              "needs a dataset with larger models (CIFAR-100) next to one with smaller models "
                              f"(CIFAR-10); only {only} ran", seeds=", ".join(seeds)))
             continue
-        verdicts, evidence = [], []
+        measured = []
         for label, tables in seeds.items():
+            n_im = 0
             try:
                 res = funcs[n](tables)
-                v, ev = res["verdict"], res["evidence"]
+                v, ev, n_im = res["verdict"], res["evidence"], int(res.get("n_images", 0))
+                verdicts.family(v)
             except (ValueError, KeyError) as e:  # e.g. Finding 9 without ResNet-56 in the run
-                v, ev = "not testable here", f"not testable here: {e}"
-            verdicts.append("not testable" if v.startswith("not testable") else v)
-            evidence.append(ev if len(seeds) == 1 else f"[seed {label}: {v}] {ev}")
-        verdict = _combine(verdicts)
-        if verdict == "not testable":
-            verdict = "not testable: " + evidence[0].split(":", 1)[-1].strip()[:120]
-        rows.append(_row(f"F{n}", f"Finding {n} ({section})", text, "stated", verdict if len(seeds) == 1 else
-                         f"{', '.join(verdicts)}", len(seeds), ds_text, verdict, " ".join(evidence),
-                         seeds=", ".join(seeds)))
+                v, ev = f"not testable: {str(e)[:160]}", f"not testable: {e}"
+            measured.append((label, _M(math.nan, n_images=n_im, verdict=v, evidence=ev)))
+        row = _aggregate(fid, src, text, "stated", ds_text, measured)
+        row["reproduced_value"] = "; ".join(f"{m.verdict}" + (f" (seed {lb})" if len(measured) > 1 else "")
+                                            + f", n={m.n_images} images" for lb, m in measured)
+        rows.append(row)
     return rows
 
 
 # ================================================================ Tables 1-3
-
-def _table_values(runs: _Runs, ds: str, name: str, select: Callable[[pd.DataFrame], float]
-                  ) -> tuple[list[float], list[str]]:
-    vals, seeds = [], []
-    for label, tables, _ in runs.get(ds, "rq4"):
-        if name in tables:
-            vals.append(select(tables[name]))
-            seeds.append(label)
-    return vals, seeds
-
-
-def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, source: str, claim: str,
-          paper: float, name: str, select: Callable[[pd.DataFrame], float], tol: float, digits: int = 1,
-          unit: str = "", exact: bool = False, paper_text: str | None = None) -> dict:
-    ds = paper_dataset_for(family, datasets)
-    ptxt = paper_text if paper_text is not None else f"{paper:g}{unit}"
-    if ds is None:
-        return _row(claim_id, source, claim, ptxt, "—", 0, "—", "not comparable",
-                    f"the paper's dataset ({_PAPER_NAMES[family]}) did not run in this build", paper)
-    if not runs.has(ds, "rq4"):
-        return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), "not run",
-                    f"no published rq4 results for {ds}", paper)
-    vals, seeds = _table_values(runs, ds, name, select)
-    present = [(v, lb) for v, lb in zip(vals, seeds) if v is not None]
-    if not present:
-        return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), "not run",
-                    f"the published {name} of {ds} has no row for this model or pair", paper)
-    vals, seeds = [v for v, _ in present], [lb for _, lb in present]
-    mean, std, n = _agg(vals)
-    if exact:
-        fin = _finite(vals)
-        shown = ", ".join(f"{v:g}" for v in fin) or "n/a"
-        verdict = ("not comparable" if not fin else
-                   "matches" if all(math.isclose(v, paper) for v in fin) else "differs")
-        return _row(claim_id, source, claim, ptxt, f"{shown} (n={len(fin)})", len(seeds), _label(ds), verdict,
-                    f"best α per run: {shown}; paper: {paper:g}", paper, mean, std, ", ".join(seeds))
-    verdict = _numeric_verdict(mean, paper, tol)
-    ev = (f"|reproduced − paper| = {abs(mean - paper):.{digits}f}{unit}; tolerance {tol:g}{unit}"
-          if not math.isnan(mean) else "reproduced value undefined (no images or no examples)")
-    if len(vals) > 1:
-        ev += "; per run: " + ", ".join(f"{v:.{digits}f}" for v in vals)
-    return _row(claim_id, source, claim, ptxt, _show(mean, std, n, digits, unit), len(seeds), _label(ds), verdict,
-                ev, paper, mean, std, ", ".join(seeds))
-
 
 def _rows_where(df: pd.DataFrame, **eq) -> pd.DataFrame:
     for k, v in eq.items():
@@ -346,12 +370,80 @@ def _rows_where(df: pd.DataFrame, **eq) -> pd.DataFrame:
     return df
 
 
-def _first(df: pd.DataFrame, col: str) -> float | None:
-    """The cell of the first selected row; None when no row is selected (the model did not run)."""
-    if not len(df) or col not in df.columns:
+def _cell_measure(row: pd.Series, col: str, n_col: str, paper: float, tol: float, pct: bool, digits: int,
+                  unit: str) -> _M:
+    """One run's table cell: value, 95 % interval (the table's ``<col>_lo``/``_hi``; a Wilson
+    interval from the count when an older table lacks them) and :func:`dynn_lib.verdicts.agreement`."""
+    v = float(row[col]) if col in row.index and row[col] is not None else math.nan
+    n = int(row[n_col]) if n_col in row.index and not pd.isna(row[n_col]) else 0
+    lo = float(row[col + "_lo"]) if col + "_lo" in row.index else math.nan
+    hi = float(row[col + "_hi"]) if col + "_hi" in row.index else math.nan
+    if pct and math.isnan(lo) and not math.isnan(v) and n:
+        lo, hi = metrics.wilson_interval(round(v * n / 100), n)
+    if math.isnan(v):
+        return _M(v, n_images=n, verdict="not testable: reproduced value undefined (no images or no examples)",
+                  evidence="reproduced value undefined (no images or no examples)")
+    verdict = verdicts.agreement(lo, hi, paper, tol)
+    ev = (f"reproduced {_num(v, digits, unit)} with 95 % interval {_ci(lo, hi, digits)} over {n} images, widened by "
+          f"the tolerance {tol:g}{unit}: {_ci(lo - tol, hi + tol, digits)}; paper {paper:g}{unit} "
+          + ("inside" if verdicts.family(verdict) != "does not hold" else "outside")
+          + (f"; interval wider than 2 × tolerance, so this n cannot decide" if verdict == "inconclusive" else ""))
+    return _M(v, lo, hi, n, verdict, ev)
+
+
+def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha: float) -> _M | None:
+    """Best α of one run: "holds" when it is the paper's; "inconclusive" when the success at the
+    paper's α has a Wilson interval overlapping the best one's (the two α cannot be told apart at
+    this n); "does not hold" otherwise."""
+    t1 = _rows_where(tables.get("table1", pd.DataFrame()), arch=arch) if "table1" in tables else pd.DataFrame()
+    if not len(t1):
         return None
-    v = df[col].iloc[0]
-    return math.nan if v is None else float(v)
+    r = t1.iloc[0]
+    best, n = float(r["best_alpha"]), int(r["n_images"])
+    if math.isnan(best):
+        return _M(best, n_images=n, verdict="not testable: no Early-Attack rate in this run",
+                  evidence="no Early-Attack rate")
+    if math.isclose(best, paper_alpha):
+        return _M(best, n_images=n, verdict="holds", evidence=f"best α {best:g} = paper's {paper_alpha:g}")
+    t2 = _rows_where(tables.get("table2", pd.DataFrame()), arch=arch) if "table2" in tables else pd.DataFrame()
+    col = rq4.alpha_column(paper_alpha)
+    if not len(t2) or col not in t2.columns:
+        return _M(best, n_images=n, verdict=f"not testable: α={paper_alpha:g} not in this run's grid",
+                  evidence=f"best α {best:g}; the paper's α={paper_alpha:g} did not run")
+    row = t2.iloc[0]
+    bcol = rq4.alpha_column(best)
+
+    def ci(c):
+        if c + "_lo" in row.index:
+            return float(row[c + "_lo"]), float(row[c + "_hi"])
+        return metrics.wilson_interval(round(float(row[c]) * n / 100), n)
+
+    (pl, ph), (bl, bh) = ci(col), ci(bcol)
+    overlap = pl <= bh and bl <= ph
+    verdict = "inconclusive" if overlap else "does not hold"
+    return _M(best, n_images=n, verdict=verdict,
+              evidence=(f"best α {best:g} ({float(row[bcol]):.1f}% {_ci(bl, bh, 1)}) vs the paper's α={paper_alpha:g} "
+                        f"({float(row[col]):.1f}% {_ci(pl, ph, 1)}) on {n} images: intervals "
+                        + ("overlap, the two α cannot be told apart" if overlap else "do not overlap")))
+
+
+def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, source: str, claim: str,
+          paper: float, name: str, measure: Callable[[dict[str, pd.DataFrame]], _M | None], digits: int = 1,
+          unit: str = "", paper_text: str | None = None) -> dict:
+    ds = paper_dataset_for(family, datasets)
+    ptxt = paper_text if paper_text is not None else f"{paper:g}{unit}"
+    if ds is None:
+        why = f"the paper's dataset ({_PAPER_NAMES[family]}) did not run in this build"
+        return _row(claim_id, source, claim, ptxt, "—", 0, "—", f"not testable: {why}", why, paper)
+    if not runs.has(ds, "rq4"):
+        why = f"no published rq4 results for {ds}"
+        return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), f"not testable: {why}", why, paper)
+    measured = [(label, m) for label, tables, _ in runs.get(ds, "rq4") if name in tables
+                for m in [measure(tables)] if m is not None]
+    if not measured:
+        why = f"the published {name} of {ds} has no row for this model or pair"
+        return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), f"not testable: {why}", why, paper)
+    return _aggregate(claim_id, source, claim, ptxt, _label(ds), measured, paper, digits, unit)
 
 
 def _table_rows(runs: _Runs, datasets: Sequence[str], pct_tol: float, t2_tol: float) -> list[dict]:
@@ -359,32 +451,46 @@ def _table_rows(runs: _Runs, datasets: Sequence[str], pct_tol: float, t2_tol: fl
     t1_cols = (("early_attack", "Early Attack success at its best α (%)", "%"),
                ("best_alpha", "best α", ""), ("pgd", "PGD baseline success (%)", "%"),
                ("fgsm", "FGSM baseline success (%)", "%"))
+
+    def first(t: pd.DataFrame, **eq) -> pd.Series | None:
+        sub = _rows_where(t, **eq)
+        return sub.iloc[0] if len(sub) else None
+
     for (fam, arch), paper in rq4.PAPER_TABLE1.items():
         for col, what, unit in t1_cols:
-            sel = (lambda t, a=arch, c=col: _first(_rows_where(t, arch=a), c))
+            if col == "best_alpha":
+                meas = (lambda ts, a=arch, p=paper[col]: _best_alpha_measure(ts, a, p))
+            else:
+                meas = (lambda ts, a=arch, c=col, p=paper[col], u=unit: (
+                    None if (r := first(ts["table1"], arch=a)) is None
+                    else _cell_measure(r, c, "n_images", p, pct_tol, True, 1, u)))
             rows.append(_cell(runs, datasets, fam, f"T1-{fam}-{arch}-{col}",
                               f"Table 1, {_PAPER_NAMES[fam]} {_ARCH[arch]}",
-                              f"{what}, {_PAPER_NAMES[fam]} {_ARCH[arch]}", paper[col], "table1", sel, pct_tol,
-                              unit=unit, exact=col == "best_alpha"))
+                              f"{what}, {_PAPER_NAMES[fam]} {_ARCH[arch]}", paper[col], "table1", meas,
+                              digits=1 if unit else 3, unit=unit))
     for (fam, arch), per_alpha in rq4.PAPER_TABLE2.items():
         for alpha, paper in per_alpha.items():
             col = rq4.alpha_column(alpha)
-            sel = (lambda t, a=arch, c=col: _first(_rows_where(t, arch=a), c))
+            meas = (lambda ts, a=arch, c=col, p=paper: (
+                None if (r := first(ts["table2"], arch=a)) is None or c not in r.index
+                else _cell_measure(r, c, "n_images", p, pct_tol, True, 1, "%")))
             rows.append(_cell(runs, datasets, fam, f"T2-{fam}-{arch}-a{alpha:g}",
                               f"Table 2, {_PAPER_NAMES[fam]} {_ARCH[arch]} α={alpha:g}",
                               f"Early Attack success (%) with α = {alpha:g}, {_PAPER_NAMES[fam]} {_ARCH[arch]}",
-                              paper, "table2", sel, pct_tol, unit="%"))
+                              paper, "table2", meas, unit="%"))
     for (fam, sur), targets in rq4.PAPER_TABLE3.items():
         for tgt, vals in targets.items():
-            for key, tol, digits, unit, what in (("t1", pct_tol, 1, "%", "T1: share of examples keeping the "
-                                                   "target's final answer (%)"),
-                                                  ("t2", t2_tol, 2, "", "T2: mean number of the target's internal "
-                                                   "exits moved off its answer")):
-                sel = (lambda t, s=sur, g=tgt, k=key: _first(_rows_where(t, surrogate_arch=s, target_arch=g), k))
+            for key, tol, digits, unit, pct, what in (
+                    ("t1", pct_tol, 1, "%", True, "T1: share of examples keeping the target's final answer (%)"),
+                    ("t2", t2_tol, 2, "", False, "T2: mean number of the target's internal exits moved off its "
+                                                 "answer")):
+                meas = (lambda ts, s=sur, g=tgt, k=key, p=vals[key], tl=tol, pc=pct, d=digits, u=unit: (
+                    None if (r := first(ts["table3"], surrogate_arch=s, target_arch=g)) is None
+                    else _cell_measure(r, k, "n", p, tl, pc, d, u)))
                 rows.append(_cell(runs, datasets, fam, f"T3-{fam}-{sur}-{tgt}-{key}",
                                   f"Table 3, {_PAPER_NAMES[fam]} {key.upper()} {_T3_ARCH[sur]}→{_T3_ARCH[tgt]}",
                                   f"{what}, {_PAPER_NAMES[fam]} {_ARCH[sur]} → {_ARCH[tgt]}", vals[key], "table3",
-                                  sel, tol, digits=digits, unit=unit))
+                                  meas, digits=digits, unit=unit))
     return rows
 
 
@@ -406,137 +512,213 @@ def _eps_text(df: pd.DataFrame) -> str:
 
 
 class _Statement:
-    """One quoted statement: where it comes from, what it says, how to measure and judge it."""
+    """One quoted statement: where it comes from, what it says, and how one run measures and
+    judges it (``measure(tables) -> _M``; with ``needs``, ``measure(tables, runs, datasets, seed)``)."""
 
     def __init__(self, sid: str, source: str, claim: str, paper_value: str, family: str, question: str,
-                 measure: Callable[[dict[str, pd.DataFrame]], tuple[float, str]], judge: Callable[[float], bool],
-                 digits: int = 1, unit: str = "%", paper_number: float = math.nan,
+                 measure: Callable[..., _M], digits: int = 1, unit: str = "%", paper_number: float = math.nan,
                  needs: Sequence[str] = ()):
         self.sid, self.source, self.claim, self.paper_value = sid, source, claim, paper_value
-        self.family, self.question, self.measure, self.judge = family, question, measure, judge
+        self.family, self.question, self.measure = family, question, measure
         self.digits, self.unit, self.paper_number, self.needs = digits, unit, paper_number, tuple(needs)
 
 
 def _statement_row(runs: _Runs, datasets: Sequence[str], st: _Statement) -> dict:
     ds = paper_dataset_for(st.family, datasets)
     if ds is None:
-        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, "—", "not comparable",
-                    f"the paper's dataset ({_PAPER_NAMES[st.family]}) did not run in this build", st.paper_number)
+        why = f"the paper's dataset ({_PAPER_NAMES[st.family]}) did not run in this build"
+        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, "—", f"not testable: {why}", why,
+                    st.paper_number)
     missing = [n for n in st.needs if paper_dataset_for(n, datasets) is None]
     if missing:
-        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, _label(ds), "not comparable",
-                    f"needs {', '.join(_PAPER_NAMES[m] for m in missing)} results too; not run in this build",
+        why = f"needs {', '.join(_PAPER_NAMES[m] for m in missing)} results too; not run in this build"
+        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, _label(ds), f"not testable: {why}", why,
                     st.paper_number)
     runs_ds = runs.get(ds, st.question)
     if not runs_ds:
-        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, _label(ds), "not run",
-                    f"no published {st.question} results for {ds}", st.paper_number)
-    vals, evs, seeds = [], [], []
+        why = f"no published {st.question} results for {ds}"
+        return _row(st.sid, st.source, st.claim, st.paper_value, "—", 0, _label(ds), f"not testable: {why}", why,
+                    st.paper_number)
+    measured = []
     for label, tables, _ in runs_ds:
         try:
-            v, ev = st.measure(tables, runs, datasets, label) if st.needs else st.measure(tables)
+            m = st.measure(tables, runs, datasets, label) if st.needs else st.measure(tables)
         except (KeyError, ValueError, IndexError) as e:
-            v, ev = math.nan, f"not measurable: {e}"
-        vals.append(v)
-        evs.append(ev if len(runs_ds) == 1 else f"[seed {label}] {ev}")
-        seeds.append(label)
-    mean, std, n = _agg(vals)
-    verdict = "not comparable" if math.isnan(mean) else ("matches" if st.judge(mean) else "differs")
-    return _row(st.sid, st.source, st.claim, st.paper_value, _show(mean, std, n, st.digits, st.unit), len(seeds),
-                _label(ds), verdict, " ".join(evs), st.paper_number, mean, std, ", ".join(seeds))
+            m = _M(math.nan, verdict=f"not testable: not measurable ({str(e)[:120]})",
+                   evidence=f"not measurable: {e}")
+        measured.append((label, m))
+    return _aggregate(st.sid, st.source, st.claim, st.paper_value, _label(ds), measured, st.paper_number, st.digits,
+                      st.unit)
 
 
-def _mean_where(df: pd.DataFrame, col: str, **eq) -> float:
-    sub = _rows_where(df, **eq)
-    return float(sub[col].mean()) if len(sub) else math.nan
+def _judged(value: float, lo: float, hi: float, n: int, outcome: str, evidence: str) -> _M:
+    """A statement's run measurement from one comparison outcome (``verdicts.combine``)."""
+    if math.isnan(value):
+        return _M(value, lo, hi, n, "not testable: no rows for this setting in the run", evidence)
+    return _M(value, lo, hi, n, verdicts.combine([outcome]), evidence)
+
+
+def _share(df: pd.DataFrame, col: str, count: str, total: str) -> tuple[float, float, float, int]:
+    """Pooled share (%) over the selected summary rows with its Wilson interval (the rows are
+    different images or one setting; one row in practice)."""
+    if not len(df):
+        return math.nan, math.nan, math.nan, 0
+    k = float(df[count].sum()) if count in df.columns else float((df[col] * df[total] / 100).round().sum())
+    n = int(df[total].sum())
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    lo, hi = metrics.wilson_interval(k, n)
+    return 100.0 * k / n, lo, hi, n
+
+
+def _matched(big: pd.DataFrame, small: pd.DataFrame, keys: Sequence[str], k_col: str, n_col: str, rate_col: str,
+             direction: str) -> list[dict]:
+    """Matched cells (same ``keys``) of two datasets' summaries: difference big minus small with
+    its Newcombe interval and the outcome of ``difference {direction} 0``."""
+    def counts(df):
+        df = df.copy()
+        if k_col not in df.columns:
+            df[k_col] = (df[rate_col] * df[n_col] / 100).round()
+        return df.groupby(list(keys), sort=False)[[k_col, n_col, rate_col]].first()
+
+    a, b = counts(big), counts(small)
+    out = []
+    for key in a.index.intersection(b.index):
+        d, lo, hi = metrics.newcombe_interval(a.loc[key, k_col], a.loc[key, n_col], b.loc[key, k_col],
+                                              b.loc[key, n_col])
+        if math.isnan(d):
+            continue
+        out.append({"key": key, "difference": d, "lo": lo, "hi": hi, "outcome": verdicts.compare(lo, hi, 0.0, direction),
+                    "n": (int(a.loc[key, n_col]), int(b.loc[key, n_col]))})
+    return out
 
 
 def _statements(psnr_tol: float) -> list[_Statement]:
     S: list[_Statement] = []
 
+    def n_img(df: pd.DataFrame) -> int:
+        return int(df[["dataset", "image"]].drop_duplicates().shape[0]) if len(df) else 0
+
+    def rq1_rows(t):
+        pi = t["per_image"]
+        return pi if "success" in pi.columns else rq1.add_success(pi)
+
+    def success_gap(pi, a, b, what):
+        """Success rate of rows ``a`` minus rows ``b`` (paired bootstrap over images), judged > 0."""
+        diff, lo, hi = metrics.bootstrap_rate_difference(a["image"], a["success"], a["correct_clean"], b["image"],
+                                                         b["success"], b["correct_clean"])
+        return _judged(diff, lo, hi, n_img(pi), verdicts.compare(lo, hi, 0.0, ">"),
+                       f"{what} {_num(diff, 1, ' pp')} {_ci(lo, hi, 1)} (95 % bootstrap over {n_img(pi)} images)")
+
     def d2s_minus_s2d(t):
-        s = t["summary"]
-        d, s_ = _mean_where(s, "success_rate", direction="D2S"), _mean_where(s, "success_rate", direction="S2D")
-        return d - s_, f"mean success over target-correct images: D2S {d:.1f} %, S2D {s_:.1f} % (all attacks, ε)"
+        pi = rq1_rows(t)
+        return success_gap(pi, pi[pi["direction"] == "D2S"], pi[pi["direction"] == "S2D"],
+                           "success over target-correct images pooled over pairs, attacks and ε: D2S minus S2D")
 
     def fgsm_minus_pgd(t):
-        s = t["summary"]
-        s = s[s["direction"] == "S2D"]
-        f, p = _mean_where(s, "success_rate", attack="fgsm"), _mean_where(s, "success_rate", attack="pgd")
-        return f - p, f"mean success against DyNN targets (S2D pairs): FGSM {f:.1f} %, PGD {p:.1f} %"
+        pi = rq1_rows(t)
+        pi = pi[pi["direction"] == "S2D"]
+        return success_gap(pi, pi[pi["attack"] == "fgsm"], pi[pi["attack"] == "pgd"],
+                           "success against DyNN targets (S2D pairs, pooled over pairs and ε): FGSM minus PGD")
 
     for fam in ("cifar10", "cifar100"):
         S.append(_Statement(f"S-d2s-gt-s2d-{fam}", "Text §3.2",
                             f"{_PAPER_NAMES[fam]}: on average D2S transfer succeeds more often than S2D",
-                            "D2S > S2D", fam, "rq1", d2s_minus_s2d, lambda v: v > 0, unit=" pp"))
+                            "D2S > S2D", fam, "rq1", d2s_minus_s2d, unit=" pp"))
         S.append(_Statement(f"S-fgsm-gt-pgd-{fam}", "Text §3.2",
                             f"{_PAPER_NAMES[fam]}: against DyNN targets FGSM transfers better than PGD",
-                            "FGSM > PGD", fam, "rq1", fgsm_minus_pgd, lambda v: v > 0, unit=" pp"))
+                            "FGSM > PGD", fam, "rq1", fgsm_minus_pgd, unit=" pp"))
 
-    def minus_cifar10(name: str):
-        """Mean RQ1 success on this dataset minus the same seed's mean on the CIFAR-10 run."""
-        def diff(t, runs, datasets, label):
+    def versus_cifar10(name: str, direction: str):
+        """Matched RQ1 cells (pair, attack, ε) of this dataset against the same seed's CIFAR-10
+        run, each direction (D2S, S2D) on its own; each cell a Newcombe interval."""
+        def m(t, runs, datasets, label):
             c10 = paper_dataset_for("cifar10", datasets)
             other = dict((lb, tb) for lb, tb, _ in runs.get(c10, "rq1"))
             if label not in other:
                 raise KeyError(f"no {c10} rq1 run with seed {label}")
-            a = float(t["summary"]["success_rate"].mean())
-            b = float(other[label]["summary"]["success_rate"].mean())
-            return a - b, f"mean success: {name} {a:.1f} %, {c10} {b:.1f} %"
-        return diff
-
-    c100_minus_c10 = minus_cifar10("CIFAR-100")
+            a, b = t["summary"], other[label]["summary"]
+            keys = ["direction", "pair", "attack", "eps_255"]
+            cells = _matched(a, b, keys, "n_success", "n_correct", "success_rate", direction)
+            per_dir = {}
+            for c in cells:
+                per_dir.setdefault(c["key"][0], []).append(c["outcome"])
+            verdict = (verdicts.combine([o for os in per_dir.values() for o in os]) if cells
+                       else "not testable: no matched (pair, attack, ε) cell")
+            mean = float(np.mean([c["difference"] for c in cells])) if cells else math.nan
+            ev = (f"matched cells only (same pair, attack, ε), {name} minus {c10}, 95 % Newcombe intervals: "
+                  + "; ".join(f"{d}: {verdicts.combine(os)} ({os.count('supports')} of {len(os)} cells)"
+                              for d, os in per_dir.items())
+                  + " (" + "; ".join(f"{' '.join(str(x) for x in c['key'])}: {_num(c['difference'], 1, ' pp')} "
+                                     f"{_ci(c['lo'], c['hi'], 1)}" for c in cells) + ")")
+            n = int(a["n"].max()) if "n" in a.columns and len(a) else 0
+            return _M(mean, n_images=n, verdict=verdict, evidence=ev)
+        return m
 
     S.append(_Statement("S-c100-gt-c10", "Text §3.2", "Transfer attacks succeed more often on CIFAR-100 than on "
-                        "CIFAR-10", "CIFAR-100 > CIFAR-10", "cifar100", "rq1", c100_minus_c10, lambda v: v > 0,
-                        unit=" pp", needs=("cifar10",)))
+                        "CIFAR-10 (matched cells, each direction on its own)", "CIFAR-100 > CIFAR-10", "cifar100",
+                        "rq1", versus_cifar10("CIFAR-100", ">"), unit=" pp", needs=("cifar10",)))
 
     for fam in ("cifar10", "cifar100"):
         for sur in ("vgg16", "mobilenet", "resnet56"):
             def early(t, sur=sur):
                 eu = _eps_rows(t["exit_used"])
                 sh = rq1.share_early_exits(eu[(eu["attack"] == "pgd") & (eu["surrogate_arch"] == sur)])
-                v = float(sh["share_exits_0_2"].mean()) if len(sh) else math.nan
-                return v, f"PGD examples of the DyNN {sur} surrogate from exits 0-2{_eps_text(eu)}: {v:.1f} %"
+                if len(sh):
+                    sh = sh.assign(k=(sh["share_exits_0_2"] * sh["n"] / 100).round())
+                v, lo, hi, n = _share(sh, "share_exits_0_2", "k", "n")
+                return _judged(v, lo, hi, n, verdicts.compare(lo, hi, 70.0, ">"),
+                               f"PGD examples of the DyNN {sur} surrogate from exits 0-2{_eps_text(eu)}: "
+                               f"{_num(v, 1, ' %')} {_ci(lo, hi, 1)} of {n}")
             S.append(_Statement(f"S-pgd-exits012-{fam}-{sur}", "Text §3.2 / Fig. 7",
                                 f"{_PAPER_NAMES[fam]}, DyNN {_ARCH[sur]} surrogate (D2S): over 70 % of PGD "
-                                "examples come from exits 0-2", "> 70%", fam, "rq1", early, lambda v: v > 70,
-                                paper_number=70))
+                                "examples come from exits 0-2", "> 70%", fam, "rq1", early, paper_number=70))
 
-    def raised(setting, attack, arch):
+    def raised(setting, attack, arch, judge):
         def m(t):
             s = _eps_rows(t["summary"])
             s = s[(s["setting"] == setting) & (s["attack"] == attack) & (s["target_arch"] == arch)
                   & (s["target_kind"] != "cnn")]
-            v = float(s["share_raised_gt1"].mean()) if len(s) else math.nan
-            return v, f"{setting} {attack.upper()} {arch}{_eps_text(s)}: exit raised by more than one for {v:.1f} %"
+            v, lo, hi, n = _share(s, "share_raised_gt1", "n_raised_gt1", "n")
+            return _judged(v, lo, hi, n, judge(lo, hi),
+                           f"{setting} {attack.upper()} {arch}{_eps_text(s)}: exit raised by more than one for "
+                           f"{_num(v, 1, ' %')} {_ci(lo, hi, 1)} of {n} inputs")
         return m
 
     for arch in ("mobilenet", "vgg16"):
         S.append(_Statement(f"S-wb-fgsm-raised-cifar10-{arch}", "Text §4.2 / Fig. 3",
                             f"CIFAR-10 white-box, {_ARCH[arch]}: 25-37 % of FGSM examples move the exit up by "
-                            "more than one", "25–37%", "cifar10", "rq2", raised("white-box", "fgsm", arch),
-                            lambda v: 25 <= v <= 37))
+                            "more than one", "25–37%", "cifar10", "rq2",
+                            raised("white-box", "fgsm", arch, lambda lo, hi: verdicts.within(lo, hi, 25, 37))))
     for arch in ("vgg16", "mobilenet", "resnet56"):
         S.append(_Statement(f"S-wb-fgsm-raised-cifar100-{arch}", "Text §4.2 / Fig. 10",
                             f"CIFAR-100 white-box, {_ARCH[arch]}: over 45 % of FGSM examples move the exit up by "
-                            "more than one", "> 45%", "cifar100", "rq2", raised("white-box", "fgsm", arch),
-                            lambda v: v > 45, paper_number=45))
+                            "more than one", "> 45%", "cifar100", "rq2",
+                            raised("white-box", "fgsm", arch, lambda lo, hi: verdicts.compare(lo, hi, 45, ">")),
+                            paper_number=45))
     for arch in ("resnet56", "vgg16"):
         S.append(_Statement(f"S-bb-pgd-raised-cifar10-{arch}", "Text §4.2 / Fig. 4",
                             f"CIFAR-10 black-box, {_ARCH[arch]} target: over 40 % of PGD examples move the exit "
-                            "up by more than one", "> 40%", "cifar10", "rq2", raised("black-box", "pgd", arch),
-                            lambda v: v > 40, paper_number=40))
+                            "up by more than one", "> 40%", "cifar10", "rq2",
+                            raised("black-box", "pgd", arch, lambda lo, hi: verdicts.compare(lo, hi, 40, ">")),
+                            paper_number=40))
 
-    def exit0(setting, attack, arch, col):
+    def exit0(setting, attack, arch, col, bound):
         def m(t):
             s = _eps_rows(t["summary"])
             s = s[(s["setting"] == setting) & (s["attack"] == attack) & (s["target_arch"] == arch)
-                  & (s["target_kind"] != "cnn")]
-            v = float(s[col].mean()) if len(s) else math.nan
-            n = int(s["n_flipped"].sum()) if len(s) else 0
+                  & (s["target_kind"] != "cnn")].copy()
+            if len(s) and "n_changed_exit0" not in s.columns:
+                s["n_changed_exit0"] = (s["share_changed_exit0"].fillna(0) * s["n_flipped"] / 100).round()
+            if len(s) and col == "share_not_changed_exit0":
+                s["k"] = s["n_flipped"] - s["n_changed_exit0"]
+            else:
+                s["k"] = s["n_changed_exit0"] if len(s) else []
+            v, lo, hi, n = _share(s, col, "k", "n_flipped")
             what = "changed at exit 0" if col == "share_changed_exit0" else "NOT changed at exit 0"
-            return v, f"{setting} {attack.upper()} {arch}{_eps_text(s)}: {v:.1f} % of {n} flipped inputs {what}"
+            return _judged(v, lo, hi, n, verdicts.compare(lo, hi, bound, ">"),
+                           f"{setting} {attack.upper()} {arch}{_eps_text(s)}: {_num(v, 1, ' %')} {_ci(lo, hi, 1)} "
+                           f"of {n} flipped inputs {what}")
         return m
 
     for fam in ("cifar10", "cifar100"):
@@ -546,55 +728,56 @@ def _statements(psnr_tol: float) -> list[_Statement]:
                                     else "Text §5.2 / Fig. 8",
                                     f"{_PAPER_NAMES[fam]} white-box, {_ARCH[arch]}, {attack.upper()}: over 77 % of "
                                     "flipped inputs already change at the first exit", "> 77%", fam, "rq3",
-                                    exit0("white-box", attack, arch, "share_changed_exit0"), lambda v: v > 77,
-                                    paper_number=77))
+                                    exit0("white-box", attack, arch, "share_changed_exit0", 77), paper_number=77))
     for attack in ("fgsm", "pgd"):
         S.append(_Statement(f"S-bb-vgg-not-exit0-cifar10-{attack}", "Text §5.2 / Fig. 6",
                             f"CIFAR-10 black-box, VGG target, {attack.upper()}: over 45 % of flipped inputs leave the "
                             "first exit's answer unchanged", "> 45%", "cifar10", "rq3",
-                            exit0("black-box", attack, "vgg16", "share_not_changed_exit0"), lambda v: v > 45,
-                            paper_number=45))
+                            exit0("black-box", attack, "vgg16", "share_not_changed_exit0", 45), paper_number=45))
 
-    def psnr(source):
+    def psnr_value(source):
         def m(t):
-            p = _eps_rows(t["psnr"])
-            p = p[p["attack"].isin(["fgsm", "pgd"])]
-            v = float(p.loc[p["source"] == source, "mean_psnr"].mean())
-            per = "; ".join(f"{r.attack} {r.eps_255:g}/255 {r.mean_psnr:.2f} dB"
-                            for r in t["psnr"][t["psnr"]["source"] == source].itertuples())
-            return v, f"{source}-source mean PSNR over FGSM and PGD{_eps_text(p)}: {v:.2f} dB (all rows: {per})"
+            eq = t["psnr_equivalence"]
+            st = appendix.psnr_statement(eq, psnr_tol)
+            if not st["nearest"]:
+                raise KeyError("no FGSM/PGD PSNR rows")
+            col = "psnr_sdnn" if source == "SDNN" else "psnr_dynn"
+            near = "; ".join(f"{a}: {(s if source == 'SDNN' else d):.2f} dB at ε={e:g}/255"
+                             for a, (e, s, d) in st["nearest"].items())
+            v = float(eq.loc[eq["nearest_paper"] & eq["attack"].isin(["fgsm", "pgd"]), col].mean())
+            per = "; ".join(f"{r.attack} {r.eps_255:g}/255 {getattr(r, col):.2f} dB" for r in eq.itertuples())
+            why = ("the paper states no ε for its PSNR, so its number cannot be matched to one budget; ε nearest "
+                   f"{appendix.PAPER_PSNR[source]:.2f} dB: {near}")
+            return _M(v, n_images=st["n_images"], verdict=f"not testable: {why}",
+                      evidence=f"{source}-source mean PSNR per attack and ε: {per}. {why}")
         return m
 
     S.append(_Statement("S-psnr-sdnn", "Appendix F", "Mean PSNR of adversarial images made on SDNN surrogates",
-                        "23.20 dB", "cifar10", "appendix", psnr("SDNN"), lambda v: abs(v - 23.20) <= psnr_tol,
-                        digits=2, unit=" dB", paper_number=23.20))
+                        "23.20 dB", "cifar10", "appendix", psnr_value("SDNN"), digits=2, unit=" dB",
+                        paper_number=23.20))
     S.append(_Statement("S-psnr-dynn", "Appendix F", "Mean PSNR of adversarial images made on DyNN surrogates",
-                        "23.19 dB", "cifar10", "appendix", psnr("DyNN"), lambda v: abs(v - 23.19) <= psnr_tol,
-                        digits=2, unit=" dB", paper_number=23.19))
+                        "23.19 dB", "cifar10", "appendix", psnr_value("DyNN"), digits=2, unit=" dB",
+                        paper_number=23.19))
 
-    def psnr_order(t):
-        p = _eps_rows(t["psnr"])
-        p = p[p["attack"].isin(["fgsm", "pgd"])]
-        a = float(p.loc[p["source"] == "SDNN", "mean_psnr"].mean())
-        b = float(p.loc[p["source"] == "DyNN", "mean_psnr"].mean())
-        return a - b, f"SDNN {a:.3f} dB vs DyNN {b:.3f} dB{_eps_text(p)}"
+    def psnr_same(t):
+        st = appendix.psnr_statement(t["psnr_equivalence"], psnr_tol)
+        eq = t["psnr_equivalence"]
+        eq = eq[eq["attack"].isin(["fgsm", "pgd"])]
+        worst = float(eq["difference"].abs().max()) if len(eq) else math.nan
+        return _M(worst, n_images=st["n_images"], verdict=st["verdict"], evidence=st["evidence"])
 
-    S.append(_Statement("S-psnr-order", "Appendix F", "Images made on SDNN surrogates are (slightly) less distorted "
-                        "than those made on DyNN surrogates", "SDNN ≥ DyNN (23.20 vs 23.19 dB)", "cifar10", "appendix",
-                        psnr_order, lambda v: v >= 0, digits=3, unit=" dB"))
+    S.append(_Statement("S-psnr-same", "Appendix F", "Adversarial images made on SDNN and on DyNN surrogates have "
+                        f"the same PSNR (within ±{psnr_tol:g} dB), at every ε", "23.20 vs 23.19 dB", "cifar10",
+                        "appendix", psnr_same, digits=3, unit=" dB"))
 
     def tiny_d2s(t):
-        f = rq1.finding_1(t["summary"])
-        return f["mean_d2s"] - f["mean_s2d"], f["evidence"]
+        return d2s_minus_s2d(t)
 
     S.append(_Statement("S-tiny-d2s-gt-s2d", "Appendix G / Fig. 16", "Tiny ImageNet: D2S still transfers better "
-                        "than S2D", "D2S > S2D", "tinyimagenet", "rq1", tiny_d2s, lambda v: v > 0, unit=" pp"))
-
-    tiny_lower = minus_cifar10("Tiny ImageNet")
-
+                        "than S2D", "D2S > S2D", "tinyimagenet", "rq1", tiny_d2s, unit=" pp"))
     S.append(_Statement("S-tiny-lower", "Appendix G / Fig. 16", "Tiny ImageNet transfer rates are slightly lower "
-                        "than CIFAR's", "lower", "tinyimagenet", "rq1", tiny_lower, lambda v: v < 0, unit=" pp",
-                        needs=("cifar10",)))
+                        "than CIFAR-10's (matched cells, each direction on its own)", "lower", "tinyimagenet", "rq1",
+                        versus_cifar10("Tiny ImageNet", "<"), unit=" pp", needs=("cifar10",)))
     return S
 
 
@@ -643,26 +826,33 @@ def claims_ledger(results_dir: str | Path | Sequence[str | Path], profile: str, 
         results_dir: one results folder, or several (one per seed; see :func:`results_dirs`).
         profile: the profile whose results are read (``<results>/<profile>/...``).
         datasets: the datasets that ran (e.g. ``["cifar10-jpeg", "tinyimagenet"]``).
-        pct_tol, t2_tol, psnr_tol: tolerances of the numeric verdicts.
+        pct_tol, t2_tol, psnr_tol: tolerances of the table-cell verdicts (percentage points, T2
+            exits, dB; :func:`dynn_lib.verdicts.agreement`) and the PSNR equivalence margin.
     Returns:
         One row per claim, columns :data:`COLUMNS` then ``paper_number``, ``reproduced_mean``,
-        ``reproduced_std``, ``seeds``. Nothing is computed except from the stored tables.
+        ``reproduced_std`` (over seeds), ``reproduced_lo``, ``reproduced_hi`` (the run's 95 %
+        interval over images; NaN with several seeds, whose intervals are in the text) and
+        ``seeds``. Nothing is computed except from the stored tables.
     """
+    for name, tol in (("pct_tol", pct_tol), ("t2_tol", t2_tol), ("psnr_tol", psnr_tol)):
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not tol >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {tol!r}")
     dirs = [Path(results_dir)] if isinstance(results_dir, (str, Path)) else [Path(d) for d in results_dir]
     datasets = [d for d in dict.fromkeys(datasets) if d]
     for d in datasets:
         data.get_info(d)
     runs = _Runs(dirs, profile)
-    main = [d for d in datasets if d != "tinyimagenet"] or list(datasets)
-    rows = _finding_rows(runs, main)
+    main = [d for d in datasets if d not in _NOT_FOR_FINDINGS]
+    rows = _finding_rows(runs, main, [d for d in datasets if d in _NOT_FOR_FINDINGS])
     rows += _table_rows(runs, datasets, pct_tol, t2_tol)
     rows += [_statement_row(runs, datasets, st) for st in _statements(psnr_tol)]
     df = pd.DataFrame(rows)
-    return df[list(COLUMNS) + ["paper_number", "reproduced_mean", "reproduced_std", "seeds"]]
+    return df[list(COLUMNS) + ["paper_number", "reproduced_mean", "reproduced_std", "reproduced_lo", "reproduced_hi",
+                               "seeds"]]
 
 
 def _family(verdict: str) -> str:
-    return next((v for v in VERDICTS if verdict.startswith(v)), verdict)
+    return verdicts.family(verdict)
 
 
 def summary_counts(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -675,8 +865,9 @@ def summary_counts(ledger: pd.DataFrame) -> pd.DataFrame:
     return out.loc[order].rename_axis(index="verdict", columns=None)
 
 
-_COLOURS = {"holds": "#d4edda", "matches": "#d4edda", "does not hold": "#f8d7da", "differs": "#f8d7da",
-            "mixed": "#fff3cd", "not testable": "#e2e3e5", "not comparable": "#e2e3e5", "not run": "#e2e3e5"}
+_COLOURS = {"holds": "#d4edda", "partly": "#fff3cd", "does not hold": "#f8d7da", "inconclusive": "#ffe8cc",
+            "not testable": "#e2e3e5"}
+"""Background colour of each verdict family in :func:`style_ledger`."""
 
 
 def style_ledger(ledger: pd.DataFrame, columns: Sequence[str] = COLUMNS):

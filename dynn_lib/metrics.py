@@ -11,9 +11,12 @@ Each function's docstring gives its exact definition, units and shapes. Conventi
 * A rate whose denominator is empty is ``nan`` (never an error, never 0): the caller can
   tell "no qualifying input" apart from "0 %".
 * Shape mismatches raise ``ValueError`` naming both shapes.
+* Uncertainty: a proportion gets a 95 % Wilson interval (:func:`wilson_interval`); a
+  difference of rates gets a seeded bootstrap over images (:func:`bootstrap_rate_difference`).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -28,6 +31,8 @@ __all__ = [
     "early_attack_success", "t1_t2",
     "psnr", "mean_psnr", "linf", "l2",
     "time_per_example", "exit_distribution", "mean_std",
+    "wilson_interval", "bootstrap_weights", "percentile_interval", "bootstrap_rate_difference",
+    "bootstrap_mean", "bootstrap_mean_difference", "bootstrap_rate", "newcombe_interval", "wilson_columns",
 ]
 
 
@@ -431,3 +436,233 @@ def mean_std(values) -> tuple[float, float]:
     if v.numel() == 1:
         return float(v[0]), (0.0 if math.isfinite(float(v[0])) else math.nan)
     return float(v.mean()), float(v.std(correction=1))
+
+
+# ---------------------------------------------------------------- uncertainty (the paper gives none)
+
+Z95 = 1.959963984540054
+"""Two-sided 95 % standard-normal quantile."""
+
+
+def wilson_interval(k: int | float, n: int | float, z: float = Z95) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion, in percent.
+
+    Args:
+        k: number of successes (0 <= k <= n).
+        n: number of trials (images); 0 gives ``(nan, nan)``.
+        z: normal quantile (default two-sided 95 %).
+    Returns:
+        ``(lo, hi)`` in [0, 100]. Unlike the normal approximation it stays inside [0, 100]
+        and is not degenerate at 0 or 100 % (5 of 5 gives about 57-100 %, not 100-100 %).
+    """
+    k, n = float(k), float(n)
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k:g}, n={n:g}")
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return 100.0 * lo, 100.0 * hi
+
+
+def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0, stream: int = 0):
+    """Resampling weights of a bootstrap over ``n`` images: a numpy ``[n_boot, n]`` int32 array
+    whose row b counts how often each image is drawn in replicate b (multinomial, rows sum to
+    ``n``). Seeded (numpy ``default_rng(seed)``; ``stream`` > 0 draws an independent stream
+    ``default_rng([seed, stream])``, used for the second sample of an unpaired comparison), so an
+    interval is reproducible from its record. The array is cached and read-only.
+
+    A statistic computed per replicate as a *weighted* statistic over rows indexed by image
+    (``W[:, image]``) is the bootstrap over images: every row of one image (one image attacked
+    through several pairs, say) moves together, which keeps paired comparisons paired.
+    """
+    if n < 1 or n_boot < 1:
+        raise ValueError(f"need n >= 1 and n_boot >= 1, got n={n}, n_boot={n_boot}")
+    return _weights(int(n), int(n_boot), int(seed), int(stream))
+
+
+@functools.lru_cache(maxsize=4)
+def _weights(n: int, n_boot: int, seed: int, stream: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed if stream == 0 else [seed, stream])
+    w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.int32)
+    w.flags.writeable = False
+    return w
+
+
+def percentile_interval(samples, confidence: float = 0.95) -> tuple[float, float]:
+    """``(lo, hi)`` percentile interval of bootstrap replicates (NaN replicates dropped;
+    ``(nan, nan)`` when none is finite)."""
+    import numpy as np
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return math.nan, math.nan
+    a = (1 - confidence) / 2
+    return float(np.quantile(s, a)), float(np.quantile(s, 1 - a))
+
+
+def _side(image, value, base, name: str):
+    """(image int64 [r], value float64 [r], base bool [r]) of one side of a bootstrap statistic;
+    rows with a non-finite value leave the denominator (a PSNR of +inf: an unchanged image)."""
+    import numpy as np
+
+    i = np.asarray(image, dtype=np.int64).reshape(-1)
+    v = np.asarray(value, dtype=np.float64).reshape(-1)
+    b = np.ones(i.shape, dtype=bool) if base is None else np.asarray(base, dtype=bool).reshape(-1)
+    if not (i.shape == v.shape == b.shape):
+        raise ValueError(f"image_{name}, value_{name}, base_{name} must have one shape, got "
+                         f"{i.shape}, {v.shape}, {b.shape}")
+    b = b & np.isfinite(v)
+    return i, np.where(b, v, 0.0), b
+
+
+def _boot_means(sides, n_boot: int, seed: int, paired: bool):
+    """Per side: (estimate, replicates [n_boot]) of the weighted mean ``sum(v*base)/sum(base)``.
+
+    Rows are first summed per image, so a replicate costs one ``[n_boot, images]`` product.
+    ``paired``: one resampling of the union of the sides' images; otherwise side k is resampled
+    over its own images with stream k.
+    """
+    import numpy as np
+
+    def est_reps(ids, parts, stream):
+        W = bootstrap_weights(ids.size, n_boot, seed, stream).astype(np.float64)
+        out = []
+        for i, v, b in parts:
+            pos = np.searchsorted(ids, i)
+            num = np.bincount(pos, weights=v * b, minlength=ids.size)
+            den = np.bincount(pos, weights=b.astype(np.float64), minlength=ids.size)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                est = num.sum() / den.sum() if den.sum() > 0 else math.nan
+                d = W @ den
+                reps = np.where(d > 0, (W @ num) / np.where(d > 0, d, 1.0), np.nan)
+            out.append((float(est), reps))
+        return out
+
+    if paired:
+        ids = np.unique(np.concatenate([s[0] for s in sides]))
+        if ids.size == 0:
+            return [(math.nan, np.full(n_boot, np.nan))] * len(sides)
+        return est_reps(ids, sides, 0)
+    out = []
+    for k, s in enumerate(sides):
+        ids = np.unique(s[0])
+        out += [(math.nan, np.full(n_boot, np.nan))] if ids.size == 0 else est_reps(ids, [s], k)
+    return out
+
+
+def bootstrap_mean(image, value, base=None, n_boot: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``value`` over the rows in ``base`` (non-finite values left out) with a seeded
+    percentile bootstrap over images (rows of one image move together).
+
+    Args:
+        image: image id per row (its position in the evaluation half).
+        value: the per-row quantity (PSNR dB, exit change, T2 count...; a bool gives a share
+            in [0, 1]).
+        base: rows that count (default all).
+    Returns:
+        ``(mean, lo, hi)`` in the units of ``value``; NaN when no row counts.
+    """
+    (est, reps), = _boot_means([_side(image, value, base, "")], n_boot, seed, True)
+    lo, hi = percentile_interval(reps, confidence)
+    return est, lo, hi
+
+
+def bootstrap_mean_difference(image_a, value_a, image_b, value_b, base_a=None, base_b=None, paired: bool = True,
+                              n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
+                              ) -> tuple[float, float, float]:
+    """Difference of two pooled means (A minus B, units of the values) with a seeded bootstrap
+    over images (:func:`bootstrap_mean` per side).
+
+    ``paired=True``: both sides are rows over the same images (ids shared) and are resampled
+    jointly, so the interval keeps the pairing. ``paired=False``: the sides come from different
+    image sets (two datasets) and are resampled independently (two-sample bootstrap).
+
+    Returns:
+        ``(difference, lo, hi)``; NaN where a side has no row that counts.
+    """
+    sides = [_side(image_a, value_a, base_a, "a"), _side(image_b, value_b, base_b, "b")]
+    (ea, ra), (eb, rb) = _boot_means(sides, n_boot, seed, paired)
+    lo, hi = percentile_interval(ra - rb, confidence)
+    return ea - eb, lo, hi
+
+
+def bootstrap_rate_difference(image_a, hit_a, base_a, image_b, hit_b, base_b, n_boot: int = 1000, seed: int = 0,
+                              confidence: float = 0.95, paired: bool = True) -> tuple[float, float, float]:
+    """Difference of two pooled rates (A minus B, percentage points) with a seeded bootstrap over
+    images.
+
+    Each side is a set of rows (one per image and setting): ``image_*`` the image id (its
+    position in the evaluation half, shared by both sides), ``hit_*`` whether the row counts
+    as a success, ``base_*`` whether it is in the denominator (e.g. target correct when
+    benign). The rate of a side is ``sum(hit & base) / sum(base)`` over its rows; images are
+    resampled jointly for both sides, so a comparison over the same images stays paired
+    (``paired=False``: independently, for two different image sets).
+
+    Returns:
+        ``(difference, lo, hi)`` in percentage points; NaN where a side has an empty denominator.
+    """
+    import numpy as np
+
+    for name, i, h, b in (("a", image_a, hit_a, base_a), ("b", image_b, hit_b, base_b)):
+        if not (np.shape(i) == np.shape(h) == np.shape(b)):
+            raise ValueError(f"image_{name}, hit_{name}, base_{name} must have one shape, got "
+                             f"{np.shape(i)}, {np.shape(h)}, {np.shape(b)}")
+    return bootstrap_mean_difference(image_a, 100.0 * np.asarray(hit_a, dtype=bool), image_b,
+                                     100.0 * np.asarray(hit_b, dtype=bool), base_a, base_b, paired, n_boot, seed,
+                                     confidence)
+
+
+def bootstrap_rate(image, hit, base=None, n_boot: int = 1000, seed: int = 0,
+                   confidence: float = 0.95) -> tuple[float, float, float]:
+    """A pooled rate ``sum(hit & base) / sum(base)`` in percent with a seeded bootstrap over
+    images: for a rate pooled over several rows per image (several pairs or settings), where
+    the rows of one image are not independent and a Wilson interval would be too narrow."""
+    import numpy as np
+
+    return bootstrap_mean(image, 100.0 * np.asarray(hit, dtype=bool), base, n_boot, seed, confidence)
+
+
+def newcombe_interval(k1: int | float, n1: int | float, k2: int | float, n2: int | float,
+                      z: float = Z95) -> tuple[float, float, float]:
+    """Difference of two independent proportions ``k1/n1 - k2/n2`` in percentage points with
+    Newcombe's hybrid score interval (method 10 of Newcombe 1998, built from the two Wilson
+    intervals); for two *different* image sets (two datasets, or a paper's table against a
+    run) where no pairing exists.
+
+    Returns:
+        ``(difference, lo, hi)`` in percentage points; NaN when a denominator is 0.
+    """
+    if n1 <= 0 or n2 <= 0:
+        return math.nan, math.nan, math.nan
+    p1, p2 = 100.0 * k1 / n1, 100.0 * k2 / n2
+    l1, u1 = wilson_interval(k1, n1, z)
+    l2, u2 = wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def wilson_columns(df, column: str, k, n) -> None:
+    """Insert ``<column>_lo`` and ``<column>_hi`` (95 % Wilson bounds, percent) right after
+    ``column`` of the DataFrame ``df`` (in place), from per-row counts ``k`` and totals ``n``."""
+    import numpy as np
+
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    bounds = [wilson_interval(a, b) if np.isfinite(a) and np.isfinite(b) else (math.nan, math.nan)
+              for a, b in zip(k, n)]
+    at = list(df.columns).index(column) + 1
+    for j, suffix in enumerate(("_lo", "_hi")):
+        name = column + suffix
+        if name in df.columns:
+            del df[name]
+        df.insert(at + j, name, [b[j] for b in bounds])

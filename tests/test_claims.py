@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dynn_lib import claims
+from dynn_lib import claims, metrics, verdicts
 from dynn_lib.blackbox import PAIRS
 from dynn_lib.experiments import appendix, rq1, rq2, rq3, rq4
 from dynn_lib.experiments.common import COLUMNS, eps_255
@@ -50,7 +50,8 @@ def _attack_rows(rng, dataset: str, n: int = 12) -> pd.DataFrame:
                     "surrogate_exit": int(rng.integers(0, EXITS[s_arch])) if s_kind != "cnn" else 0,
                     "gen_seconds": float(rng.uniform(0.001, 0.01)), "psnr": float(rng.uniform(28, 34)),
                     "linf": EPS, "conf_clean": rng.uniform(0.2, 1, E).tolist(), "pred_clean": pc,
-                    "conf_adv": rng.uniform(0.2, 1, E).tolist(), "pred_adv": pa, "exit_macs": macs, "seed": 0})
+                    "conf_adv": rng.uniform(0.2, 1, E).tolist(), "pred_adv": pa, "exit_macs": macs, "seed": 0,
+                    "taus": [] if t_kind == "cnn" else [0.8] * (E - 1), "gen_macs": math.nan, "gen_batch": 0})
     return pd.DataFrame(rows)[list(COLUMNS)]
 
 
@@ -96,13 +97,14 @@ def publish_fake(root, dataset: str, seed: int) -> dict[str, dict[str, pd.DataFr
     per4, trans = _rq4_rows(rng, dataset)
     exits = {a: EXITS[a] for a in ARCHS}
     tables = {
-        "rq1": {"summary": rq1.summarise(rq1_raw), "exit_used": rq1.exit_used(rq1_raw),
-                "generation_time": rq1.generation_time(rq1_raw)},
-        "rq2": {"summary": rq2.summarise(s2d)},
-        "rq3": {"summary": rq3.summarise(s2d)},
+        "rq1": {"per_image": rq1.add_success(rq1_raw), "summary": rq1.summarise(rq1_raw, n_boot=100),
+                "exit_used": rq1.exit_used(rq1_raw), "generation_time": rq1.generation_time(rq1_raw)},
+        "rq2": {"per_image": rq2.add_deltas(s2d), "summary": rq2.summarise(s2d, n_boot=100)},
+        "rq3": {"per_image": rq3.add_first_changed(s2d), "summary": rq3.summarise(s2d)},
         "rq4": {"per_image": per4, "table1": rq4.table1(per4, exits), "table2": rq4.table2(per4),
                 "transfer": trans, "table3": rq4.table3(trans)},
-        "appendix": {"psnr": appendix.psnr_summary(rq1_raw)},
+        "appendix": {"psnr": appendix.psnr_summary(rq1_raw, n_boot=100),
+                     "psnr_equivalence": appendix.psnr_equivalence(rq1_raw, n_boot=100)},
     }
     for q, t in tables.items():
         write_results(results_path(root, "smoke", dataset, q), t, _record(q, dataset, seed))
@@ -125,12 +127,18 @@ def ledger(two_seeds):
 
 # ---------------------------------------------------------------- tests
 
+OLD_WORDS = ("mixed", "matches", "differs", "not comparable", "not run")
+
+
 def test_columns_and_verdict_vocabulary(ledger):
     assert list(ledger.columns[:len(claims.COLUMNS)]) == list(claims.COLUMNS)
     assert ledger["claim_id"].is_unique
     for v in ledger["verdict"]:
-        assert any(v.startswith(k) for k in claims.VERDICTS), v
+        assert verdicts.family(v) in verdicts.VERDICTS, v
+        assert not v.startswith(OLD_WORDS), v
+    assert claims.VERDICTS == verdicts.VERDICTS
     assert set(ledger.loc[ledger.claim_id.str.startswith("F"), "claim_id"]) == {f"F{i}" for i in range(1, 11)}
+    assert (ledger["n_images"] >= 0).all()
 
 
 def test_every_table2_cell_of_the_paper_is_a_row(ledger):
@@ -142,11 +150,11 @@ def test_every_table2_cell_of_the_paper_is_a_row(ledger):
             row = t2.loc[cid]
             assert row["paper_number"] == paper
             if fam == "cifar10":
-                assert row["verdict"] in ("matches", "differs")
-                assert row["dataset_used"] == "cifar10-jpeg"
-                assert row["n_seeds"] == 2
+                assert verdicts.family(row["verdict"]) in ("holds", "does not hold", "inconclusive", "partly")
+                assert row["dataset_used"].startswith("cifar10-jpeg") and "CIFAR-10" in row["dataset_used"]
+                assert row["n_seeds"] == 2 and row["n_images"] == 10
             else:
-                assert row["verdict"] == "not comparable"
+                assert row["verdict"].startswith("not testable: the paper's dataset (CIFAR-100)")
     assert len(t2) == sum(len(v) for v in rq4.PAPER_TABLE2.values())
 
 
@@ -161,78 +169,151 @@ def test_tables_1_and_3_cells_present(ledger):
 
 
 def test_reproduced_values_come_from_the_stored_tables(ledger, two_seeds):
-    """Recompute each CIFAR-10 Table 2 cell from the stored per-image rows, independently."""
+    """Recompute each CIFAR-10 Table 2 cell from the stored per-image rows, independently: mean ± std
+    over the two seeds, each seed's Wilson interval, and the verdict each seed's interval gives."""
     _, runs = two_seeds
     t2 = ledger.set_index("claim_id")
     for (fam, arch), per_alpha in rq4.PAPER_TABLE2.items():
         if fam != "cifar10":
             continue
         for alpha, paper in per_alpha.items():
-            per_seed = []
+            per_seed, seed_verdicts = [], []
             for t in runs:
                 pi = t["rq4"]["per_image"]
                 sel = pi[(pi["arch"] == arch) & (pi["method"] == "early_attack") & np.isclose(pi["alpha"], alpha)]
                 per_seed.append(100.0 * sel["success"].mean())
+                lo, hi = metrics.wilson_interval(int(sel["success"].sum()), len(sel))
+                seed_verdicts.append(verdicts.agreement(lo, hi, paper, 10.0))
             row = t2.loc[f"T2-{fam}-{arch}-a{alpha:g}"]
             assert row["reproduced_mean"] == pytest.approx(np.mean(per_seed))
             assert row["reproduced_std"] == pytest.approx(np.std(per_seed, ddof=1))
-            assert "(n=2)" in row["reproduced_value"]
-            expected = "matches" if abs(np.mean(per_seed) - paper) <= 10 else "differs"
-            assert row["verdict"] == expected
+            assert "over 2 seeds" in row["reproduced_value"] and "n=10 images" in row["reproduced_value"]
+            assert row["verdict"] == verdicts.combine_verdicts(seed_verdicts)
+            # 10 images give a Wilson interval far wider than ±10 points: never "holds"
+            assert row["verdict"] in ("inconclusive", "does not hold", "partly")
 
 
-def test_ledger_follows_a_changed_table(tmp_path):
-    """A sentinel written into the stored Table 2 shows up in the ledger (nothing is typed in)."""
+def test_table_cell_rule_on_a_changed_table(tmp_path):
+    """A sentinel written into the stored Table 2 shows up in the ledger (nothing is typed in), and
+    the verdict follows the interval rule: inside and narrow -> holds, outside -> does not hold,
+    inside but too wide -> inconclusive."""
     t = publish_fake(tmp_path, "cifar10-jpeg", seed=0)
     table2 = t["rq4"]["table2"].copy()
-    table2.loc[table2["arch"] == "resnet56", rq4.alpha_column(1.0)] = 81.25
-    table2.loc[table2["arch"] == "vgg16", rq4.alpha_column(1.0)] = 3.0
+    c = rq4.alpha_column(1.0)
+    table2["n_images"] = 100
+    table2.loc[table2["arch"] == "resnet56", [c, c + "_lo", c + "_hi"]] = [81.25, 72.5, 87.8]  # paper 81
+    table2.loc[table2["arch"] == "vgg16", [c, c + "_lo", c + "_hi"]] = [3.0, 1.0, 8.5]  # paper 35
+    table2.loc[table2["arch"] == "mobilenet", [c, c + "_lo", c + "_hi"]] = [10.0, 0.0, 40.0]  # paper 4, too wide
     write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "rq4"), {**t["rq4"], "table2": table2},
                   _record("rq4", "cifar10-jpeg", 0))
     led = claims.claims_ledger(tmp_path, "smoke", ["cifar10-jpeg"]).set_index("claim_id")
     assert led.loc["T2-cifar10-resnet56-a1", "reproduced_mean"] == 81.25
-    assert led.loc["T2-cifar10-resnet56-a1", "verdict"] == "matches"
-    assert led.loc["T2-cifar10-resnet56-a1", "reproduced_value"] == "81.2% (n=1)"
-    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "differs"  # paper 35
+    assert led.loc["T2-cifar10-resnet56-a1", "verdict"] == "holds"
+    assert led.loc["T2-cifar10-resnet56-a1", "reproduced_value"] == "81.2% [72.5, 87.8] (n=100 images)"
+    assert (led.loc["T2-cifar10-resnet56-a1", "reproduced_lo"], led.loc["T2-cifar10-resnet56-a1", "reproduced_hi"]) \
+        == (72.5, 87.8)
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "does not hold"
+    assert led.loc["T2-cifar10-mobilenet-a1", "verdict"] == "inconclusive"
     assert led.loc["T2-cifar10-vgg16-a1", "n_seeds"] == 1
+
+
+def test_agreement_rule():
+    assert verdicts.agreement(40.4, 59.6, 55.0, 10.0) == "holds"  # 50 of 100
+    assert verdicts.agreement(40.4, 59.6, 75.0, 10.0) == "does not hold"
+    assert verdicts.agreement(23.7, 76.3, 55.0, 10.0) == "inconclusive"  # 5 of 10
+    assert verdicts.agreement(23.7, 76.3, 95.0, 10.0) == "does not hold"
+    assert verdicts.agreement(math.nan, math.nan, 5.0, 10.0).startswith("not testable")
+    assert verdicts.within(26, 30, 25, 37) == "supports" and verdicts.within(20, 30, 25, 37) == "inconclusive"
+    assert verdicts.within(40, 50, 25, 37) == "against"
+    assert verdicts.equivalence(-0.2, 0.3, 0.5) == "supports" and verdicts.equivalence(0.6, 0.9, 0.5) == "against"
 
 
 def test_findings_use_the_finding_functions(ledger, two_seeds):
     _, runs = two_seeds
     f = ledger.set_index("claim_id")
-    v = [rq4.finding_9(t["rq4"]["table1"])["verdict"] for t in runs]
-    assert f.loc["F9", "verdict"] == (v[0] if v[0] == v[1] else "mixed")
-    v1 = [rq1.finding_1(t["rq1"]["summary"])["verdict"] for t in runs]
-    assert f.loc["F1", "verdict"] == (v1[0] if v1[0] == v1[1] else "mixed")
+    v = [rq4.finding_9(t["rq4"]["table1"], per_image=t["rq4"]["per_image"])["verdict"] for t in runs]
+    assert f.loc["F9", "verdict"] == verdicts.combine_verdicts(v)
+    v1 = [rq1.finding_1(t["rq1"]["per_image"])["verdict"] for t in runs]
+    assert f.loc["F1", "verdict"] == verdicts.combine_verdicts(v1)
+    assert f.loc["F1", "n_images"] == 12 and "bootstrap" in f.loc["F1", "evidence"]
     assert f.loc["F5", "verdict"] == "not testable: only cifar10-jpeg ran"
     assert f.loc["F8", "verdict"] == "not testable: only cifar10-jpeg ran"
     assert f.loc["F1", "n_seeds"] == 2 and f.loc["F1", "seeds"] == "0, 1"
+    assert "confounded" in f.loc["F7", "evidence"]
+    for n in (1, 3, 4, 6, 7, 9, 10):
+        assert not f.loc[f"F{n}", "verdict"].startswith("not testable"), (n, f.loc[f"F{n}", "evidence"])
 
 
 def test_text_statements_measured(ledger, two_seeds):
     _, runs = two_seeds
     s = ledger.set_index("claim_id")
     # white-box FGSM MobileNet: share of inputs raised by more than one exit, from the RQ2 summary
-    vals = []
+    vals, seed_v = [], []
     for t in runs:
         sm = t["rq2"]["summary"]
-        vals.append(float(sm[(sm.setting == "white-box") & (sm.attack == "fgsm")
-                             & (sm.target_arch == "mobilenet")]["share_raised_gt1"].mean()))
+        r = sm[(sm.setting == "white-box") & (sm.attack == "fgsm") & (sm.target_arch == "mobilenet")].iloc[0]
+        vals.append(float(r["share_raised_gt1"]))
+        seed_v.append(verdicts.combine([verdicts.within(r["share_raised_gt1_lo"], r["share_raised_gt1_hi"], 25, 37)]))
     row = s.loc["S-wb-fgsm-raised-cifar10-mobilenet"]
     assert row["reproduced_mean"] == pytest.approx(np.mean(vals))
-    assert row["verdict"] == ("matches" if 25 <= np.mean(vals) <= 37 else "differs")
-    assert s.loc["S-wb-fgsm-raised-cifar100-vgg16", "verdict"] == "not comparable"
-    assert s.loc["S-tiny-d2s-gt-s2d", "verdict"] == "not comparable"
-    assert s.loc["S-psnr-sdnn", "verdict"] in ("matches", "differs")
+    assert row["verdict"] == verdicts.combine_verdicts(seed_v)
+    assert s.loc["S-wb-fgsm-raised-cifar100-vgg16", "verdict"].startswith("not testable")
+    assert s.loc["S-tiny-d2s-gt-s2d", "verdict"].startswith("not testable")
+    assert s.loc["S-psnr-sdnn", "verdict"].startswith("not testable: the paper states no ε")
+    assert "ε nearest" in s.loc["S-psnr-sdnn", "verdict"]
+    # the same PSNR statement, the same verdict as the appendix's function on each run
+    same = [appendix.psnr_statement(t["appendix"]["psnr_equivalence"], 0.5)["verdict"] for t in runs]
+    assert s.loc["S-psnr-same", "verdict"] == verdicts.combine_verdicts(same)
 
 
-def test_missing_question_reads_not_run(tmp_path):
+def test_missing_question_reads_not_testable(tmp_path):
     led = claims.claims_ledger(tmp_path, "smoke", ["cifar10"]).set_index("claim_id")
-    assert led.loc["F1", "verdict"] == "not run"
-    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "not run"
-    assert led.loc["T2-cifar100-vgg16-a1", "verdict"] == "not comparable"
+    assert led.loc["F1", "verdict"].startswith("not testable: no published rq1 results")
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"].startswith("not testable: no published rq4 results")
+    assert led.loc["T2-cifar100-vgg16-a1", "verdict"].startswith("not testable: the paper's dataset")
     counts = claims.summary_counts(led.reset_index())
     assert counts.loc["total", "total"] == len(led)
+    assert set(counts.index) - {"total"} <= set(verdicts.VERDICTS)
+
+
+def test_tiny_imagenet_never_stands_in_for_cifar(tmp_path):
+    """Only Tiny ImageNet ran: the findings are not judged on it (today's fallback removed), while
+    its own statement is."""
+    publish_fake(tmp_path, "tinyimagenet", seed=0)
+    led = claims.claims_ledger(tmp_path, "smoke", ["tinyimagenet"]).set_index("claim_id")
+    for n in range(1, 11):
+        assert led.loc[f"F{n}", "verdict"].startswith("not testable: the findings are judged on CIFAR"), n
+    assert not led.loc["S-tiny-d2s-gt-s2d", "verdict"].startswith("not testable")
+    assert led.loc["S-tiny-lower", "verdict"].startswith("not testable: needs CIFAR-10")
+
+
+def test_cross_dataset_statements_use_matched_cells_per_direction(tmp_path):
+    """CIFAR-100 vs CIFAR-10 and Tiny ImageNet vs CIFAR-10: only matched (pair, attack, ε) cells, each
+    direction on its own. CIFAR-100 ran one pair more than CIFAR-10 shares: that cell is ignored."""
+    t10 = publish_fake(tmp_path, "cifar10-jpeg", seed=0)
+    t100 = publish_fake(tmp_path, "cifar100", seed=0)
+    publish_fake(tmp_path, "tinyimagenet", seed=0)
+    keep = t10["rq1"]["summary"]
+    keep = keep[keep["pair"] != keep["pair"].iloc[0]]
+    write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "rq1"), {**t10["rq1"], "summary": keep},
+                  _record("rq1", "cifar10-jpeg", 0))
+    led = claims.claims_ledger(tmp_path, "smoke", ["cifar10-jpeg", "cifar100", "tinyimagenet"]).set_index("claim_id")
+    for sid in ("S-c100-gt-c10", "S-tiny-lower"):
+        ev = led.loc[sid, "evidence"]
+        assert "matched cells only" in ev and "D2S:" in ev and "S2D:" in ev, ev
+        assert ev.count("pp [") == len(keep), ev  # one interval per matched cell
+    big = t100["rq1"]["summary"].set_index(["direction", "pair", "attack", "eps_255"])
+    small = keep.set_index(["direction", "pair", "attack", "eps_255"])
+    k = small.index[0]
+    d, lo, hi = metrics.newcombe_interval(big.loc[k, "n_success"], big.loc[k, "n_correct"],
+                                          small.loc[k, "n_success"], small.loc[k, "n_correct"])
+    assert f"{d:.1f} pp [{lo:.1f}, {hi:.1f}]" in led.loc["S-c100-gt-c10", "evidence"]
+    # Findings 5 and 8 now have two datasets: matched cells with Newcombe intervals
+    for n in (5, 8):
+        v = led.loc[f"F{n}", "verdict"]
+        assert verdicts.family(v) != "not testable" and "Newcombe" in led.loc[f"F{n}", "evidence"], v
+    # the CIFAR findings never read Tiny ImageNet
+    assert "tinyimagenet" not in led.loc["F1", "dataset_used"]
 
 
 def test_page_overrides_split_like_reproduce():
@@ -263,6 +344,7 @@ def test_ledger_from_a_real_rq4_run(tmp_path):
     runner.publish("rq4", ws, tmp_path / "res", {"archs": ["mobilenet", "resnet56"]})
     led = claims.claims_ledger(tmp_path / "res", "smoke", ["synthetic"]).set_index("claim_id")
     row = led.loc["T2-cifar10-resnet56-a1"]
-    assert row["verdict"] in ("matches", "differs") and "GENERATED" in row["dataset_used"]
-    assert led.loc["T2-cifar10-vgg16-a1", "verdict"] == "not run"
-    assert led.loc["F9", "verdict"] in ("holds", "does not hold", "mixed")
+    assert verdicts.family(row["verdict"]) in verdicts.VERDICTS and "GENERATED" in row["dataset_used"]
+    assert row["n_images"] == 4 and row["verdict"] in ("inconclusive", "does not hold")  # 4 images never hold
+    assert led.loc["T2-cifar10-vgg16-a1", "verdict"].startswith("not testable")
+    assert verdicts.family(led.loc["F9", "verdict"]) in verdicts.VERDICTS
