@@ -48,11 +48,33 @@ def resolve_taus(taus: float | Sequence[float], num_exits: int) -> tuple[float, 
     return out
 
 
-def exit_numbers(logits: torch.Tensor | Sequence[torch.Tensor], taus: float | Sequence[float]) -> torch.Tensor:
-    """0-based exit where early-exit inference stops, ``[B]`` int64."""
+def tau_tensor(taus: float | Sequence[float] | torch.Tensor, num_exits: int,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """The ``num_exits - 1`` thresholds as a float32 tensor ``[E-1]`` on ``device``, checked once.
+
+    Build it once per attack or evaluation and pass it to :func:`exit_numbers` (or
+    :meth:`dynn_lib.models.DyNN.forward_fired`): a Python sequence costs a host-to-device copy
+    (on CUDA a synchronisation) on every call, a prepared tensor costs nothing. A tensor argument
+    is checked for its length only (reading its values would synchronise) and moved, if needed.
+    """
+    if isinstance(taus, torch.Tensor):
+        if taus.shape != (num_exits - 1,):
+            raise ValueError(f"need one threshold per internal exit ({num_exits - 1}), got a tensor of shape "
+                             f"{tuple(taus.shape)}")
+        return taus.to(device=device, dtype=torch.float32)
+    return torch.tensor(resolve_taus(taus, num_exits), dtype=torch.float32, device=device)
+
+
+def exit_numbers(logits: torch.Tensor | Sequence[torch.Tensor],
+                 taus: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """0-based exit where early-exit inference stops, ``[B]`` int64.
+
+    ``taus``: one global threshold, one per internal exit, or a prepared :func:`tau_tensor`
+    (no host-device traffic).
+    """
     z = stack_exits(logits)
     E = z.shape[0]
-    t = torch.tensor(resolve_taus(taus, E), device=z.device, dtype=torch.float32)
+    t = tau_tensor(taus, E, z.device)
     conf = z[:-1].float().softmax(-1).amax(-1)  # [E-1, B]
     fires = conf >= t[:, None]
     fires = torch.cat([fires, torch.ones_like(fires[:1])], 0)  # the final exit always answers
@@ -68,7 +90,8 @@ def early_exit_predict(logits: torch.Tensor | Sequence[torch.Tensor], taus: floa
     return preds.gather(0, ex[None]).squeeze(0), ex
 
 
-def fired_logits(logits: torch.Tensor | Sequence[torch.Tensor], taus: float | Sequence[float]) -> torch.Tensor:
+def fired_logits(logits: torch.Tensor | Sequence[torch.Tensor],
+                 taus: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
     """Logits ``[B, C]`` of the exit each sample leaves at (differentiable w.r.t. the logits)."""
     z = stack_exits(logits)
     ex = exit_numbers(z.detach(), taus)

@@ -1,6 +1,8 @@
 """Early Attack (protocol section 9) and its FGSM / PGD baselines."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -200,6 +202,81 @@ def test_errors(tiny_dynn, tiny_sdnn):
             early_attack(tiny_dynn, x, **{"alpha": 1.0, **kw})
     with pytest.raises(ValueError, match="0,1"):
         early_attack(tiny_dynn, x + 1, alpha=1.0)
+    for bad, match in [(torch.ones(3), r"per-sample alpha must be a float tensor \[B\] = \[2\]"),
+                       (torch.ones(2, dtype=torch.long), "float tensor"),
+                       (torch.tensor([1.0, -0.5]), "-0.5"), (torch.tensor([float("nan"), 1.0]), "nan")]:
+        with pytest.raises(ValueError, match=match):
+            early_attack(tiny_dynn, x, alpha=bad)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="check_every must be an integer >= 1"):
+            early_attack(tiny_dynn, x, alpha=1.0, check_every=bad)
+
+
+# ---------------------------------------------------------------- sync-free loop, per-sample alpha
+
+def test_check_every_does_not_change_the_result():
+    x = _pixel_batch()
+    w0 = initial_w(x, "random", torch.Generator().manual_seed(0))
+    every = early_attack(PixelReader(), x, alpha=1.0, iters=120, w0=w0, check_every=1)
+    assert every.success.any() and len(set(every.iters_used[every.success].tolist())) >= 2  # several first successes
+    for k in (2, 7, 25, 1000):
+        res = early_attack(PixelReader(), x, alpha=1.0, iters=120, w0=w0, check_every=k)
+        assert torch.equal(res.x_adv, every.x_adv) and torch.equal(res.iters_used, every.iters_used)
+        assert torch.equal(res.success, every.success)
+    # every sample stops at its FIRST success: the frozen x' is the iterate after iters_used steps,
+    # and one iteration less of the same sample alone is not yet a success
+    for i in every.success.nonzero().flatten().tolist():
+        k = int(every.iters_used[i])
+        if k == 0:
+            continue
+        before = early_attack(PixelReader(), x[i:i + 1], alpha=1.0, iters=k - 1, w0=w0[i:i + 1], check_every=1)
+        assert not before.success.item()
+
+
+def test_per_sample_alpha_equals_per_alpha_runs():
+    model = DyNN(make_tiny_backbone(seed=3)).eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    w0 = initial_w(x, "random", torch.Generator().manual_seed(7))
+    alphas = (0.01, 1.0, 40.0)
+    grid = early_attack(model, x.repeat(3, 1, 1, 1), alpha=torch.tensor(alphas).repeat_interleave(3), iters=12,
+                        w0=w0.repeat(3, 1, 1, 1))
+    outs = []
+    for j, a in enumerate(alphas):
+        alone = early_attack(model, x, alpha=a, iters=12, w0=w0)
+        rows = slice(3 * j, 3 * j + 3)
+        assert torch.allclose(grid.x_adv[rows], alone.x_adv, atol=1e-6)
+        assert torch.equal(grid.iters_used[rows], alone.iters_used) and torch.equal(grid.success[rows], alone.success)
+        outs.append(alone.x_adv)
+    assert not torch.allclose(outs[0], outs[2])  # alpha matters, so the test can tell the rows apart
+
+
+def test_host_reads_only_every_check_every(monkeypatch):
+    """The library's loop reads a device value on the host (``bool``/``item``) once per
+    ``check_every`` iterations, never per iteration: counted here on the CPU by wrapping those two
+    calls when dynn_lib makes them (Adam reads its step count, a CPU tensor even on CUDA)."""
+    x = _pixel_batch()
+    w0 = initial_w(x, "random", torch.Generator().manual_seed(0))
+    counts = {"n": 0}
+    real_bool, real_item = torch.Tensor.__bool__, torch.Tensor.item
+
+    def counting(fn):
+        def wrapped(self, *a):
+            counts["n"] += "dynn_lib" in sys._getframe(1).f_code.co_filename
+            return fn(self, *a)
+        return wrapped
+
+    def reads(iters, check_every):
+        counts["n"] = 0
+        monkeypatch.setattr(torch.Tensor, "__bool__", counting(real_bool))
+        monkeypatch.setattr(torch.Tensor, "item", counting(real_item))
+        try:  # the two exits always agree: no sample can succeed, every run goes to the end
+            early_attack(PixelReader(c0=0, c_final=0), x, alpha=1.0, iters=iters, w0=w0, check_every=check_every)
+        finally:
+            monkeypatch.undo()
+        return counts["n"]
+
+    assert reads(100, 25) - reads(50, 25) == 2
+    assert reads(100, 1) - reads(50, 1) == 50
 
 
 # ---------------------------------------------------------------- baselines

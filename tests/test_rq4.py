@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dynn_lib import metrics
+from dynn_lib import metrics, verdicts
 from dynn_lib.early_exit import all_exit_logits
 from dynn_lib.experiments import rq4
 from dynn_lib.zoo import Workspace
@@ -115,8 +115,8 @@ def test_transfer_t1_t2_match_metrics(result):
         z = all_exit_logits(ws.model(r.target_arch, "sdn"), x_adv, device="cpu")
         assert torch.equal(z.argmax(-1), pa)
         a_rows = out["per_image"].query("arch == @r.surrogate_arch and alpha == 1.0").sort_values("image")
-        x, _ = ws.eval_half
-        assert np.allclose(metrics.psnr(x[:N_IMAGES], x_adv).numpy(), a_rows["psnr"].to_numpy())
+        x, _, _ = ws.eval_subset(N_IMAGES)  # RQ4's images: a stratified sample of the evaluation half
+        assert np.allclose(metrics.psnr(x, x_adv).numpy(), a_rows["psnr"].to_numpy())
         assert list(g["a_success"]) == list(a_rows["success"])
 
 
@@ -141,12 +141,31 @@ def test_rerun_uses_cache_and_resumes_one_block(result, monkeypatch):
     (d / "record.json").unlink()
     calls = []
     real = rq4.early_attack
-    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: calls.append(k["alpha"]) or real(*a, **k))
+    monkeypatch.setattr(rq4, "early_attack", lambda *a, **k: calls.append(sorted({round(v, 6) for v in
+                                                                                 k["alpha"].tolist()})) or real(*a, **k))
     monkeypatch.setattr(rq4, "early_attack_baseline", boom)
     resumed = rq4.run(ws, CFG)
-    assert calls == [0.1]
+    assert calls == [[0.1]]
     pd.testing.assert_frame_equal(resumed["per_image"].drop(columns="seconds"),
                                   out["per_image"].drop(columns="seconds"))
+
+
+def test_alpha_grid_runs_as_one_batch_equal_to_per_alpha_runs(result, monkeypatch):
+    _, ws, out = result
+    # the whole grid of an architecture is one early_attack call with a per-sample alpha ...
+    calls = []
+    real = rq4.early_attack
+    monkeypatch.setattr(rq4, "early_attack", lambda m, x, **k: calls.append(k["alpha"].clone()) or real(m, x, **k))
+    joint = rq4._early_attack_runs(ws, CFG, "resnet56", list(ALPHAS))
+    assert len(calls) == 1 and torch.equal(calls[0], torch.tensor(ALPHAS).repeat_interleave(N_IMAGES))
+    # ... and each alpha's rows equal that alpha run alone (and the stored blocks of run())
+    for a in ALPHAS:
+        alone = rq4._early_attack_runs(ws, CFG, "resnet56", [a])[a]
+        assert torch.allclose(joint[a][0], alone[0], atol=1e-5) and torch.equal(joint[a][1], alone[1])
+        rows = out["per_image"].query("arch == 'resnet56' and method == 'early_attack' and alpha == @a")
+        assert rows["iters_used"].tolist() == joint[a][1].tolist()
+        stored = rq4.load_adversarial(ws, CFG, "resnet56", "early_attack", a)
+        assert torch.allclose(stored, joint[a][0], atol=1e-5)
 
 
 def test_missing_adversarial_file_is_recomputed_exactly(result, monkeypatch):
@@ -205,24 +224,82 @@ def test_too_many_images_fails_before_work(tmp_path, monkeypatch):
 
 
 def test_findings_on_paper_numbers_and_synthetic_tables():
-    t1 = pd.DataFrame([{"dataset": fam, "arch": arch, "exits": 7, "early_attack": v["early_attack"]}
+    t1 = pd.DataFrame([{"dataset": fam, "arch": arch, "exits": 7, "early_attack": v["early_attack"],
+                        "best_alpha": v["best_alpha"], "n_images": 100}
                        for (fam, arch), v in rq4.PAPER_TABLE1.items()])
     f9 = rq4.finding_9(t1)
-    # CIFAR-10: ResNet 81 > VGG 35, MobileNet 11; CIFAR-100: ResNet 96 > VGG 86 but < MobileNet 97
-    assert f9["verdict"] == "mixed" and f9["paper_verdict"] == "mixed" and len(f9["comparisons"]) == 4
+    # CIFAR-10: ResNet 81 > VGG 35, MobileNet 11; CIFAR-100: ResNet 96 > VGG 86 (Newcombe interval above 0
+    # at n=100) but 96 vs MobileNet 97 cannot be told apart: inconclusive, never "holds" nor "mixed"
+    assert f9["verdict"] == "inconclusive" and f9["paper_verdict"] == "inconclusive" and len(f9["comparisons"]) == 4
+    out = {(c["dataset"], c["other"]): c["outcome"] for c in f9["comparisons"]}
+    assert out == {("cifar10", "vgg16"): "supports", ("cifar10", "mobilenet"): "supports",
+                   ("cifar100", "vgg16"): "supports", ("cifar100", "mobilenet"): "inconclusive"}
+    assert f9["n_images"] == 200 and f9["verdict"] in verdicts.VERDICTS
     f9c10 = rq4.finding_9(t1[t1["dataset"] == "cifar10"])
     assert f9c10["verdict"] == "holds" and "81.0%" in f9c10["evidence"]
     with pytest.raises(ValueError, match="resnet56"):
         rq4.finding_9(t1[t1["arch"] != "resnet56"])
+    # the same 60 % vs 40 % is inconclusive on 10 images and holds on 1,000
+    small = pd.DataFrame([{"dataset": "cifar10", "arch": a, "early_attack": r, "best_alpha": 1.0, "n_images": n}
+                          for a, r in (("resnet56", 60.0), ("vgg16", 40.0)) for n in (10,)])
+    assert rq4.finding_9(small)["verdict"] == "inconclusive"
+    assert rq4.finding_9(small.assign(n_images=1000))["verdict"] == "holds"
 
-    def t3(full):
-        return pd.DataFrame({"surrogate_arch": ["a", "b"], "target_arch": ["b", "a"], "t1": [80.0, 70.0],
-                             "t2": [1.0, 2.0], "full_success_on_b": full, "paper_t1": np.nan, "paper_t2": np.nan})
+    def t3(full, n=100):
+        return pd.DataFrame({"surrogate_arch": ["a", "b"], "target_arch": ["b", "a"], "n": n, "t1": [80.0, 70.0],
+                             "t2": [1.0, 2.0], "full_success_on_b": full, "paper_t1": np.nan, "paper_t2": np.nan,
+                             "dataset": "cifar10"})
 
     assert rq4.finding_10(t3([5.0, 10.0]))["verdict"] == "holds"
-    assert rq4.finding_10(t3([5.0, 30.0]))["verdict"] == "mixed"
+    assert rq4.finding_10(t3([5.0, 30.0]))["verdict"] == "partly"  # pooled inconclusive, one pair above 20 %
+    assert rq4.finding_10(t3([5.0, 10.0], n=10))["verdict"] == "inconclusive"  # 10 examples cannot decide
     f10 = rq4.finding_10(t3([40.0, 30.0]))
     assert f10["verdict"] == "does not hold" and f10["mean_t1"] == 75.0 and f10["mean_t2"] == 1.5
+    assert f10["n_images"] == 100 and "[" in f10["evidence"]
+
+
+def test_finding_9_bootstrap_is_paired_over_images():
+    """ResNet-56 succeeds exactly on the images VGG-16 succeeds on, plus 3 more: a paired bootstrap
+    sees a difference that is never negative; the verdict follows from the interval."""
+    rng = np.random.default_rng(0)
+    base = rng.random(60) < 0.5
+    extra = np.zeros(60, bool)
+    extra[np.flatnonzero(~base)[:3]] = True
+    rows = [{"dataset": "cifar10", "arch": arch, "kind": "sdn", "method": "early_attack", "alpha": 1.0, "image": i,
+             "success": bool(s)} for arch, ss in (("resnet56", base | extra), ("vgg16", base)) for i, s in enumerate(ss)]
+    rows += [{"dataset": "cifar10", "arch": arch, "kind": "sdn", "method": m, "alpha": np.nan, "image": i,
+              "success": False} for arch in ("resnet56", "vgg16") for m in ("pgd", "fgsm") for i in range(60)]
+    pi = pd.DataFrame(rows)
+    t1 = rq4.table1(pi)
+    paired = rq4.finding_9(t1, per_image=pi, n_boot=500)
+    c = paired["comparisons"][0]
+    assert c["interval"] == "bootstrap" and c["difference"] == pytest.approx(5.0) and c["lo"] >= 0
+    unpaired = rq4.finding_9(t1)["comparisons"][0]
+    assert unpaired["lo"] < 0 < unpaired["hi"]  # Newcombe ignores the pairing: 5 points on 60 images is noise
+    assert paired["n_images"] == 60
+
+
+def test_tables_carry_wilson_intervals(result):
+    _, _, out = result
+    t1, t2, t3 = out["table1"], out["table2"], out["table3"]
+    for r in t1.itertuples():
+        for col in ("early_attack", "pgd", "fgsm"):
+            v, lo, hi = getattr(r, col), getattr(r, col + "_lo"), getattr(r, col + "_hi")
+            assert 0 <= lo <= v <= hi <= 100
+            assert (lo, hi) == pytest.approx(metrics.wilson_interval(round(v * r.n_images / 100), r.n_images))
+    cols = list(t2.columns)
+    for a in ALPHAS:
+        c = rq4.alpha_column(a)
+        assert cols[cols.index(c) + 1: cols.index(c) + 3] == [c + "_lo", c + "_hi"]
+        assert ((t2[c + "_lo"] <= t2[c]) & (t2[c] <= t2[c + "_hi"])).all()
+    for r in t3.itertuples():
+        assert (r.t1_lo, r.t1_hi) == pytest.approx(metrics.wilson_interval(r.n_t1_kept, r.n))
+        assert r.t1 == pytest.approx(100 * r.n_t1_kept / r.n)
+        assert r.full_success_on_b_lo <= r.full_success_on_b <= r.full_success_on_b_hi
+        if r.n_t1_kept:
+            assert r.t2_lo <= r.t2 + 1e-9 and r.t2 <= r.t2_hi + 1e-9
+    f10 = rq4.finding_10(t3, transfer=out["transfer"])
+    assert f10["verdict"] in verdicts.VERDICTS and f10["n_images"] == N_IMAGES
 
 
 def test_transfer_options_reuse_cached_blocks(result, monkeypatch):

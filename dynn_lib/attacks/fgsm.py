@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from .harness import attack_mode, validate_attack_args
-from .losses import AttackInfo, ExitLossArg, loss_gradient, model_exits, resolve_exit_loss
+from .losses import AttackInfo, ExitLossArg, loss_gradient, loss_path, model_exits, resolve_exit_loss
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255,
          exit_loss: ExitLossArg = "final", tau: float | Sequence[float] | None = None,
-         generator: torch.Generator | None = None, return_info: bool = False
+         generator: torch.Generator | None = None, return_info: bool = False, truncate: bool = True
          ) -> torch.Tensor | tuple[torch.Tensor, AttackInfo]:
     """Untargeted one-step FGSM.
 
@@ -39,7 +39,9 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 25
             "final" (default), "fired" (needs ``tau``), "mean", an exit index, or a hook.
         tau: early-exit threshold(s), used by ``exit_loss="fired"`` only.
         generator: unused (FGSM is deterministic); accepted so all attacks share one signature.
-        return_info: also return an :class:`AttackInfo` (``exit_used`` ``[B]`` int64).
+        return_info: also return an :class:`AttackInfo` (``exit_used`` ``[B]`` int64, ``macs``).
+        truncate: stop each forward/backward at the exit the loss needs (default True; see
+            :mod:`dynn_lib.attacks.losses`); same result as False, which computes every exit.
     Returns:
         ``x_adv`` ``[B, 3, H, W]``, detached, within ``eps`` of ``x`` in L-inf and inside [0, 1]
         (and ``info`` when ``return_info``).
@@ -48,6 +50,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 25
     spec = resolve_exit_loss(exit_loss, model_exits(model), tau)
     x = x.detach()
     with attack_mode(model):
-        grad, used = loss_gradient(model, x, y, spec)
+        path = loss_path(model, spec, x.device, truncate)
+        grad, used, macs = loss_gradient(model, x, y, path)
         x_adv = torch.clamp(x + eps * grad.sign(), min=0, max=1).detach()
-    return (x_adv, AttackInfo(used, exit_loss)) if return_info else x_adv
+    return (x_adv, AttackInfo(used, exit_loss, macs)) if return_info else x_adv

@@ -21,6 +21,19 @@ steps, are the same, while a sample's step never depends on the rest of its batc
 exit whose loss gave a sample's last gradient step: the fired exit of the last iterate the
 gradient was taken at for ``"fired"``, the fixed index for ``"final"``/k, and
 :data:`ALL_EXITS` (-1) when several exits enter the loss (``"mean"``, hooks).
+
+Truncated path (the paper's mechanism for Finding 2; :func:`loss_path`, on by default): an
+attack on an early-exit surrogate stops computing at the exit it uses. On this library's
+:class:`~dynn_lib.models.DyNN`, exit index k runs only the stages up to exit k and exit k's
+head (:meth:`~dynn_lib.models.DyNN.forward_exit`; ``"final"`` is the backbone without any IC
+head), and ``"fired"`` runs early-exit inference with the graph kept
+(:meth:`~dynn_lib.models.DyNN.forward_fired`: samples that fired leave the batch, the forward
+and backward stop at the deepest exit the batch needs). The loss, its gradient and
+``exit_used`` equal the full path's (every exit computed, then the loss's exit selected);
+``"mean"``, hooks and models other than this library's SDNN/DyNN always take the full path.
+``AttackInfo.macs`` counts the forward MACs each sample cost over all steps
+(:func:`dynn_lib.models.exit_macs` up to the exit each step stopped at; backward passes not
+counted; on the full path every step costs the whole DyNN, all IC heads included).
 """
 from __future__ import annotations
 
@@ -28,15 +41,19 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Callable, Sequence, Union
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..early_exit import as_exit_list, exit_numbers, fired_logits, resolve_taus, stack_exits
+from ..early_exit import as_exit_list, exit_numbers, fired_logits, resolve_taus, stack_exits, tau_tensor
+from ..models.base import DyNN, SDNN
+from ..models.macs import exit_macs
 from .harness import validate_attack_args  # re-exported: part of this module's documented API
 
-__all__ = ["EXIT_LOSSES", "ALL_EXITS", "ExitLoss", "AttackInfo", "resolve_exit_loss", "attack_logits",
-           "attack_loss", "loss_gradient", "validate_attack_args"]
+__all__ = ["EXIT_LOSSES", "ALL_EXITS", "ExitLoss", "AttackInfo", "LossPath", "resolve_exit_loss", "attack_logits",
+           "attack_loss", "loss_path", "path_loss", "loss_gradient", "validate_attack_args"]
 
 EXIT_LOSSES: tuple[str, ...] = ("final", "fired", "mean")
 """Named exit losses; an int exit index or a callable hook is accepted too."""
@@ -69,10 +86,14 @@ class AttackInfo:
 
     exit_used: ``[B]`` int64, the exit whose loss gave each sample's last gradient step
     (:data:`ALL_EXITS` when several exits enter the loss). exit_loss: the choice used.
+    macs: ``[B]`` float64, forward multiply-accumulates spent on each sample over all the
+    attack's steps (per step: the model's cost up to the exit that step stopped at; NaN when
+    the model is not this library's SDNN/DyNN; None from code that does not count).
     """
 
     exit_used: torch.Tensor
     exit_loss: ExitLossArg
+    macs: torch.Tensor | None = None
 
 
 def _accepted(num_exits: int) -> str:
@@ -140,18 +161,17 @@ def attack_logits(out: torch.Tensor | Sequence[torch.Tensor], exit_loss: ExitLos
     raise ValueError("a loss hook has no single logits tensor; use attack_loss")
 
 
-def attack_loss(out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, exit_loss: ExitLossArg | ExitLoss,
-                tau: float | Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample attack loss ``[B]`` (to be maximised) and ``exit_used`` ``[B]`` int64."""
-    spec = resolve_exit_loss(exit_loss, len(as_exit_list(out)), tau)
-    outs = _outs(out, spec)
+def _loss_from_outputs(outs: list[torch.Tensor], y: torch.Tensor, spec: ExitLoss,
+                       taus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample loss ``[B]`` and ``exit_used`` ``[B]`` from every exit's logits (the full path)."""
     B = y.shape[0]
     if spec.kind == "index":
         loss = F.cross_entropy(outs[spec.index], y, reduction="none")
         used = torch.full((B,), spec.index, dtype=torch.long, device=y.device)
     elif spec.kind == "fired":
-        loss = F.cross_entropy(fired_logits(outs, spec.taus), y, reduction="none")
-        used = exit_numbers([o.detach() for o in outs], spec.taus)
+        z = stack_exits(outs)
+        used = exit_numbers(z.detach(), spec.taus if taus is None else taus)
+        loss = F.cross_entropy(z[used, torch.arange(B, device=z.device)], y, reduction="none")
     elif spec.kind == "mean":
         loss = torch.stack([F.cross_entropy(o, y, reduction="none") for o in outs]).mean(0)
         used = torch.full((B,), ALL_EXITS, dtype=torch.long, device=y.device)
@@ -164,14 +184,93 @@ def attack_loss(out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, exi
     return loss, used
 
 
-def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: ExitLoss
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of the batch-summed attack loss w.r.t. the images ``x``, and ``exit_used``.
+def attack_loss(out: torch.Tensor | Sequence[torch.Tensor], y: torch.Tensor, exit_loss: ExitLossArg | ExitLoss,
+                tau: float | Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample attack loss ``[B]`` (to be maximised) and ``exit_used`` ``[B]`` int64, from a
+    model output holding every exit (the full path)."""
+    spec = resolve_exit_loss(exit_loss, len(as_exit_list(out)), tau)
+    return _loss_from_outputs(_outs(out, spec), y, spec)
 
-    Returns ``(grad [B, 3, H, W], exit_used [B])``; the model's parameters get no ``.grad``.
+
+@dataclass(frozen=True)
+class LossPath:
+    """How an attack computes its loss at every step, fixed once per attack by :func:`loss_path`.
+
+    spec: the resolved exit loss. truncated: the forward (and so the backward) stops at the
+    exit the loss needs (module docstring); False = every exit of the model runs. taus:
+    ``[E-1]`` float32 thresholds on the attack's device ("fired" only), built once per attack.
+    step_macs: ``[E]`` float64 on the device, the forward MACs one step spends on a sample,
+    indexed by its ``exit_used`` (a constant row on the full path; NaN when unknown).
+    """
+
+    spec: ExitLoss
+    truncated: bool
+    taus: torch.Tensor | None
+    step_macs: torch.Tensor
+
+
+_COSTS: "weakref.WeakKeyDictionary[nn.Module, tuple[list[int], list[int]]]" = weakref.WeakKeyDictionary()
+
+
+def _exit_costs(model: nn.Module) -> tuple[list[int], list[int]] | None:
+    """(cost of each exit with the earlier IC heads, without them), cached per model; None when unknown."""
+    if not isinstance(model, (SDNN, DyNN)):
+        return None
+    if model not in _COSTS:
+        _COSTS[model] = (exit_macs(model), exit_macs(model, include_earlier_ics=False))
+    return _COSTS[model]
+
+
+def loss_path(model: nn.Module, spec: ExitLoss, device: torch.device | str, truncate: bool = True) -> LossPath:
+    """Prepare an attack's loss once: truncated or full path, τ as a device tensor, MACs per step.
+
+    Args:
+        model: the attacked model (an SDNN/DyNN of this library gets the truncated path).
+        spec: from :func:`resolve_exit_loss`.
+        device: where the attack runs (τ and the MACs table are put there once).
+        truncate: use the truncated path where it applies (exit index, "final", "fired";
+            default True); False forces the full path (for comparison and tests).
+    """
+    truncated = bool(truncate) and isinstance(model, (SDNN, DyNN)) and spec.kind in ("index", "fired")
+    taus = tau_tensor(spec.taus, spec.num_exits, device) if spec.kind == "fired" else None
+    costs = _exit_costs(model)
+    E = spec.num_exits
+    if costs is None or len(costs[0]) != E:
+        table = [float("nan")] * E
+    elif not truncated:
+        table = [float(costs[0][-1])] * E  # every stage and every head, each step
+    elif spec.kind == "fired":
+        table = [float(c) for c in costs[0]]  # up to the fired exit, the earlier heads included
+    else:
+        table = [float(c) for c in costs[1]]  # up to exit k and its head alone
+    return LossPath(spec, truncated, taus, torch.tensor(table, dtype=torch.float64, device=device))
+
+
+def path_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, path: LossPath
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample loss ``[B]``, ``exit_used`` ``[B]`` and forward MACs ``[B]`` of one step along ``path``."""
+    spec = path.spec
+    if path.truncated and spec.kind == "index":
+        logits = model.forward_exit(x, spec.index) if isinstance(model, DyNN) else model(x)
+        loss = F.cross_entropy(logits, y, reduction="none")
+        used = torch.full((y.shape[0],), spec.index, dtype=torch.long, device=y.device)
+    elif path.truncated:
+        logits, used = model.forward_fired(x, path.taus)
+        loss = F.cross_entropy(logits, y, reduction="none")
+    else:
+        loss, used = _loss_from_outputs(_outs(model(x), spec), y, spec, path.taus)
+    return loss, used, path.step_macs[used.clamp(min=0)]
+
+
+def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, path: LossPath
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient of the batch-summed attack loss w.r.t. the images ``x``, ``exit_used`` and MACs.
+
+    Returns ``(grad [B, 3, H, W], exit_used [B] int64, forward MACs of this step [B] float64)``;
+    the model's parameters get no ``.grad``.
     """
     with torch.enable_grad():  # attacks also work when called under torch.no_grad()
         x = x.detach().requires_grad_(True)
-        loss, used = attack_loss(model(x), y, spec)
+        loss, used, macs = path_loss(model, x, y, path)
         (grad,) = torch.autograd.grad(loss.sum(), x)
-    return grad, used
+    return grad, used, macs

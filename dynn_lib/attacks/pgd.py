@@ -22,13 +22,13 @@ import torch
 from torch import nn
 
 from .harness import attack_mode, project, uniform_like, validate_attack_args
-from .losses import AttackInfo, ExitLossArg, loss_gradient, model_exits, resolve_exit_loss
+from .losses import AttackInfo, ExitLossArg, loss_gradient, loss_path, model_exits, resolve_exit_loss
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255, step: float = 2 / 255,
         steps: int = 10, random_start: bool = True, exit_loss: ExitLossArg = "final",
         tau: float | Sequence[float] | None = None, generator: torch.Generator | None = None,
-        return_info: bool = False) -> torch.Tensor | tuple[torch.Tensor, AttackInfo]:
+        return_info: bool = False, truncate: bool = True) -> torch.Tensor | tuple[torch.Tensor, AttackInfo]:
     """Untargeted L-inf PGD.
 
     Args:
@@ -45,7 +45,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255
         tau: early-exit threshold(s), used by ``exit_loss="fired"`` only.
         generator: ``torch.Generator`` seeding the random start (global RNG when None).
         return_info: also return an :class:`AttackInfo`; ``exit_used`` is the exit
-            differentiated at the last step.
+            differentiated at the last step, ``macs`` the forward MACs over all steps.
+        truncate: stop each forward/backward at the exit the loss needs (default True; see
+            :mod:`dynn_lib.attacks.losses`); same result as False, which computes every exit.
     Returns:
         ``x_adv`` ``[B, 3, H, W]``, detached, within ``eps`` of ``x`` in L-inf and inside [0, 1].
     """
@@ -56,7 +58,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 8 / 255
     if random_start:
         x_adv = torch.clamp(x_adv + uniform_like(x, -eps, eps, generator), min=0, max=1)
     with attack_mode(model):
+        path = loss_path(model, spec, x.device, truncate)
+        macs = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         for _ in range(steps):
-            grad, used = loss_gradient(model, x_adv, y, spec)
+            grad, used, step_macs = loss_gradient(model, x_adv, y, path)
+            macs = macs + step_macs
             x_adv = project(x_adv + step * grad.sign(), x, eps)
-    return (x_adv, AttackInfo(used, exit_loss)) if return_info else x_adv
+    return (x_adv, AttackInfo(used, exit_loss, macs)) if return_info else x_adv

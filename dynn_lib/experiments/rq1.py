@@ -11,13 +11,14 @@ reads those tables:
   n, n_correct and the surrogate's attack seconds per example, per (dataset, pair, attack, ε).
 * ``exit_used`` (Fig. 7): per D2S pair, attack and ε, the share of examples per surrogate exit
   differentiated at the last attack step (``exit_loss="fired"`` by default).
-* ``generation_time`` (Finding 2): seconds per adversarial example per surrogate model.
+* ``generation_time`` (Finding 2): seconds and forward MACs per adversarial example per
+  surrogate model, SDNN and DyNN side by side.
 
 Example::
 
     ws = Workspace("cifar10", "paper")
     out = rq1.run(ws, ExperimentConfig(eps=(8/255,)))
-    rq1.finding_1(out["summary"]), rq1.finding_2(out["generation_time"])
+    rq1.finding_1(out["per_image"]), rq1.finding_2(out["per_image"])
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from .. import metrics
+from .. import metrics, verdicts
 from ..blackbox import PAIRS, Pair
 from ..progress import progress
 from ..zoo import Workspace
@@ -55,34 +56,46 @@ def add_success(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
     return out
 
 
-def summarise(per_image: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
+def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Success rates per (dataset, direction, pair, attack, ε) from per-image rows (pure; ``tau``
     overrides the DyNN targets' τ as in :func:`common.deployed`).
 
-    success_rate: % over images the target classifies correctly when benign (``nan`` if none);
-    success_rate_all: % of all images misclassified after the attack; seconds_per_example: the
-    surrogate's attack wall time per example.
+    success_rate: % over images the target classifies correctly when benign (``nan`` if none),
+    with ``n_correct`` images; success_rate_all: % of all ``n`` images misclassified after the
+    attack; each with its 95 % Wilson interval (``<rate>_lo``, ``<rate>_hi``, percent; ``n_success``
+    and ``n_wrong_adv`` are the numerators). seconds_per_example: the surrogate's attack wall time
+    per example; mean_psnr (dB) with a seeded bootstrap-over-images interval (``mean_psnr_lo``,
+    ``mean_psnr_hi``; ``n_boot`` replicates, ``seed``).
     """
     df = add_success(per_image, tau)
     rows = []
     for key, g in df.groupby(SUMMARY_KEYS, sort=False):
         pc, pa, y = (g[c].to_numpy(copy=True) for c in ("deployed_pred_clean", "deployed_pred_adv", "label"))
+        psnr, lo, hi = metrics.bootstrap_mean(g["image"].to_numpy(), g["psnr"].to_numpy(dtype=float), n_boot=n_boot,
+                                                seed=seed)
         rows.append({**dict(zip(SUMMARY_KEYS, key)),
                      "success_rate": metrics.success_rate(pc, pa, y, over="correct"),
                      "success_rate_all": metrics.success_rate(pc, pa, y, over="all"),
                      "n": len(g), "n_correct": int(g["correct_clean"].sum()),
+                     "n_success": int(g["success"].sum()), "n_wrong_adv": int((pa != y).sum()),
                      "clean_accuracy": 100.0 * float(g["correct_clean"].mean()),
                      "seconds_per_example": metrics.time_per_example(float(g["gen_seconds"].sum()), len(g)),
-                     "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True))})
-    return pd.DataFrame(rows)
+                     "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True)),
+                     "mean_psnr_lo": lo, "mean_psnr_hi": hi})
+    out = pd.DataFrame(rows)
+    if len(out):
+        metrics.wilson_columns(out, "success_rate", out["n_success"], out["n_correct"])
+        metrics.wilson_columns(out, "success_rate_all", out["n_wrong_adv"], out["n"])
+    return out
 
 
 def exit_used(per_image: pd.DataFrame, num_classes: int = 10, input_size: int = 32) -> pd.DataFrame:
     """Fig. 7: per D2S pair, attack and ε, the fraction of examples per surrogate exit used.
 
-    Columns: dataset, pair, surrogate_arch, attack, eps, eps_255, exit, count, fraction,
-    cumulative (share of examples from exits <= exit). Exit -1 (several exits in the loss,
-    ``exit_loss="mean"``) is its own row when present.
+    Columns: dataset, pair, surrogate_arch, attack, eps, eps_255, exit, count, n (examples of the
+    group), fraction (count / n, in [0, 1]) with its 95 % Wilson interval ``fraction_lo``,
+    ``fraction_hi`` (fractions too), cumulative (share of examples from exits <= exit). Exit -1
+    (several exits in the loss, ``exit_loss="mean"``) is its own row when present.
     """
     d2s = per_image[per_image["surrogate_kind"] != "cnn"]
     keys = ["dataset", "pair", "surrogate_arch", "attack", "eps", "eps_255"]
@@ -96,29 +109,46 @@ def exit_used(per_image: pd.DataFrame, num_classes: int = 10, input_size: int = 
         cum = 0
         for e, c in counts.items():
             cum += c
-            rows.append({**dict(zip(keys, key)), "exit": e, "count": c, "fraction": c / len(g),
-                         "cumulative": cum / len(g)})
-    cols = keys + ["exit", "count", "fraction", "cumulative"]
+            lo, hi = metrics.wilson_interval(c, len(g))
+            rows.append({**dict(zip(keys, key)), "exit": e, "count": c, "n": len(g), "fraction": c / len(g),
+                         "fraction_lo": lo / 100, "fraction_hi": hi / 100, "cumulative": cum / len(g)})
+    cols = keys + ["exit", "count", "n", "fraction", "fraction_lo", "fraction_hi", "cumulative"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def generation_time(per_image: pd.DataFrame, num_classes: int = 10, input_size: int = 32) -> pd.DataFrame:
-    """Finding 2: cost per adversarial example of each surrogate model (one per pair), per attack
-    and ε, with the surrogate's kind ("cnn" = SDNN, "sdn" = DyNN).
+GENERATION_KEYS = ["dataset", "direction", "pair", "surrogate_arch", "surrogate_kind", "attack", "eps", "eps_255"]
+"""One surrogate attack table (what :func:`generation_time` groups by)."""
 
-    ``seconds_per_example``: measured wall time (the attack computes every exit of a DyNN).
-    ``macs_per_step``: mean MACs of the forward pass up to the exit each example's last attack
-    step used (the whole network for an SDNN, or for ``exit_loss="mean"``): the computation a
-    DyNN surrogate needs if it stops at that exit, which is the paper's argument for Finding 2.
+
+def generation_time(per_image: pd.DataFrame, num_classes: int = 10, input_size: int = 32, n_boot: int = 1000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Finding 2: cost per adversarial example of each surrogate model (one per pair), per attack
+    and ε, SDNN ("cnn") and DyNN surrogates side by side (column ``surrogate``).
+
+    ``seconds_per_example``: measured attack wall time per example (``gen_seconds``; DyNN
+    surrogates run the truncated path, stopping each step at the exit it uses), from
+    ``n_batches`` timed batches. ``macs_per_example``: mean forward MACs the attack spent per
+    example over all its steps (``gen_macs``: each step up to the exit it stopped at), with a
+    seeded bootstrap-over-images 95 % interval (``macs_per_example_lo``, ``_hi``; ``n_boot``
+    replicates, ``seed``). ``macs_per_step``: mean MACs of the forward up to the exit each
+    example's *last* step used (from a freshly built model of the architecture); ``full_macs``:
+    the whole surrogate (every exit). ``n``: examples. MACs count forward passes only (a
+    backward pass costs about twice its forward, for either kind).
     """
-    keys = ["dataset", "direction", "pair", "surrogate_arch", "surrogate_kind", "attack", "eps", "eps_255"]
     rows = []
-    for k, g in per_image.groupby(keys, sort=False):
+    for k, g in per_image.groupby(GENERATION_KEYS, sort=False):
         costs = exit_costs(k[3], k[4], num_classes, input_size)
         used = g["surrogate_exit"].to_numpy()
         macs = [costs[e] if 0 <= e < len(costs) else costs[-1] for e in used]
-        rows.append({**dict(zip(keys, k)), "surrogate": ("DyNN" if k[4] != "cnn" else "SDNN"),
+        if "gen_macs" in g:
+            mpe, lo, hi = metrics.bootstrap_mean(g["image"].to_numpy(), g["gen_macs"].to_numpy(dtype=float),
+                                                 n_boot=n_boot, seed=seed)
+        else:  # a table from before the MAC count (TABLE_VERSION < 3)
+            mpe = lo = hi = math.nan
+        rows.append({**dict(zip(GENERATION_KEYS, k)), "surrogate": ("DyNN" if k[4] != "cnn" else "SDNN"),
                      "seconds_per_example": metrics.time_per_example(float(g["gen_seconds"].sum()), len(g)),
+                     "n_batches": int(g["gen_batch"].nunique()) if "gen_batch" in g else math.nan,
+                     "macs_per_example": mpe, "macs_per_example_lo": lo, "macs_per_example_hi": hi,
                      "macs_per_step": float(sum(macs) / len(macs)), "full_macs": float(costs[-1]), "n": len(g)})
     return pd.DataFrame(rows)
 
@@ -140,72 +170,196 @@ def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), pairs: Sequen
 
 # ---------------------------------------------------------------- findings
 
-def finding_1(summary: pd.DataFrame) -> dict:
+def _per_image_rows(table: pd.DataFrame, who: str, needs: Sequence[str]) -> None:
+    missing = [c for c in needs if c not in table.columns]
+    if missing:
+        raise ValueError(f"{who} decides with a bootstrap over images and needs the per-image table "
+                         f"(run(...)['per_image']); the table given lacks {missing} (a summary?)")
+
+
+def finding_1(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
     """Finding 1: D2S transferability is higher than S2D.
 
-    Compares the mean success rate (over target-correct images) of the D2S pairs with that of the
-    S2D pairs within each (dataset, attack, ε); "holds" when D2S > S2D in every such group.
+    Deciding difference, per (dataset, attack, ε): the D2S success rate pooled over the D2S
+    pairs minus the S2D rate pooled over the S2D pairs (both over target-correct images,
+    percentage points), with a seeded bootstrap over images (``n_boot`` replicates, ``seed``;
+    an image's rows in every pair move together, :func:`dynn_lib.metrics.bootstrap_rate_difference`).
+    A group supports the finding when its 95 % interval lies above 0, is against it when below,
+    inconclusive when it contains 0; the verdict combines the groups
+    (:func:`dynn_lib.verdicts.combine`).
+
+    Args:
+        per_image: ``run(...)["per_image"]`` (or the raw transfer tables), one row per image,
+            pair, attack and ε.
+    Returns:
+        ``{"finding", "claim", "verdict", "evidence", "n_images", "groups", "groups_holding",
+        "comparisons": [{dataset, attack, eps_255, d2s, s2d, difference, lo, hi, outcome}],
+        "mean_d2s", "mean_s2d"}`` (pooled rates, %).
     """
-    groups = []
-    for key, g in summary.groupby(["dataset", "attack", "eps_255"], sort=False):
-        d2s = g.loc[g["direction"] == "D2S", "success_rate"].mean()
-        s2d = g.loc[g["direction"] == "S2D", "success_rate"].mean()
-        if not (math.isnan(d2s) or math.isnan(s2d)):
-            groups.append((key, d2s, s2d))
-    checks = [d > s for _, d, s in groups]
-    mean_d2s = float(summary.loc[summary["direction"] == "D2S", "success_rate"].mean())
-    mean_s2d = float(summary.loc[summary["direction"] == "S2D", "success_rate"].mean())
-    detail = "; ".join(f"{k[0]} {k[1]} ε={k[2]:g}/255: D2S {fmt(d, '%')} vs S2D {fmt(s, '%')}" for k, d, s in groups)
+    _per_image_rows(per_image, "finding_1", ["image", "direction", "attack", "eps_255"])
+    df = per_image if "success" in per_image.columns else add_success(per_image)
+    comps = []
+    for key, g in df.groupby(["dataset", "attack", "eps_255"], sort=False):
+        d, s = g[g["direction"] == "D2S"], g[g["direction"] == "S2D"]
+        if not len(d) or not len(s):
+            continue
+        diff, lo, hi = metrics.bootstrap_rate_difference(
+            d["image"], d["success"], d["correct_clean"], s["image"], s["success"], s["correct_clean"],
+            n_boot=n_boot, seed=seed)
+        if math.isnan(diff):
+            continue
+        rd, rs = (100.0 * x["success"].sum() / max(int(x["correct_clean"].sum()), 1) for x in (d, s))
+        comps.append({"dataset": key[0], "attack": key[1], "eps_255": float(key[2]), "d2s": float(rd),
+                      "s2d": float(rs), "difference": diff, "lo": lo, "hi": hi,
+                      "outcome": verdicts.compare(lo, hi, 0.0, ">")})
+
+    def pooled(direction):
+        x = df[df["direction"] == direction]
+        n = int(x["correct_clean"].sum())
+        return 100.0 * float(x["success"].sum()) / n if n else math.nan
+
+    mean_d2s, mean_s2d = pooled("D2S"), pooled("S2D")
+    n_images = int(df[["dataset", "image"]].drop_duplicates().shape[0])
+    detail = "; ".join(f"{c['dataset']} {c['attack']} ε={c['eps_255']:g}/255: D2S {fmt(c['d2s'], '%')} vs S2D "
+                       f"{fmt(c['s2d'], '%')}, difference {fmt(c['difference'], ' pp', lo=c['lo'], hi=c['hi'])} "
+                       f"({c['outcome']})" for c in comps)
+    holding = sum(c["outcome"] == "supports" for c in comps)
     return {"finding": 1, "claim": "D2S transferability is higher than S2D transferability",
-            "verdict": verdict(checks),
-            "evidence": (f"mean success rate over target-correct images: D2S {fmt(mean_d2s, '%')}, "
-                         f"S2D {fmt(mean_s2d, '%')}; D2S higher in {sum(checks)} of {len(checks)} "
-                         f"(dataset, attack, ε) groups" + (f" ({detail})" if detail else "")),
-            "mean_d2s": mean_d2s, "mean_s2d": mean_s2d, "groups": len(checks), "groups_holding": int(sum(checks))}
+            "verdict": verdict([c["outcome"] for c in comps], "no (dataset, attack, ε) with both directions"),
+            "evidence": (f"success over target-correct images, pooled over pairs: D2S {fmt(mean_d2s, '%')}, S2D "
+                         f"{fmt(mean_s2d, '%')} on {n_images} images; D2S minus S2D with a 95 % bootstrap "
+                         f"interval over images ({n_boot} replicates, seed {seed}) above 0 in {holding} of "
+                         f"{len(comps)} (dataset, attack, ε) groups" + (f" ({detail})" if detail else "")),
+            "n_images": n_images, "mean_d2s": mean_d2s, "mean_s2d": mean_s2d, "groups": len(comps),
+            "groups_holding": int(holding), "comparisons": comps}
 
 
-def finding_2(generation_time: pd.DataFrame, summary: pd.DataFrame | None = None) -> dict:
-    """Finding 2: DyNN surrogates generate adversarial examples faster (and more effectively).
+def _t975(df: float) -> float:
+    """Two-sided 95 % Student-t quantile for ``df`` degrees of freedom, rounded down (conservative):
+    exact for 1 and 2, the Cornish-Fisher expansion (Abramowitz-Stegun 26.7.5, error < 0.004) above."""
+    d = math.floor(df)
+    if d < 1:
+        return math.nan
+    if d == 1:
+        return math.tan(math.pi * 0.475)
+    if d == 2:
+        return 0.95 / math.sqrt(2 * 0.975 * 0.025)
+    z = metrics.Z95
+    g = ((z ** 3 + z) / 4, (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96,
+         (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384,
+         (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160)
+    return z + sum(c / d ** (i + 1) for i, c in enumerate(g))
 
-    Efficiency: seconds per example of DyNN vs SDNN surrogates of the *same architecture*
-    (MobileNet and ResNet-56 exist as both), per (dataset, attack, ε); "holds" when the DyNN
-    surrogate is faster in every comparison. Note: the attack differentiates a loss computed
-    from a full batched forward pass through every exit, so a DyNN surrogate is never cheaper
-    here unless compute stops at the fired exit. Effectiveness (given ``summary``) is Finding 1.
+
+def welch_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Difference of two means ``mean(a) - mean(b)`` with a 95 % Welch interval (unequal variances,
+    Welch-Satterthwaite degrees of freedom): ``(difference, lo, hi)``; NaN bounds when a side has
+    fewer than 2 samples (one timing says nothing about its noise)."""
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        return math.nan, math.nan, math.nan
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    d = ma - mb
+    if len(a) < 2 or len(b) < 2:
+        return d, math.nan, math.nan
+    va = sum((v - ma) ** 2 for v in a) / (len(a) - 1) / len(a)
+    vb = sum((v - mb) ** 2 for v in b) / (len(b) - 1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    h = _t975(df) * se
+    return d, d - h, d + h
+
+
+def _batch_seconds(rows: pd.DataFrame) -> list[float]:
+    """Seconds per example of each timed attack batch (one sample per batch of each attack table)."""
+    keys = [c for c in ("dataset", "pair", "attack", "eps_255", "gen_batch") if c in rows]
+    return [float(g["gen_seconds"].mean()) for _, g in rows.groupby(keys, sort=False)]
+
+
+def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_boot: int = 1000,
+              seed: int = 0) -> dict:
+    """Finding 2: DyNN surrogates generate adversarial examples more efficiently (and effectively).
+
+    Comparisons: the DyNN and the SDNN surrogate of the *same architecture* (MobileNet and
+    ResNet-56 exist as both), per (dataset, attack, ε); each gives two verdicts, DyNN minus
+    SDNN with a 95 % interval, "supports" when the interval lies below 0:
+
+    * ``verdict`` (the paper's argument): forward MACs per example over all attack steps
+      (``gen_macs``; each step stops at the exit it uses), a seeded paired bootstrap over images
+      (``n_boot``, ``seed``; both surrogates attack the same images);
+    * ``time_verdict``: wall time per example. The samples are the timed attack batches (one
+      per batch: its seconds per example), compared with a Welch interval; a side with fewer
+      than 2 batches gives no interval, so "inconclusive". Wall time depends on the machine and
+      its load; MACs do not.
+
+    Each verdict combines its comparisons (:func:`dynn_lib.verdicts.combine`). With ``summary``
+    given (any table), ``effectiveness`` adds Finding 1's verdict on ``per_image``.
+
+    Args:
+        per_image: ``run(...)["per_image"]`` (or the raw transfer tables): needs ``image``,
+            ``surrogate_kind``, ``gen_macs``, ``gen_seconds``, ``gen_batch``.
+    Returns:
+        ``{"finding", "claim", "verdict", "time_verdict", "evidence", "n_images",
+        "comparisons": [{dataset, attack, eps_255, arch, macs_dynn, macs_sdnn, macs_difference,
+        macs_lo, macs_hi, macs_outcome, seconds_dynn, seconds_sdnn, seconds_difference,
+        seconds_lo, seconds_hi, time_outcome, batches_dynn, batches_sdnn}], "comparisons_holding",
+        "time_comparisons_holding", "mean_macs_dynn", "mean_macs_sdnn", "mean_seconds_dynn",
+        "mean_seconds_sdnn"}`` (MACs per example, seconds per example).
     """
-    gt = generation_time
-    checks, parts = [], []
-    for key, g in gt.groupby(["dataset", "attack", "eps_255", "surrogate_arch"], sort=False):
-        dy = g.loc[g["surrogate"] == "DyNN", "seconds_per_example"].mean()
-        sd = g.loc[g["surrogate"] == "SDNN", "seconds_per_example"].mean()
-        if not (math.isnan(dy) or math.isnan(sd)):
-            checks.append(dy < sd)
-            parts.append(f"{key[0]} {key[1]} ε={key[2]:g}/255 {key[3]}: DyNN {dy * 1e3:.2f} ms vs "
-                         f"SDNN {sd * 1e3:.2f} ms")
-    mean_dy = float(gt.loc[gt["surrogate"] == "DyNN", "seconds_per_example"].mean())
-    mean_sd = float(gt.loc[gt["surrogate"] == "SDNN", "seconds_per_example"].mean())
+    _per_image_rows(per_image, "finding_2", ["image", "surrogate_kind", "surrogate_arch", "gen_macs", "gen_seconds",
+                                             "gen_batch"])
+    comps = []
+    for key, g in per_image.groupby(["dataset", "attack", "eps_255", "surrogate_arch"], sort=False):
+        dy, sd = g[g["surrogate_kind"] != "cnn"], g[g["surrogate_kind"] == "cnn"]
+        if not len(dy) or not len(sd):
+            continue
+        md, mlo, mhi = metrics.bootstrap_mean_difference(dy["image"], dy["gen_macs"].astype(float), sd["image"],
+                                                         sd["gen_macs"].astype(float), paired=True, n_boot=n_boot,
+                                                         seed=seed)
+        bdy, bsd = _batch_seconds(dy), _batch_seconds(sd)
+        td, tlo, thi = welch_interval(bdy, bsd)
+        comps.append({"dataset": key[0], "attack": key[1], "eps_255": float(key[2]), "arch": key[3],
+                      "macs_dynn": float(dy["gen_macs"].mean()), "macs_sdnn": float(sd["gen_macs"].mean()),
+                      "macs_difference": md, "macs_lo": mlo, "macs_hi": mhi,
+                      "macs_outcome": verdicts.compare(mlo, mhi, 0.0, "<"),
+                      "seconds_dynn": float(dy["gen_seconds"].mean()), "seconds_sdnn": float(sd["gen_seconds"].mean()),
+                      "seconds_difference": td, "seconds_lo": tlo, "seconds_hi": thi,
+                      "time_outcome": verdicts.compare(tlo, thi, 0.0, "<"),
+                      "batches_dynn": len(bdy), "batches_sdnn": len(bsd)})
+    reason = "no architecture with both a DyNN and an SDNN surrogate"
+    macs_v = verdict([c["macs_outcome"] for c in comps], reason)
+    time_v = verdict([c["time_outcome"] for c in comps], reason)
+    kinds = per_image["surrogate_kind"]
+    mean = {(q, k): float(per_image.loc[(kinds != "cnn") == (k == "DyNN"), q].mean())
+            for q in ("gen_macs", "gen_seconds") for k in ("DyNN", "SDNN")}
+    n_images = int(per_image[["dataset", "image"]].drop_duplicates().shape[0])
+    m_hold = sum(c["macs_outcome"] == "supports" for c in comps)
+    t_hold = sum(c["time_outcome"] == "supports" for c in comps)
+    parts = [f"{c['dataset']} {c['attack']} ε={c['eps_255']:g}/255 {c['arch']}: MACs DyNN {c['macs_dynn'] / 1e6:.1f} M "
+             f"vs SDNN {c['macs_sdnn'] / 1e6:.1f} M, difference "
+             f"{fmt(c['macs_difference'] / 1e6, ' M', lo=c['macs_lo'] / 1e6, hi=c['macs_hi'] / 1e6)} "
+             f"({c['macs_outcome']}); time DyNN {c['seconds_dynn'] * 1e3:.2f} ms vs SDNN {c['seconds_sdnn'] * 1e3:.2f} ms, "
+             f"difference {fmt(c['seconds_difference'] * 1e3, ' ms', 2, c['seconds_lo'] * 1e3, c['seconds_hi'] * 1e3)} "
+             f"over {c['batches_dynn']}+{c['batches_sdnn']} batches ({c['time_outcome']})" for c in comps]
     out = {"finding": 2, "claim": "DyNN surrogates generate adversarial examples more efficiently (and effectively)",
-           "verdict": verdict(checks),
-           "evidence": (f"seconds per example, mean over surrogates: DyNN {mean_dy * 1e3:.2f} ms, SDNN "
-                        f"{mean_sd * 1e3:.2f} ms; DyNN faster in {sum(checks)} of {len(checks)} same-architecture "
-                        f"comparisons" + (f" ({'; '.join(parts)})" if parts else "")),
-           "mean_seconds_dynn": mean_dy, "mean_seconds_sdnn": mean_sd,
-           "comparisons": len(checks), "comparisons_holding": int(sum(checks))}
-    if "macs_per_step" in gt:
-        mc = []
-        for _, g in gt.groupby(["dataset", "attack", "eps_255", "surrogate_arch"], sort=False):
-            dy = g.loc[g["surrogate"] == "DyNN", "macs_per_step"].mean()
-            sd = g.loc[g["surrogate"] == "SDNN", "macs_per_step"].mean()
-            if not (math.isnan(dy) or math.isnan(sd)):
-                mc.append(dy < sd)
-        out["compute_verdict"] = verdict(mc)
-        out["mean_macs_dynn"] = float(gt.loc[gt["surrogate"] == "DyNN", "macs_per_step"].mean())
-        out["mean_macs_sdnn"] = float(gt.loc[gt["surrogate"] == "SDNN", "macs_per_step"].mean())
-        out["evidence"] += (f"; compute up to the exit used (MACs per attack step, the paper's argument): DyNN "
-                            f"{out['mean_macs_dynn'] / 1e6:.1f} M vs SDNN {out['mean_macs_sdnn'] / 1e6:.1f} M, "
-                            f"DyNN cheaper in {sum(mc)} of {len(mc)} comparisons ({out['compute_verdict']})")
+           "verdict": macs_v, "time_verdict": time_v,
+           "evidence": (f"forward MACs per example over all attack steps (the paper's argument; each step stops at "
+                        f"the exit it uses): DyNN {fmt(mean['gen_macs', 'DyNN'] / 1e6, ' M')} vs SDNN "
+                        f"{fmt(mean['gen_macs', 'SDNN'] / 1e6, ' M')}, DyNN cheaper (95 % bootstrap interval over "
+                        f"images below 0, {n_boot} replicates, seed {seed}) in {m_hold} of {len(comps)} "
+                        f"same-architecture comparisons: {macs_v}. Wall time per example: DyNN "
+                        f"{fmt(mean['gen_seconds', 'DyNN'] * 1e3, ' ms', 2)} vs SDNN "
+                        f"{fmt(mean['gen_seconds', 'SDNN'] * 1e3, ' ms', 2)}, DyNN faster (95 % Welch interval over "
+                        f"timed batches below 0) in {t_hold} of {len(comps)}: {time_v}. {n_images} images"
+                        + (f" ({'; '.join(parts)})" if parts else "")),
+           "n_images": n_images, "comparisons": comps, "comparisons_holding": int(m_hold),
+           "time_comparisons_holding": int(t_hold),
+           "mean_macs_dynn": mean["gen_macs", "DyNN"], "mean_macs_sdnn": mean["gen_macs", "SDNN"],
+           "mean_seconds_dynn": mean["gen_seconds", "DyNN"], "mean_seconds_sdnn": mean["gen_seconds", "SDNN"]}
     if summary is not None:
-        f1 = finding_1(summary)
+        f1 = finding_1(per_image, n_boot=n_boot, seed=seed)
         out["effectiveness"] = f1["verdict"]
         out["evidence"] += f"; effectiveness (Finding 1): {f1['verdict']}"
     return out
@@ -213,12 +367,22 @@ def finding_2(generation_time: pd.DataFrame, summary: pd.DataFrame | None = None
 
 def share_early_exits(exit_used_df: pd.DataFrame, upto: int = 2) -> pd.DataFrame:
     """Share (%) of D2S examples generated from exits 0..``upto`` per pair, attack and ε (the
-    paper: over 70 % from exits 0-2 for PGD)."""
+    paper: over 70 % from exits 0-2 for PGD), with ``n`` examples and the 95 % Wilson interval
+    (``share_exits_0_<upto>_lo``, ``_hi``, percent)."""
     keys = ["dataset", "pair", "attack", "eps", "eps_255"]
-    sel = exit_used_df[(exit_used_df["exit"] >= 0) & (exit_used_df["exit"] <= upto)]
-    out = sel.groupby(keys, sort=False)["fraction"].sum().mul(100).rename(f"share_exits_0_{upto}")
-    return out.reset_index()
+    col = f"share_exits_0_{upto}"
+    if exit_used_df.empty:
+        return pd.DataFrame(columns=keys + [col, f"{col}_lo", f"{col}_hi", "n"])
+    sel = exit_used_df.assign(early=(exit_used_df["exit"] >= 0) & (exit_used_df["exit"] <= upto))
+    rows = []
+    for k, g in sel.groupby(keys, sort=False):
+        n = int(g["n"].iloc[0]) if "n" in g else int(g["count"].sum())
+        c = int(g.loc[g["early"], "count"].sum())
+        rows.append({**dict(zip(keys, k)), col: 100.0 * c / n if n else math.nan, "n": n, "count": c})
+    out = pd.DataFrame(rows)
+    metrics.wilson_columns(out, col, out["count"], out["n"])
+    return out.drop(columns="count")
 
 
 __all__ = ["run", "transfer_tables", "add_success", "summarise", "exit_used", "generation_time", "finding_1",
-           "finding_2", "share_early_exits", "SUMMARY_KEYS"]
+           "finding_2", "share_early_exits", "welch_interval", "SUMMARY_KEYS", "GENERATION_KEYS"]

@@ -11,13 +11,15 @@ Setup, all parameters in :class:`RQ4Config`:
 
 * Attacked models: the SDN-trained DyNNs (``kind="sdn"``, what the released code loads) of
   ``archs``; ``kind="ic_only"`` attacks the IC-only DyNNs instead.
-* Images: the **first** ``n_images`` of the workspace's evaluation half (``ws.eval_half``, in
-  its stored order); the paper attacked 100 test images. ``image`` in every table is that
-  0-based position.
+* Images: a seeded class-stratified sample of ``n_images`` of the workspace's evaluation half
+  (:meth:`Workspace.eval_subset`; 10 per class for 100 CIFAR-10 images); the paper attacked
+  100 test images. ``image`` in every table is the 0-based position within that sample.
 * Early Attack (:func:`dynn_lib.attacks.early_attack.early_attack`) for each alpha in
   ``alphas``; each block draws its initial ``w`` for all images at once from
   ``torch.Generator().manual_seed(seed)`` (CPU), so every alpha and every architecture starts
-  from the same ``w`` and a block does not depend on ``batch_size``.
+  from the same ``w`` and a block does not depend on ``batch_size``. The alphas of an
+  architecture run together as per-sample alphas (a batch = ``batch_size`` images times the
+  alphas still to compute), each row equal to its single-alpha run.
 * Baselines (:func:`dynn_lib.attacks.baselines.early_attack_baseline`): FGSM (one step of
   ``baseline_eps``) and PGD (``baseline_steps`` steps of ``baseline_step`` = eps/4 by default,
   i.e. 2/255 at 8/255, uniform random start drawn batch after batch from
@@ -41,7 +43,7 @@ Example::
     ws = Workspace("cifar10", "paper")
     out = run(ws, RQ4Config())
     out["table2"]            # success % per (dataset, arch) x alpha, paper values beside
-    finding_9(out["table1"]), finding_10(out["table3"])
+    finding_9(out["table1"], per_image=out["per_image"]), finding_10(out["table3"], transfer=out["transfer"])
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import data, metrics, models
+from .. import data, metrics, models, verdicts
 from ..attacks.baselines import early_attack_baseline
 from ..attacks.early_attack import EARLY_ATTACK_INITS, early_attack
 from ..early_exit import all_exit_logits, to_float_pixels
@@ -149,7 +151,8 @@ class RQ4Config:
     c, lr, init, min_iters: Early Attack parameters (c = 50, Adam lr 0.01, w ~ U[0,1), no
         minimum; the released code used min_iters = 200). iters: most Adam updates
         (None -> ``profile.ea_iters``; paper 1,000).
-    n_images: first n images of the evaluation half (None -> ``profile.ea_images``; paper 100).
+    n_images: images of the evaluation half, a seeded class-stratified sample (None ->
+        ``profile.ea_images``; paper 100).
     kind: which DyNN is attacked, one of :data:`DYNN_KINDS` ("sdn": SDN training, as released).
     archs: architectures (subset of ``models.ARCHS``), in table order.
     baseline_eps / baseline_step / baseline_steps: FGSM/PGD budget on [0,1] pixels (8/255),
@@ -248,17 +251,19 @@ class RQ4Config:
 # ================================================================ blocks (one cached table each)
 
 def _images(ws: Workspace, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First ``n`` images of the evaluation half: (float [n,3,H,W] in [0,1] on CPU, labels [n])."""
-    x, y = ws.eval_half
+    """A seeded class-stratified sample of ``n`` evaluation images (:meth:`Workspace.eval_subset`):
+    (float [n,3,H,W] in [0,1] on CPU, labels [n]), in evaluation-half order."""
+    y = ws.eval_half[1]
     if n > len(y):
         raise ValueError(f"n_images={n} exceeds the evaluation half ({len(y)} images at profile "
                          f"{ws.profile.name!r}); lower n_images or raise n_eval")
-    return to_float_pixels(x[:n]), y[:n].long()
+    x, y, _ = ws.eval_subset(n)
+    return to_float_pixels(x), y.long()
 
 
 def _images_key(ws: Workspace, n: int) -> dict:
     return {"dataset": ws.dataset, "half": "eval", "n_eval": ws.profile.n_eval, "split_seed": data.SPLIT_SEED,
-            "first": n}
+            "stratified": n}
 
 
 def _block_config(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None) -> dict:
@@ -294,11 +299,63 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequence[float]
+                       ) -> dict[float, tuple[torch.Tensor, torch.Tensor, float]]:
+    """The Early Attack of every alpha in ``alphas`` on ``arch``, run together.
+
+    Each batch holds ``cfg.batch_size`` images once per alpha, with alpha a per-sample tensor
+    (:func:`dynn_lib.attacks.early_attack.early_attack`; exact, per-sample losses are summed), so
+    the paper's grid is one batch per architecture at 100 images. Every alpha starts from the
+    same initial w (one draw for all images from ``Generator().manual_seed(cfg.seed)``, CPU), so
+    a row equals the single-alpha run. Returns alpha -> (x_adv float32 [n,3,H,W] CPU,
+    iters_used int64 [n], seconds: the run's wall time shared evenly over the alphas).
+    """
+    model = ws.model(arch, cfg.kind)
+    n = cfg.resolved_n_images(ws)
+    x_all, _ = _images(ws, n)
+    dev = ws.device
+    bs = cfg.batch_size
+    g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
+    w0 = torch.rand(x_all.shape, generator=g) if cfg.init == "random" else None
+    A = len(alphas)
+    advs: dict[float, list] = {a: [] for a in alphas}
+    its: dict[float, list] = {a: [] for a in alphas}
+    _sync(dev)
+    t0 = time.perf_counter()
+    for i in range(0, n, bs):
+        b = len(x_all[i:i + bs])
+        x_rep = x_all[i:i + bs].repeat(A, 1, 1, 1).to(dev)  # rows j*b .. (j+1)*b - 1 run alphas[j]
+        a_vec = torch.tensor([float(a) for a in alphas], dtype=x_rep.dtype).repeat_interleave(b).to(dev)
+        w_rep = None if w0 is None else w0[i:i + bs].repeat(A, 1, 1, 1).to(dev)
+        res = early_attack(model, x_rep, alpha=a_vec, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.lr,
+                           init=cfg.init, min_iters=cfg.min_iters, w0=w_rep)
+        x_adv, used = res.x_adv.float().cpu(), res.iters_used.cpu()
+        for j, a in enumerate(alphas):
+            advs[a].append(x_adv[j * b:(j + 1) * b])
+            its[a].append(used[j * b:(j + 1) * b])
+    _sync(dev)
+    seconds = time.perf_counter() - t0
+    return {a: (torch.cat(advs[a]), torch.cat(its[a]), seconds / A) for a in alphas}
+
+
+def _block_missing(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None,
+                   need_adv: bool) -> bool:
+    """Whether :func:`_attack_block` would compute this block (no usable stored table)."""
+    bcfg, slug = _block_config(ws, cfg, arch, method, alpha), _slug(ws, cfg, arch, method, alpha)
+    if ws.recompute or not ws.store.has("rq4", bcfg, slug):
+        return True
+    return need_adv and not _adv_ok(ws.store.dir("rq4", bcfg, slug))
+
+
 def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None,
-                  need_adv: bool = False) -> pd.DataFrame:
+                  need_adv: bool = False,
+                  precomputed: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> pd.DataFrame:
     """Run (or load) one block; its adversarial images are saved beside the table as ``x_adv.pt``.
 
     ``need_adv``: a stored table whose ``x_adv.pt`` is missing or unreadable is recomputed.
+    ``precomputed``: this Early-Attack block's ``(x_adv, iters_used, seconds)`` from a joint
+    :func:`_early_attack_runs` (used only if the block has to be computed); ``seconds`` per
+    image is then the joint run's time / (n * alphas run together).
     """
     bcfg = _block_config(ws, cfg, arch, method, alpha)
     slug = _slug(ws, cfg, arch, method, alpha)
@@ -314,29 +371,25 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
         bs = cfg.batch_size
         z_clean = all_exit_logits(model, x_all, batch_size=bs, device=dev)
         p = z_clean[-1].argmax(-1)
-        advs, iters_used = [], []
-        g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
-        w0 = torch.rand(x_all.shape, generator=g) if method == "early_attack" and cfg.init == "random" else None
-        _sync(dev)
-        t0 = time.perf_counter()
-        for i in range(0, n, bs):
-            xb = x_all[i:i + bs].to(dev)
-            if method == "early_attack":
-                res = early_attack(model, xb, alpha=alpha, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.lr,
-                                   init=cfg.init, min_iters=cfg.min_iters,
-                                   w0=None if w0 is None else w0[i:i + bs].to(dev))
-                advs.append(res.x_adv.float().cpu())
-                iters_used.append(res.iters_used.cpu())
-            else:
+        if method == "early_attack":
+            x_adv, its, seconds = (precomputed if precomputed is not None
+                                   else _early_attack_runs(ws, cfg, arch, [alpha])[alpha])
+        else:
+            advs, iters_used = [], []
+            g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
+            _sync(dev)
+            t0 = time.perf_counter()
+            for i in range(0, n, bs):
+                xb = x_all[i:i + bs].to(dev)
                 kw = {"steps": cfg.resolved_steps(ws), "step": cfg.resolved_step(), "random_start": True,
                       "generator": g} if method == "pgd" else {}
                 xa, _ = early_attack_baseline(model, xb, attack=method, eps=cfg.baseline_eps, **kw)
                 advs.append(xa.float().cpu())
                 iters_used.append(torch.full((xb.shape[0],), -1, dtype=torch.long))
-        _sync(dev)
-        seconds = time.perf_counter() - t0
-        x_adv = torch.cat(advs)
-        its = torch.cat(iters_used)
+            _sync(dev)
+            seconds = time.perf_counter() - t0
+            x_adv = torch.cat(advs)
+            its = torch.cat(iters_used)
         z_adv = all_exit_logits(model, x_adv, batch_size=bs, device=dev)
         pred_adv = z_adv.argmax(-1)  # [E, n]
         success = metrics.early_attack_success(z_adv, p)
@@ -439,8 +492,9 @@ def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a
 
 def table2(per_image: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 2 layout: Early-Attack success % per (dataset, arch), one column per alpha
-    (:func:`alpha_column`), then the paper's value per alpha (:func:`paper_column`; NaN when the
-    dataset has no paper numbers or the alpha is not in the paper's grid)."""
+    (:func:`alpha_column`) followed by its 95 % Wilson bounds (``<column>_lo``, ``<column>_hi``,
+    percent, over ``n_images``), then the paper's value per alpha (:func:`paper_column`; NaN
+    when the dataset has no paper numbers or the alpha is not in the paper's grid)."""
     ea = per_image[per_image["method"] == "early_attack"]
     alphas = sorted(ea["alpha"].unique())
     rows = []
@@ -450,6 +504,8 @@ def table2(per_image: pd.DataFrame) -> pd.DataFrame:
         for a in alphas:
             s = g.loc[g["alpha"] == a, "success"]
             row[alpha_column(a)] = 100.0 * float(s.mean()) if len(s) else math.nan
+            row[alpha_column(a) + "_lo"], row[alpha_column(a) + "_hi"] = (
+                metrics.wilson_interval(int(s.sum()), len(s)) if len(s) else (math.nan, math.nan))
         paper = PAPER_TABLE2.get((fam, arch), {}) if fam else {}
         for a in alphas:
             row[paper_column(a)] = paper.get(float(a), math.nan)
@@ -459,28 +515,38 @@ def table2(per_image: pd.DataFrame) -> pd.DataFrame:
 
 def table1(per_image: pd.DataFrame, exits: dict[str, int] | None = None) -> pd.DataFrame:
     """Paper Table 1: per (dataset, arch) the Early-Attack success % at its best alpha, that
-    alpha (ties -> the smallest alpha), PGD % and FGSM %, then the paper's values
-    (``paper_*``, NaN without paper numbers). ``exits``: arch -> number of exits (column
-    ``exits``, used by :func:`finding_9`'s evidence)."""
+    alpha (ties -> the smallest alpha), PGD % and FGSM %, each rate with its 95 % Wilson bounds
+    (``early_attack_lo``/``_hi``, ``pgd_lo``/``_hi``, ``fgsm_lo``/``_hi``, percent, over
+    ``n_images``; the best alpha is chosen on the same images, so its interval is slightly
+    optimistic), then the paper's values (``paper_*``, NaN without paper numbers). ``exits``:
+    arch -> number of exits (column ``exits``, used by :func:`finding_9`'s evidence)."""
     rows = []
     for (ds, arch), g in per_image.groupby(["dataset", "arch"], sort=False):
         fam = dataset_family(ds)
         ea = g[g["method"] == "early_attack"]
-        rates = ea.groupby("alpha")["success"].mean().mul(100.0).sort_index()
+        stats = ea.groupby("alpha")["success"].agg(["sum", "count"]).sort_index()
+        rates = 100.0 * stats["sum"] / stats["count"]
         if len(rates):
             best = float(rates.max())
             best_alpha = float(rates[rates == best].index.min())
+            best_ci = metrics.wilson_interval(int(stats.loc[best_alpha, "sum"]), int(stats.loc[best_alpha, "count"]))
         else:
             best = best_alpha = math.nan
+            best_ci = (math.nan, math.nan)
 
         def rate(m):
             s = g.loc[g["method"] == m, "success"]
-            return 100.0 * float(s.mean()) if len(s) else math.nan
+            if not len(s):
+                return math.nan, math.nan, math.nan
+            return (100.0 * float(s.mean()), *metrics.wilson_interval(int(s.sum()), len(s)))
 
         paper = PAPER_TABLE1.get((fam, arch), {}) if fam else {}
+        pgd, fgsm = rate("pgd"), rate("fgsm")
         rows.append({"dataset": ds, "arch": arch, "kind": g["kind"].iloc[0],
                      "exits": (exits or {}).get(arch, math.nan), "n_images": int(g["image"].nunique()),
-                     "early_attack": best, "best_alpha": best_alpha, "pgd": rate("pgd"), "fgsm": rate("fgsm"),
+                     "early_attack": best, "early_attack_lo": best_ci[0], "early_attack_hi": best_ci[1],
+                     "best_alpha": best_alpha, "pgd": pgd[0], "pgd_lo": pgd[1], "pgd_hi": pgd[2],
+                     "fgsm": fgsm[0], "fgsm_lo": fgsm[1], "fgsm_hi": fgsm[2],
                      **{f"paper_{k}": paper.get(k, math.nan) for k in ("early_attack", "best_alpha", "pgd", "fgsm")}})
     return pd.DataFrame(rows)
 
@@ -491,7 +557,7 @@ def _one_hot(preds: list[list[int]], num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(p, num_classes).float()
 
 
-def table3(transfer: pd.DataFrame, examples: str = "all") -> pd.DataFrame:
+def table3(transfer: pd.DataFrame, examples: str = "all", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Paper Table 3: T1 % and T2 per ordered (surrogate, target) pair, from the stored predictions.
 
     T1/T2 are :func:`dynn_lib.metrics.t1_t2` on B's per-exit logits; the stored argmax
@@ -499,11 +565,17 @@ def table3(transfer: pd.DataFrame, examples: str = "all") -> pd.DataFrame:
     identical. ``full_success_on_b`` = % of examples meeting the full Early-Attack criterion on
     B (final prediction p_B, every internal exit != p_B). ``examples="successful"`` keeps only
     examples that succeeded on the surrogate (n may then be 0 and the rates NaN).
+
+    Uncertainty: T1 and full_success_on_b have 95 % Wilson bounds over the ``n`` examples
+    (``t1_lo``/``t1_hi``, ``full_success_on_b_lo``/``_hi``, percent; ``n_t1_kept`` and
+    ``n_full_success`` are the counts); T2 (a mean count over the ``n_t1_kept`` examples) a
+    seeded bootstrap-over-images interval (``t2_lo``/``t2_hi``; ``n_boot``, ``seed``).
     """
     if examples not in TRANSFER_EXAMPLES:
         raise ValueError(f"unknown examples {examples!r}; accepted: {', '.join(TRANSFER_EXAMPLES)}")
-    cols = ["dataset", "kind", "surrogate_arch", "target_arch", "alpha", "n", "t1", "t2", "full_success_on_b",
-            "target_internal_exits", "paper_t1", "paper_t2"]
+    cols = ["dataset", "kind", "surrogate_arch", "target_arch", "alpha", "n", "t1", "t1_lo", "t1_hi", "n_t1_kept",
+            "t2", "t2_lo", "t2_hi", "full_success_on_b", "full_success_on_b_lo", "full_success_on_b_hi",
+            "n_full_success", "target_internal_exits", "paper_t1", "paper_t2"]
     rows = []
     for (ds, a, b), g in transfer.groupby(["dataset", "surrogate_arch", "target_arch"], sort=False):
         if examples == "successful":
@@ -511,18 +583,32 @@ def table3(transfer: pd.DataFrame, examples: str = "all") -> pd.DataFrame:
         fam = dataset_family(ds)
         paper = PAPER_TABLE3.get((fam, a), {}).get(b, {}) if fam else {}
         n = len(g)
+        nan2 = (math.nan, math.nan)
         if n:
             nc = 1 + max(max(max(v) for v in g["b_pred_clean"]), max(max(v) for v in g["b_pred_adv"]))
             zc, za = _one_hot(list(g["b_pred_clean"]), nc), _one_hot(list(g["b_pred_adv"]), nc)
             t1, t2 = metrics.t1_t2(zc, za)
-            full = 100.0 * float(metrics.early_attack_success(za, zc[-1].argmax(-1)).float().mean())
+            p_b = zc[-1].argmax(-1)
+            pa = za.argmax(-1)
+            kept = (pa[-1] == p_b).numpy()
+            changed = (pa[:-1] != p_b).sum(0).numpy().astype(np.float64)
+            full_mask = metrics.early_attack_success(za, p_b).numpy()
+            full = 100.0 * float(full_mask.mean())
             e_int = int(zc.shape[0]) - 1
+            n_kept, n_full = int(kept.sum()), int(full_mask.sum())
+            t1_ci, full_ci = metrics.wilson_interval(n_kept, n), metrics.wilson_interval(n_full, n)
+            t2_ci = metrics.bootstrap_mean(g["image"].to_numpy(), changed, kept, n_boot=n_boot, seed=seed)[1:]
         else:
             t1 = t2 = full = math.nan
+            n_kept = n_full = 0
+            t1_ci = full_ci = t2_ci = nan2
             e_int = len(transfer.loc[transfer["target_arch"] == b, "b_pred_clean"].iloc[0]) - 1
         rows.append({"dataset": ds, "kind": g["kind"].iloc[0] if n else transfer["kind"].iloc[0],
                      "surrogate_arch": a, "target_arch": b, "alpha": float(transfer["alpha"].iloc[0]), "n": n,
-                     "t1": t1, "t2": t2, "full_success_on_b": full, "target_internal_exits": e_int,
+                     "t1": t1, "t1_lo": t1_ci[0], "t1_hi": t1_ci[1], "n_t1_kept": n_kept,
+                     "t2": t2, "t2_lo": t2_ci[0], "t2_hi": t2_ci[1],
+                     "full_success_on_b": full, "full_success_on_b_lo": full_ci[0],
+                     "full_success_on_b_hi": full_ci[1], "n_full_success": n_full, "target_internal_exits": e_int,
                      "paper_t1": paper.get("t1", math.nan), "paper_t2": paper.get("t2", math.nan)})
     return pd.DataFrame(rows, columns=cols)
 
@@ -545,7 +631,9 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
       ``iters_used`` -1 for the baselines; ``success`` bool; ``p`` = final benign prediction;
       ``pred_adv`` list of per-exit predictions on the adversarial image (final last);
       ``internal_changed`` = internal exits whose prediction != p; ``l2``/``linf`` in [0,1]
-      pixel units, ``psnr`` dB (+inf when unchanged); ``seconds`` = block attack time / n.
+      pixel units, ``psnr`` dB (+inf when unchanged); ``seconds`` = block attack time / n (the
+      Early-Attack alphas of an architecture run as one batch, :func:`_early_attack_runs`; each
+      block gets an even share of that run's time).
     * table1, table2, table3: :func:`table1`, :func:`table2`, :func:`table3`.
     * transfer: per (surrogate_arch, target_arch, image): ``p_b``, ``a_success`` (success on
       the surrogate), ``b_pred_clean`` / ``b_pred_adv`` per-exit lists, ``b_final_kept``,
@@ -560,15 +648,20 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
         raise ValueError(f"min_iters={cfg.min_iters} exceeds iters={ws.profile.ea_iters} (profile ea_iters)")
     blocks = [(arch, "early_attack", a) for arch in cfg.archs for a in cfg.alphas]
     blocks += [(arch, m, None) for arch in cfg.archs for m in ("pgd", "fgsm")]
-    parts, exits, transfer_rows = [], {}, {}
-    for arch, method, alpha in progress(blocks, desc="RQ4 blocks"):
-        for_transfer = method == "early_attack" and alpha == cfg.transfer_alpha
-        df = _attack_block(ws, cfg, arch, method, alpha, need_adv=for_transfer)
-        exits[arch] = len(df["pred_adv"].iloc[0])
-        parts.append(df)
-        if for_transfer:
-            transfer_rows[arch] = df
-    per_image = pd.concat(parts, ignore_index=True)[_PER_IMAGE_COLS]
+    done, exits, transfer_rows = {}, {}, {}
+    for arch in progress(cfg.archs, desc="RQ4 blocks"):
+        # the alphas whose blocks must be computed run together, one batch per cfg.batch_size images
+        todo = [a for a in cfg.alphas if _block_missing(ws, cfg, arch, "early_attack", a, a == cfg.transfer_alpha)]
+        joint = _early_attack_runs(ws, cfg, arch, todo) if todo else {}
+        for _, method, alpha in [b for b in blocks if b[0] == arch]:
+            for_transfer = method == "early_attack" and alpha == cfg.transfer_alpha
+            df = _attack_block(ws, cfg, arch, method, alpha, need_adv=for_transfer, precomputed=joint.get(alpha))
+            exits[arch] = len(df["pred_adv"].iloc[0])
+            done[(arch, method, alpha)] = df
+            if for_transfer:
+                transfer_rows[arch] = df
+        del joint
+    per_image = pd.concat([done[b] for b in blocks], ignore_index=True)[_PER_IMAGE_COLS]
 
     pairs = [(a, b) for a in cfg.archs for b in cfg.archs if a != b] if cfg.transfer_alpha is not None else []
     tparts = [_transfer_pair(ws, cfg, a, b, transfer_rows[a]) for a, b in progress(pairs, desc="RQ4 transfer")]
@@ -580,101 +673,148 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
 
 # ================================================================ findings
 
-def _verdict(support: int, total: int) -> str:
-    """All comparisons support -> holds; none -> does not hold; some (or no comparison) -> mixed."""
-    if total == 0:
-        return "mixed"
-    return "holds" if support == total else ("does not hold" if support == 0 else "mixed")
+def _finding9_compare(rates: dict[tuple[str, str], tuple[float, int]], margin: float,
+                      per_image: pd.DataFrame | None = None, best: dict | None = None, n_boot: int = 1000,
+                      seed: int = 0) -> list[dict]:
+    """ResNet-56 minus each other architecture, per dataset: difference (pp) and 95 % interval.
 
-
-def _finding9_compare(rates: dict[tuple[str, str], float], margin: float) -> tuple[list[dict], int]:
-    comps, support = [], 0
-    for (ds, arch), r in rates.items():
-        if arch == "resnet56":
+    ``rates``: (dataset, arch) -> (success %, images). With ``per_image`` (and ``best``:
+    (dataset, arch) -> best alpha) the interval is a paired bootstrap over images of the two
+    best-alpha blocks (the same images); otherwise Newcombe's interval for two independent
+    proportions (what the paper's Table 1, 100 images per model, allows).
+    """
+    comps = []
+    for (ds, arch), (r, n) in rates.items():
+        if arch == "resnet56" or (ds, "resnet56") not in rates:
             continue
-        rn = rates.get((ds, "resnet56"))
-        if rn is None or math.isnan(rn) or math.isnan(r):
+        rn, nn = rates[(ds, "resnet56")]
+        if math.isnan(rn) or math.isnan(r):
             continue
-        ok = rn > r + margin
-        support += ok
-        comps.append({"dataset": ds, "other": arch, "resnet56": rn, "other_rate": r, "supports": bool(ok)})
-    return comps, support
+        if per_image is not None:
+            def rows(a):
+                m = ((per_image["dataset"] == ds) & (per_image["arch"] == a) & (per_image["method"] == "early_attack")
+                     & np.isclose(per_image["alpha"].astype(float), best[(ds, a)]))
+                return per_image[m]
+            x, y = rows("resnet56"), rows(arch)
+            d, lo, hi = metrics.bootstrap_rate_difference(x["image"], x["success"], np.ones(len(x), bool), y["image"],
+                                                          y["success"], np.ones(len(y), bool), n_boot=n_boot, seed=seed)
+            how = "bootstrap"
+        else:
+            d, lo, hi = metrics.newcombe_interval(round(rn * nn / 100), nn, round(r * n / 100), n)
+            how = "Newcombe"
+        outcome = verdicts.compare(lo, hi, margin, ">")
+        comps.append({"dataset": ds, "other": arch, "resnet56": rn, "other_rate": r, "difference": d, "lo": lo,
+                      "hi": hi, "interval": how, "outcome": outcome, "supports": outcome == "supports"})
+    return comps
 
 
-def finding_9(table1_df: pd.DataFrame, margin: float = 0.0) -> dict:
+def finding_9(table1_df: pd.DataFrame, margin: float = 0.0, per_image: pd.DataFrame | None = None,
+              n_boot: int = 1000, seed: int = 0) -> dict:
     """Finding 9: more / denser exits make a DyNN more robust to the Early Attack.
 
     Operational test: the paper's argument contrasts ResNet-56 (7 exits spread over 27 blocks,
     the sparsest placement) with VGG-16 and MobileNet (exits over 13 layers/blocks, denser).
-    For each dataset and each other architecture present, the comparison *supports* the
-    finding when ResNet-56's best Early-Attack success % (Table 1) exceeds the other's by more
-    than ``margin`` points. Verdict: "holds" when every comparison supports it, "does not hold"
-    when none does (ties count against), "mixed" otherwise. ``paper_verdict`` applies the same
-    test to the paper's Table 1 (same datasets' families, same architectures).
+    Deciding difference, for each dataset and each other architecture present: ResNet-56's best
+    Early-Attack success % (Table 1) minus the other's, in percentage points, with a 95 %
+    interval: a seeded paired bootstrap over images of the two best-alpha blocks when
+    ``per_image`` (``run(...)["per_image"]``) is given (``n_boot``, ``seed``; the best alpha is
+    chosen on the same images, a small optimism the interval ignores), else Newcombe's interval
+    from the rates and ``n_images``. A comparison supports the finding when the interval lies
+    above ``margin``, is against it when below, inconclusive otherwise; the verdict combines them
+    (:func:`dynn_lib.verdicts.combine`). ``paper_verdict`` applies the same test to the paper's
+    Table 1 (100 images per model, Newcombe).
 
-    Returns {"verdict", "evidence", "comparisons", "paper_verdict", "mean_resnet56", "mean_others"}.
+    Returns {"finding", "verdict", "evidence", "n_images", "comparisons", "paper_verdict",
+    "mean_resnet56", "mean_others"}.
     """
     if "resnet56" not in set(table1_df["arch"]) or len(set(table1_df["arch"]) - {"resnet56"}) == 0:
         raise ValueError("finding_9 compares resnet56 with vgg16 and/or mobilenet; table1 must hold resnet56 "
                          f"and at least one of them, got archs {sorted(set(table1_df['arch']))}")
-    rates = {(r.dataset, r.arch): float(r.early_attack) for r in table1_df.itertuples()}
-    comps, support = _finding9_compare(rates, margin)
+    rates = {(r.dataset, r.arch): (float(r.early_attack), int(r.n_images)) for r in table1_df.itertuples()}
+    best = {(r.dataset, r.arch): float(r.best_alpha) for r in table1_df.itertuples()}
+    comps = _finding9_compare(rates, margin, per_image, best, n_boot, seed)
     archs = set(table1_df["arch"])
     fams = {dataset_family(d) for d in table1_df["dataset"]} - {None} or {"cifar10", "cifar100"}
-    paper_rates = {(f, a): v["early_attack"] for (f, a), v in PAPER_TABLE1.items() if f in fams and a in archs}
-    pcomps, psupport = _finding9_compare(paper_rates, margin)
-    verdict = _verdict(support, len(comps))
+    paper_rates = {(f, a): (v["early_attack"], 100) for (f, a), v in PAPER_TABLE1.items() if f in fams and a in archs}
+    pcomps = _finding9_compare(paper_rates, margin)
+    verdict = verdicts.combine([c["outcome"] for c in comps], "no dataset with ResNet-56 and another model")
+    paper_verdict = verdicts.combine([c["outcome"] for c in pcomps], "no paper numbers for these models")
     others = [c["other_rate"] for c in comps]
     rn = sorted({(c["dataset"], c["resnet56"]) for c in comps})
     ex = ({r.arch: r.exits for r in table1_df.itertuples()} if "exits" in table1_df else {})
-    parts = [f"{c['dataset']}: resnet56 {c['resnet56']:.1f}% vs {c['other']} {c['other_rate']:.1f}%"
-             f"{' (supports)' if c['supports'] else ' (against)'}" for c in comps]
-    evidence = (f"best Early-Attack success, ResNet-56 (sparse exits) against denser-exit DyNNs: "
-                f"{'; '.join(parts)}. {support}/{len(comps)} comparisons support the finding"
-                f"{f' (exits per model: {ex})' if ex else ''}. Paper's Table 1 under the same test: "
-                f"{_verdict(psupport, len(pcomps))} ({psupport}/{len(pcomps)}).")
-    return {"verdict": verdict, "evidence": evidence, "comparisons": comps,
-            "paper_verdict": _verdict(psupport, len(pcomps)),
+    n_images = int(table1_df.groupby("dataset")["n_images"].max().sum())
+    parts = [f"{c['dataset']}: resnet56 {c['resnet56']:.1f}% vs {c['other']} {c['other_rate']:.1f}%, difference "
+             f"{c['difference']:.1f} pp [{c['lo']:.1f}, {c['hi']:.1f}] ({c['interval']}; {c['outcome']})"
+             for c in comps]
+    support = sum(c["outcome"] == "supports" for c in comps)
+    psupport = sum(c["outcome"] == "supports" for c in pcomps)
+    evidence = (f"best Early-Attack success on {n_images} images, ResNet-56 (sparse exits) minus denser-exit DyNNs "
+                f"with 95 % intervals: {'; '.join(parts)}. {support}/{len(comps)} intervals lie above "
+                f"{margin:g} pp{f' (exits per model: {ex})' if ex else ''}. Paper's Table 1 under the same test "
+                f"(100 images per model): {paper_verdict} ({psupport}/{len(pcomps)}).")
+    return {"finding": 9, "verdict": verdict, "evidence": evidence, "n_images": n_images, "comparisons": comps,
+            "paper_verdict": paper_verdict,
             "mean_resnet56": float(np.mean([v for _, v in rn])) if rn else math.nan,
             "mean_others": float(np.mean(others)) if others else math.nan}
 
 
-def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0) -> dict:
+def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.DataFrame | None = None,
+               examples: str = "all", n_boot: int = 1000, seed: int = 0) -> dict:
     """Finding 10: Early-Attack examples do not transfer significantly between DyNNs.
 
     Criterion: an example *transfers* when it meets the full Early-Attack criterion on the
     target B (B's final prediction stays p_B and every internal exit of B leaves p_B), the
     ``full_success_on_b`` column of Table 3 (T1 alone or T2 alone are each only half of the
-    criterion). Verdict: "holds" when the mean of ``full_success_on_b`` over the ordered pairs
-    is below ``threshold`` % (default 20) and no single pair reaches it; "mixed" when the mean is
-    below but some pair reaches it; "does not hold" when the mean reaches it. Mean T1 and T2
-    are reported beside (with the paper's means when available).
+    criterion). Comparisons, each against ``threshold`` % (default 20; a parameter, the paper
+    gives no number): the rate pooled over all ordered pairs, with a seeded bootstrap over
+    images when ``transfer`` (``run(...)["transfer"]``, filtered by ``examples`` as Table 3 is)
+    is given, else a Wilson interval on the pooled counts (which treats an image's examples in
+    several pairs as independent: too narrow); and each pair's rate with its Wilson interval.
+    A comparison supports the finding when its 95 % interval lies below the threshold, is
+    against it when above; the verdict combines them ("partly": the pooled rate stays below but
+    some pair reaches it). Mean T1 and T2 are reported beside (with the paper's means when
+    available).
 
-    Returns {"verdict", "evidence", "mean_full_success_on_b", "max_full_success_on_b",
-    "mean_t1", "mean_t2", "paper_mean_t1", "paper_mean_t2", "pairs"}.
+    Returns {"finding", "verdict", "evidence", "n_images", "mean_full_success_on_b",
+    "pooled_full_success_on_b", "pooled_lo", "pooled_hi", "max_full_success_on_b", "mean_t1",
+    "mean_t2", "paper_mean_t1", "paper_mean_t2", "pairs"}.
     """
+    if examples not in TRANSFER_EXAMPLES:
+        raise ValueError(f"unknown examples {examples!r}; accepted: {', '.join(TRANSFER_EXAMPLES)}")
     t = table3_df.dropna(subset=["full_success_on_b"])
     if t.empty:
         raise ValueError("finding_10 needs table3 with at least one pair with examples "
                          "(run with two or more archs and transfer_alpha set)")
+    k = (t["n_full_success"] if "n_full_success" in t else (t["full_success_on_b"] * t["n"] / 100).round())
+    k = k.astype(float).to_numpy()
+    n = t["n"].astype(float).to_numpy()
+    pooled = 100.0 * k.sum() / n.sum()
+    if transfer is not None and len(transfer):
+        rows = transfer[transfer["a_success"]] if examples == "successful" else transfer
+        pooled, plo, phi = metrics.bootstrap_rate(rows["image"], rows["b_full_success"], n_boot=n_boot, seed=seed)
+        how = f"bootstrap over images, {n_boot} replicates, seed {seed}"
+        n_images = int(rows[["dataset", "image"]].drop_duplicates().shape[0])
+    else:
+        plo, phi = metrics.wilson_interval(k.sum(), n.sum())
+        how = "Wilson on pooled counts"
+        n_images = int(t.groupby("dataset")["n"].max().sum())
+    pair_ci = [metrics.wilson_interval(a, b) for a, b in zip(k, n)]
+    outcomes = [verdicts.compare(plo, phi, threshold, "<")] + [verdicts.compare(lo, hi, threshold, "<")
+                                                                for lo, hi in pair_ci]
+    verdict = verdicts.combine(outcomes)
     mean_full = float(t["full_success_on_b"].mean())
     max_full = float(t["full_success_on_b"].max())
-    if mean_full >= threshold:
-        verdict = "does not hold"
-    elif max_full >= threshold:
-        verdict = "mixed"
-    else:
-        verdict = "holds"
     mean_t1 = float(t["t1"].mean())
     mean_t2 = float(t["t2"].mean()) if t["t2"].notna().any() else math.nan
     p_t1 = float(t["paper_t1"].mean()) if t["paper_t1"].notna().any() else math.nan
     p_t2 = float(t["paper_t2"].mean()) if t["paper_t2"].notna().any() else math.nan
-    pairs = [f"{r.surrogate_arch}->{r.target_arch}: T1 {r.t1:.1f}%, T2 {r.t2:.2f}, full {r.full_success_on_b:.1f}%"
-             for r in t.itertuples()]
+    pairs = [f"{r.surrogate_arch}->{r.target_arch}: T1 {r.t1:.1f}%, T2 {r.t2:.2f}, full {r.full_success_on_b:.1f}% "
+             f"[{lo:.1f}, {hi:.1f}] of {int(r.n)}" for r, (lo, hi) in zip(t.itertuples(), pair_ci)]
     paper = (f" Paper means over the same pairs: T1 {p_t1:.1f}%, T2 {p_t2:.2f}." if not math.isnan(p_t1) else "")
-    evidence = (f"mean over {len(t)} ordered pairs: {mean_full:.1f}% of examples reach full Early-Attack success "
-                f"on the target (max {max_full:.1f}%, threshold {threshold:g}%); mean T1 {mean_t1:.1f}%, "
-                f"mean T2 {mean_t2:.2f}. {'; '.join(pairs)}.{paper}")
-    return {"verdict": verdict, "evidence": evidence, "mean_full_success_on_b": mean_full,
-            "max_full_success_on_b": max_full, "mean_t1": mean_t1, "mean_t2": mean_t2,
+    evidence = (f"pooled over {len(t)} ordered pairs ({n_images} images): {pooled:.1f}% [{plo:.1f}, {phi:.1f}] "
+                f"({how}) of examples reach full Early-Attack success on the target (threshold {threshold:g}%; max "
+                f"per pair {max_full:.1f}%); mean T1 {mean_t1:.1f}%, mean T2 {mean_t2:.2f}. {'; '.join(pairs)}.{paper}")
+    return {"finding": 10, "verdict": verdict, "evidence": evidence, "n_images": n_images,
+            "mean_full_success_on_b": mean_full, "pooled_full_success_on_b": pooled, "pooled_lo": plo,
+            "pooled_hi": phi, "max_full_success_on_b": max_full, "mean_t1": mean_t1, "mean_t2": mean_t2,
             "paper_mean_t1": p_t1, "paper_mean_t2": p_t2, "pairs": len(t)}

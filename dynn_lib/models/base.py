@@ -123,6 +123,82 @@ class DyNN(nn.Module):
         outs.append(bb.final_head(h))
         return outs
 
+    def forward_exit(self, x: torch.Tensor, exit: int) -> torch.Tensor:
+        """Logits ``[B, C]`` of one exit alone, equal to ``self(x)[exit]``.
+
+        Runs only the stages up to the exit's position and the exit's own head: no later
+        stage, no other IC head (``exit = -1`` / the final exit is the backbone alone, the
+        static network). Differentiable, so an attack on exit k pays forward *and* backward
+        only up to exit k. ``exit``: 0-based, negative counts from the final exit.
+        """
+        n = self.num_exits
+        if isinstance(exit, bool) or not isinstance(exit, int) or not -n <= exit < n:
+            raise ValueError(f"exit must be an integer in [{-n}, {n - 1}] for a {n}-exit DyNN, got {exit!r}")
+        exit %= n
+        bb = self.backbone
+        if exit == n - 1:
+            return bb(x)
+        h = bb.normalize(x)
+        for stage in bb.stages[:bb.ic_after[exit] + 1]:
+            h = stage(h)
+        return self.ics[exit](h)
+
+    def forward_fired(self, x: torch.Tensor, taus: float | Sequence[float] | torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Early-exit forward that keeps the autograd graph: each sample stops at its first firing exit.
+
+        Args:
+            x: [B, 3, H, W] pixels in [0,1].
+            taus: thresholds of the internal exits: one float, one per internal exit, or a
+                prepared ``[E-1]`` tensor (:func:`dynn_lib.early_exit.tau_tensor`; build it once
+                per attack). An input leaves at exit i when its max softmax probability
+                (float32) is >= taus[i]; the final exit always answers.
+        Returns:
+            (logits ``[B, C]`` of the exit each sample leaves at, in input order and
+            differentiable w.r.t. ``x``; exit number ``[B]`` int64, 0-based).
+        Samples that fired leave the batch, so each later stage and head runs only on the
+        samples still in, and the forward (and backward) stop at the deepest exit the batch
+        needs: the computation early-exit deployment does. Equal to selecting
+        :func:`dynn_lib.early_exit.fired_logits` from the full forward ``self(x)``. On CUDA each
+        internal exit that is reached costs one synchronisation (the shapes of the groups).
+        """
+        from ..early_exit import tau_tensor  # models do not depend on early_exit at import time
+
+        t = tau_tensor(taus, self.num_exits, x.device)
+        bb = self.backbone
+        B = x.shape[0]
+        alive = torch.arange(B, device=x.device)
+        idx_parts: list[torch.Tensor] = []
+        logit_parts: list[torch.Tensor] = []
+        exit_parts: list[torch.Tensor] = []
+        h = bb.normalize(x)
+        ic_index = {s: k for k, s in enumerate(bb.ic_after)}
+        for i, stage in enumerate(bb.stages):
+            h = stage(h)
+            k = ic_index.get(i)
+            if k is None:
+                continue
+            logits = self.ics[k](h)
+            fire = logits.detach().float().softmax(-1).amax(-1) >= t[k]
+            n_fire = int(fire.sum())  # the one synchronisation per exit reached
+            if n_fire:
+                perm = torch.argsort((~fire).to(torch.uint8), stable=True)  # fired first, input order kept
+                sel, keep = perm[:n_fire], perm[n_fire:]
+                idx_parts.append(alive[sel])
+                logit_parts.append(logits[sel])
+                exit_parts.append(torch.full((n_fire,), k, dtype=torch.long, device=x.device))
+                alive, h = alive[keep], h[keep]
+                if alive.numel() == 0:
+                    break
+        if alive.numel() or not idx_parts:  # (an empty batch still returns [0, C])
+            idx_parts.append(alive)
+            logit_parts.append(bb.final_head(h))
+            exit_parts.append(torch.full((alive.numel(),), len(self.ics), dtype=torch.long, device=x.device))
+        idx = torch.cat(idx_parts)
+        order = torch.empty_like(idx)
+        order[idx] = torch.arange(B, device=x.device)  # inverse permutation: back to input order
+        return torch.cat(logit_parts)[order], torch.cat(exit_parts)[order]
+
     @torch.no_grad()
     def forward_early_exit(self, x: torch.Tensor, taus: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
         """Real early-stopping inference: computation stops for a sample at its first firing exit.
@@ -132,36 +208,14 @@ class DyNN(nn.Module):
             taus: one threshold per internal exit (length ``num_exits - 1``); an input leaves at
                 exit i when its max softmax probability is >= taus[i]; the final exit always answers.
         Returns:
-            (logits [B, C] of the answering exit, exit number [B] int64, 0-based).
+            (logits [B, C] float32 of the answering exit, exit number [B] int64, 0-based).
         Only the still-running samples are carried through each later stage, so the work done
-        is the work early-exit deployment does.
+        is the work early-exit deployment does (:meth:`forward_fired` without the graph).
         """
         if len(taus) != len(self.ics):
             raise ValueError(f"need {len(self.ics)} thresholds (one per internal exit), got {len(taus)}")
-        bb = self.backbone
-        B = x.shape[0]
-        out_logits = torch.empty(B, bb.spec.num_classes, device=x.device)
-        out_exit = torch.full((B,), len(self.ics), dtype=torch.long, device=x.device)
-        alive = torch.arange(B, device=x.device)
-        h = bb.normalize(x)
-        ic_index = {s: k for k, s in enumerate(bb.ic_after)}
-        for i, stage in enumerate(bb.stages):
-            h = stage(h)
-            k = ic_index.get(i)
-            if k is None:
-                continue
-            logits = self.ics[k](h)
-            fire = logits.softmax(1).amax(1) >= taus[k]
-            if fire.any():
-                idx = alive[fire]
-                out_logits[idx] = logits[fire].float()
-                out_exit[idx] = k
-                keep = ~fire
-                alive, h = alive[keep], h[keep]
-                if alive.numel() == 0:
-                    return out_logits, out_exit
-        out_logits[alive] = bb.final_head(h).float()
-        return out_logits, out_exit
+        logits, ex = self.forward_fired(x, taus)
+        return logits.float(), ex
 
 
 def attach_exits(cnn: SDNN) -> DyNN:
