@@ -4,7 +4,9 @@ The attacker queries the deployed target with the query half of the test set and
 corruptions (Gaussian noise and brightness, severities 1-5: 11 x n_query images, 55,000 for
 CIFAR), records the answers (a DyNN answers through early exit at its calibrated τ) and trains a
 surrogate from scratch on those pairs with the surrogate's own recipe (``cnn``, or ``sdn`` for
-a DyNN surrogate). The six surrogate/target pairs are data (:data:`PAIRS`), not code paths.
+a DyNN surrogate). A seeded stratified ``profile.surrogate_holdout`` of the clean query images
+(10 % by default) and their corrupted copies are held out of that training: a DyNN surrogate's
+τ is calibrated on them, never on its own training data. The six surrogate/target pairs are data (:data:`PAIRS`), not code paths.
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ def get_pairs(direction: str | None = None) -> tuple[Pair, ...]:
 
 
 @torch.no_grad()
-def deployed_predict(model: nn.Module, images: torch.Tensor, tau: float | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+def deployed_predict(model: nn.Module, images: torch.Tensor, tau, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(prediction [N], exit number [N]) of a model as deployed: a CNN answers with its output
     (exit 0 of 1); a DyNN answers through early exit at ``tau``."""
     z = early_exit.all_exit_logits(model, images, device=device, desc="deployed inference")
@@ -73,7 +75,7 @@ def deployed_predict(model: nn.Module, images: torch.Tensor, tau: float | None, 
     return early_exit.early_exit_predict(z, tau)
 
 
-def target_tau(ws: Workspace, arch: str, kind: str) -> float | None:
+def target_tau(ws: Workspace, arch: str, kind: str) -> float | tuple[float, ...] | None:
     return ws.tau(arch, kind) if kind != "cnn" else None
 
 
@@ -82,44 +84,82 @@ def query_set(ws: Workspace) -> torch.Tensor:
     return data.query_set(ws.query_half[0], ws.dataset, seed=ws.seed)
 
 
+def query_labels_key(ws: Workspace, arch: str, kind: str) -> tuple[dict, str]:
+    """``(config, slug)`` under which :func:`query_labels` stores the target's answers (store kind
+    ``"query_labels"``); :mod:`dynn_lib.plan` names its labelling jobs by this key."""
+    cfg = {"target": asdict(ws.model_config(arch, kind)), "n_query": ws.profile.n_query, "seed": ws.seed,
+           "dataset": ws.dataset, **({"fixed_tau": ws.profile.tau} if ws.profile.tau is not None else {})}
+    return cfg, f"{ws.dataset}-{arch}-{kind}"
+
+
 def query_labels(ws: Workspace, arch: str, kind: str) -> torch.Tensor:
     """The target's deployed-mode answers on the query set (int64 [11 * n_query]), stored."""
-    cfg = {"target": asdict(ws.model_config(arch, kind)), "n_query": ws.profile.n_query, "seed": ws.seed,
-           "dataset": ws.dataset}
+    cfg, slug = query_labels_key(ws, arch, kind)
 
     def compute():
         pred, ex = deployed_predict(ws.model(arch, kind), query_set(ws), target_tau(ws, arch, kind), ws.device)
         return pd.DataFrame({"label": pred.numpy(), "exit": ex.numpy()}), {"tau": target_tau(ws, arch, kind)}
 
-    df = ws.store.cached_table("query_labels", cfg, compute, slug=f"{ws.dataset}-{arch}-{kind}",
-                               device=ws.device, recompute=ws.recompute)
+    df = ws.store.cached_table("query_labels", cfg, compute, slug=slug, device=ws.device, recompute=ws.recompute)
     return torch.as_tensor(df["label"].to_numpy(copy=True), dtype=torch.long)
 
 
+def calibration_holdout(ws: Workspace) -> torch.Tensor:
+    """Positions (in the query half) of the clean images the attacker holds out of surrogate
+    training to calibrate a DyNN surrogate's τ: a seeded class-stratified sample of
+    ``profile.surrogate_holdout`` of the query half (at least one image), drawn with the
+    workspace seed. Their corrupted copies are held out too, so the surrogate never saw them."""
+    n = len(ws.query_half[1])
+    k = max(1, int(round(ws.profile.surrogate_holdout * n)))
+    return data.stratified_subset(ws.query_half[1], k, ws.seed)
+
+
+def surrogate_training_rows(ws: Workspace) -> torch.Tensor:
+    """Rows of :func:`query_set` a surrogate trains on: every copy (clean and corrupted) of every
+    query-half image not in :func:`calibration_holdout`."""
+    n = len(ws.query_half[1])
+    held = torch.zeros(n, dtype=torch.bool)
+    held[calibration_holdout(ws)] = True
+    rows = torch.arange(data.QUERY_SET_COPIES * n)
+    return rows[~held[rows % n]]
+
+
 def surrogate_config(ws: Workspace, pair: Pair):
-    """Training config of the pair's surrogate: its own recipe, trained on the labelled query set."""
+    """Training config of the pair's surrogate: its own recipe, trained on the labelled query set
+    less the calibration hold-out."""
     tcfg = ws.model_config(pair.target_arch, pair.target_kind)
     base = ws.model_config(pair.surrogate_arch, pair.surrogate_kind)
-    # the label source names the target, the query-set size and the seed of its corruptions
-    return replace(base, labels=f"target:{config_key(tcfg)}:nq{ws.profile.n_query}:s{ws.seed}",
+    # the label source names the target, the query-set size, the seed of its corruptions and
+    # the held-out fraction
+    return replace(base, labels=(f"target:{config_key(tcfg)}:nq{ws.profile.n_query}:s{ws.seed}"
+                                 f":holdout{ws.profile.surrogate_holdout:g}"),
                    train_source="query", n_train=None)
 
 
 def surrogate(ws: Workspace, pair: Pair) -> nn.Module:
-    """The pair's trained surrogate (trained now on the target's answers if not stored)."""
+    """The pair's trained surrogate (trained now on the target's answers if not stored), on the
+    query set less the calibration hold-out (:func:`surrogate_training_rows`)."""
     cfg = surrogate_config(ws, pair)
-    return ws.trained(cfg, lambda: (query_set(ws), query_labels(ws, pair.target_arch, pair.target_kind)))
+
+    def training_data():
+        rows = surrogate_training_rows(ws)
+        return query_set(ws)[rows], query_labels(ws, pair.target_arch, pair.target_kind)[rows]
+
+    return ws.trained(cfg, training_data)
 
 
 def surrogate_tau(ws: Workspace, pair: Pair) -> float | None:
     """τ of a DyNN surrogate (None for a CNN), calibrated by the attacker with the only labels it
-    has: the target's answers on the clean query half (the first n_query images of the query set)."""
+    has, the target's answers, on the clean query images it held out of surrogate training
+    (:func:`calibration_holdout`): calibration never sees the surrogate's own training data."""
     if pair.surrogate_kind == "cnn":
         return None
     n = len(ws.query_half[1])
-    answers = query_labels(ws, pair.target_arch, pair.target_kind)[:n]
+    held = calibration_holdout(ws)
+    answers = query_labels(ws, pair.target_arch, pair.target_kind)[:n][held]
     return ws.calibrated_tau(surrogate(ws, pair), surrogate_config(ws, pair), labels=answers,
-                             label_source=f"target answers ({pair.target_arch}/{pair.target_kind})")
+                             label_source=f"target answers ({pair.target_arch}/{pair.target_kind})",
+                             images=ws.query_half[0][held], image_source=f"hold-out {len(held)}")
 
 
 def target(ws: Workspace, pair: Pair) -> nn.Module:

@@ -1,9 +1,11 @@
 """Artefact store: every model and result table lives under a key derived from its configuration.
 
 Layout: ``<root>/<kind>/<key>/`` holding the payload (``model.pt`` or ``table.parquet``) and
-``record.json`` (config, seed, git commit, versions, device, wall time). ``record.json`` is
-written last, atomically, so an artefact is complete exactly when its record exists.
-``key = <slug>-<sha256(canonical JSON of config)[:12]>``.
+``record.json`` (config, seed, git commit, versions, device, numeric flags, code version, wall
+time). ``record.json`` is written last, atomically, so an artefact is complete exactly when its
+record exists. ``key = <slug>-<sha256(canonical JSON of {config, code version})[:12]>``: the code
+version (:func:`dynn_lib.versions.code_version` of the code the kind depends on) makes a change
+in that code compute the artefact again instead of reusing a stale one.
 
 Checkpoints are loaded with ``torch.load(weights_only=True)``; a payload that cannot be read
 raises :class:`CorruptArtefactError` naming the path and the reason (``recompute=True`` on the
@@ -25,6 +27,9 @@ from typing import Any, Callable
 
 import pandas as pd
 import torch
+
+from . import numerics
+from .versions import code_version, group_for
 
 RECORD = "record.json"
 
@@ -96,10 +101,11 @@ def git_commit() -> str:
 
 
 def device_name(device: torch.device | str | None) -> str:
+    """The hardware behind ``device``: the GPU's name, or e.g. ``x86_64 CPU, 2 cores``."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"{platform.machine() or platform.processor() or 'unknown'} CPU, {os.cpu_count()} cores"
 
 
 def provenance(device: torch.device | str | None = None) -> dict:
@@ -111,6 +117,7 @@ def provenance(device: torch.device | str | None = None) -> dict:
         "device": str(device) if device is not None else "cpu",
         "device_name": device_name(device),
         "python": platform.python_version(),
+        "numerics": numerics.state(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -122,7 +129,9 @@ class Store:
         self.root = Path(root) if root is not None else default_root()
 
     def dir(self, kind: str, config: Any, slug: str = "") -> Path:
-        return self.root / kind / config_key(config, slug)
+        """Folder of the artefact of ``kind`` for ``config`` under the current code version."""
+        return self.root / kind / config_key({"config": canonical(config), "code": code_version(group_for(kind))},
+                                             slug)
 
     def has(self, kind: str, config: Any, slug: str = "") -> bool:
         return (self.dir(kind, config, slug) / RECORD).is_file()
@@ -136,8 +145,9 @@ class Store:
         except (OSError, ValueError) as e:
             raise CorruptArtefactError(path, f"unreadable record ({e})") from e
 
-    def _write_record(self, d: Path, config: Any, extra: dict, device) -> dict:
-        rec = {"config": canonical(config), **provenance(device), **canonical(extra)}
+    def _write_record(self, d: Path, config: Any, extra: dict, device, kind: str) -> dict:
+        rec = {"config": canonical(config), **provenance(device), "code_version": code_version(group_for(kind)),
+               **canonical(extra)}
         atomic_write_text(d / RECORD, json.dumps(rec, indent=2, default=str))
         return rec
 
@@ -150,7 +160,7 @@ class Store:
         d = self.dir(kind, config, slug)
         (d / RECORD).unlink(missing_ok=True)
         atomic_write(d / "model.pt", lambda p: torch.save(state_dict, p))
-        return self._write_record(d, config, extra or {}, device)
+        return self._write_record(d, config, extra or {}, device, kind)
 
     def load_model(self, kind: str, config: Any, slug: str = "") -> dict:
         path = self.dir(kind, config, slug) / "model.pt"
@@ -162,7 +172,7 @@ class Store:
         d = self.dir(kind, config, slug)
         (d / RECORD).unlink(missing_ok=True)
         atomic_write(d / "table.parquet", lambda p: df.to_parquet(p, index=False))
-        return self._write_record(d, config, extra or {}, device)
+        return self._write_record(d, config, extra or {}, device, kind)
 
     def load_table(self, kind: str, config: Any, slug: str = "") -> pd.DataFrame:
         path = self.dir(kind, config, slug) / "table.parquet"

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import data, early_exit, models
+from . import data, early_exit, models, numerics
 from .profiles import Profile, get_profile
 from .store import CorruptArtefactError, Store
 from .train import TrainConfig, build_model, recipe_config, train
@@ -35,11 +35,15 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 class Workspace:
-    """Dataset + profile + store + device. Cheap to create; loads lazily."""
+    """Dataset + profile + store + device. Cheap to create; loads lazily.
+
+    Creating one sets the numeric flags (:func:`dynn_lib.numerics.configure`; ``tf32=False`` by
+    default), which every artefact's record then states.
+    """
 
     def __init__(self, dataset: str, profile: str | Profile = "smoke", store: Store | str | Path | None = None,
                  data_dir: str | Path | None = None, device: str | torch.device | None = None, seed: int = 0,
-                 recompute: bool = False, **profile_overrides):
+                 recompute: bool = False, tf32: bool = False, **profile_overrides):
         self.info = data.get_info(dataset)
         self.dataset = dataset
         self.profile = get_profile(profile, **profile_overrides)
@@ -49,6 +53,8 @@ class Workspace:
         self.seed = seed
         self.recompute = recompute
         self._models: dict[tuple, nn.Module] = {}
+        # explicit numeric flags (TF32 off: fp32 attacks and evaluation), recorded with every artefact
+        self.numerics = numerics.configure(tf32=tf32)
 
     # -- data -------------------------------------------------------------------------------
     @cached_property
@@ -64,10 +70,8 @@ class Workspace:
         return data.query_eval_split(self.test_set.labels, seed=data.SPLIT_SEED)
 
     def _half(self, idx: torch.Tensor, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if n is not None:
-            # a seeded subset keeps the class balance in expectation (the halves are sorted by index)
-            g = torch.Generator().manual_seed(data.SPLIT_SEED)
-            idx = idx[torch.randperm(len(idx), generator=g)[:n]].sort().values
+        # a seeded class-stratified sample of the half (data.stratified_subset), never "the first n"
+        idx = idx[data.stratified_subset(self.test_set.labels[idx], n, data.SPLIT_SEED)]
         return self.test_set.images[idx], self.test_set.labels[idx]
 
     @cached_property
@@ -80,11 +84,20 @@ class Workspace:
         """(uint8 images, labels) of the evaluation half (every attack is evaluated here), n_eval of them."""
         return self._half(self._split[1], self.profile.n_eval)
 
+    def eval_subset(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(uint8 images, labels, positions)`` of a seeded class-stratified sample of ``n`` images
+        of the evaluation half (all of it for None); ``positions`` index ``eval_half`` (sorted) and
+        are the ``image`` ids of every attack table."""
+        x, y = self.eval_half
+        pos = data.stratified_subset(y, n, data.SPLIT_SEED)
+        return x[pos], y[pos], pos
+
     def train_subset(self, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` training images, a class-stratified sample drawn with ``seed`` (all for None)."""
         ts = self.train_set
         if n is None or n >= len(ts.labels):
             return ts.images, ts.labels
-        idx = torch.randperm(len(ts.labels), generator=torch.Generator().manual_seed(seed))[:n]
+        idx = data.stratified_subset(ts.labels, n, seed)
         return ts.images[idx], ts.labels[idx]
 
     # -- models -----------------------------------------------------------------------------
@@ -145,23 +158,35 @@ class Workspace:
     def query_logits(self, model: nn.Module) -> torch.Tensor:
         return early_exit.all_exit_logits(model, self.query_half[0], device=self.device, desc="query half")
 
-    def tau(self, arch: str, kind: str) -> float:
-        """τ calibrated on the query half (protocol section 5); cached per model."""
-        cfg = self.model_config(arch, kind)
-        return self.calibrated_tau(self.model(arch, kind), cfg)
+    def tau(self, arch: str, kind: str) -> float | tuple[float, ...]:
+        """The deployed τ of a DyNN: ``profile.tau`` when set (a global float, or a tuple of per-exit
+        thresholds, see :func:`tau_setting_for`), else calibrated on the query half (protocol
+        section 5; cached per model)."""
+        model = self.model(arch, kind)
+        fixed = tau_setting_for(self.profile.tau, arch, model.num_exits)
+        if fixed is not None:
+            return fixed
+        return self.calibrated_tau(model, self.model_config(arch, kind))
 
     def calibrated_tau(self, model: nn.Module, cfg: TrainConfig, labels: torch.Tensor | None = None,
-                       label_source: str = "ground truth") -> float:
-        """τ of ``model`` by the protocol's rule on the query half; ``labels`` default to the ground
-        truth (the model owner's calibration); a black-box attacker passes the target's answers."""
+                       label_source: str = "ground truth", images: torch.Tensor | None = None,
+                       image_source: str = "query half") -> float:
+        """τ of ``model`` by the protocol's rule; ``images`` default to the query half and ``labels``
+        to its ground truth (the model owner's calibration); a black-box attacker passes its
+        held-out query images and the target's answers on them."""
         if not getattr(model, "is_dynamic", False):
             raise ValueError("τ is defined only for a DyNN (recipe sdn or ic_only)")
         labels = self.query_half[1] if labels is None else labels
+        images = self.query_half[0] if images is None else images
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} calibration images but {len(labels)} labels")
         ccfg = {"model": asdict(cfg), "n_query": self.profile.n_query, "grid": early_exit.TAU_GRID,
                 "tolerance": early_exit.CALIBRATION_TOLERANCE, "labels": label_source}
+        if image_source != "query half":
+            ccfg["images"] = image_source
 
         def compute():
-            z = self.query_logits(model)
+            z = early_exit.all_exit_logits(model, images, device=self.device, desc="calibration")
             tau = early_exit.calibrate(z, labels)
             rep = early_exit.report(z, labels, tau, models.exit_macs(model))
             return pd.DataFrame([{"tau": tau, **{k: v for k, v in rep.as_dict().items() if k != "tau"}}]), {}
@@ -169,6 +194,25 @@ class Workspace:
         df = self.store.cached_table("calibration", ccfg, compute, slug=_slug(cfg), device=self.device,
                                      recompute=self.recompute)
         return float(df["tau"].iloc[0])
+
+
+def tau_setting_for(setting, arch: str, num_exits: int) -> float | tuple[float, ...] | None:
+    """The fixed τ ``setting`` (``profile.tau``) resolved for one DyNN of ``arch`` with ``num_exits``
+    exits: None (calibrate), a float (global τ), or a tuple of one threshold per internal exit.
+
+    ``setting`` is None, a number, a list (per internal exit; ValueError naming the arch and the
+    expected length when it does not fit) or a dict ``{arch: number | list}``.
+    """
+    if isinstance(setting, dict):
+        setting = setting.get(arch)
+    if setting is None:
+        return None
+    if isinstance(setting, (int, float)):
+        return float(early_exit.resolve_taus(float(setting), num_exits)[0])
+    if len(setting) != num_exits - 1:
+        raise ValueError(f"tau lists one threshold per internal exit: {arch} has {num_exits - 1}, got "
+                         f"{len(setting)} ({list(setting)}); pass a dict {{arch: [...]}} to set each architecture")
+    return early_exit.resolve_taus(tuple(float(t) for t in setting), num_exits)
 
 
 def _slug(cfg: TrainConfig) -> str:

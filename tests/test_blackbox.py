@@ -47,3 +47,33 @@ def test_labels_come_from_the_deployed_target(ws):
             assert len(set(exits.tolist())) > 1, "fixture should make several exits fire"
             assert not torch.equal(expect, z[-1].argmax(-1)), "deployed answers must differ from the final exit's"
         assert torch.equal(labels, expect)
+
+
+def test_surrogate_never_trains_on_its_calibration_images(ws, monkeypatch):
+    """Protocol section 5 calibrates on held-out data: the attacker holds a stratified part of its
+    clean query images (and their corrupted copies) out of surrogate training and calibrates the
+    DyNN surrogate's τ on exactly those, with the target's answers as labels."""
+    n = len(ws.query_half[1])
+    held = blackbox.calibration_holdout(ws)
+    assert len(held) == max(1, round(ws.profile.surrogate_holdout * n))
+    rows = blackbox.surrogate_training_rows(ws)
+    assert len(rows) == 11 * (n - len(held))
+    assert not set((rows % n).tolist()) & set(held.tolist())
+    pair = blackbox.get_pairs("D2S")[0]
+    seen = {}
+
+    def spy(model, cfg, labels=None, label_source="", images=None, image_source=""):
+        seen.update(labels=labels, images=images)
+        return 0.9
+
+    monkeypatch.setattr(ws, "calibrated_tau", spy)
+    assert blackbox.surrogate_tau(ws, pair) == 0.9
+    answers = blackbox.query_labels(ws, pair.target_arch, pair.target_kind)
+    assert torch.equal(seen["images"], ws.query_half[0][held])
+    assert torch.equal(seen["labels"], answers[:n][held])
+    # the training data handed to the trainer is the query set without the hold-out
+    got = {}
+    monkeypatch.setattr(ws, "trained", lambda cfg, data: got.setdefault("data", data()))
+    blackbox.surrogate(ws, pair)
+    x, y = got["data"]
+    assert torch.equal(x, blackbox.query_set(ws)[rows]) and torch.equal(y, answers[rows])

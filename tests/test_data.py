@@ -532,3 +532,40 @@ def test_real_tinyimagenet(real_data_dir):
     assert torch.bincount(tr.labels).tolist() == [500] * 200 and torch.bincount(te.labels).tolist() == [50] * 200
     mean, _ = D.channel_stats(tr.images)
     assert np.allclose(mean, (0.4802, 0.4481, 0.3975), atol=0.002), mean
+
+
+def test_stratified_subset_on_class_sorted_labels():
+    labels = torch.arange(10).repeat_interleave(500)  # sorted by class, as cifar10-jpeg's halves
+    idx = D.stratified_subset(labels, 100, seed=0)
+    assert idx.tolist() == sorted(idx.tolist()) and len(set(idx.tolist())) == 100
+    assert torch.bincount(labels[idx], minlength=10).tolist() == [10] * 10
+    assert torch.equal(idx, D.stratified_subset(labels, 100, seed=0))
+    assert not torch.equal(idx, D.stratified_subset(labels, 100, seed=1))
+    # uneven classes: largest remainder, sizes exact
+    uneven = torch.tensor([0] * 7 + [1] * 2 + [2] * 1)
+    assert torch.bincount(uneven[D.stratified_subset(uneven, 5)], minlength=3).tolist() == [4, 1, 0]
+    assert torch.equal(D.stratified_subset(labels, None), torch.arange(5000))
+    assert torch.equal(D.stratified_subset(labels, 9999), torch.arange(5000))
+    with pytest.raises(ValueError, match="n must be"):
+        D.stratified_subset(labels, -1)
+
+
+def test_workspace_subsets_are_stratified_on_sorted_data(tmp_path):
+    """Every 'n images' of a split is a stratified sample: the first n of a class-sorted half
+    would be one class (the defect this guards against)."""
+    from dynn_lib import zoo
+    from dynn_lib.experiments import common, rq4
+
+    ws = zoo.Workspace("synthetic", "smoke", store=tmp_path, n_eval=None, n_query=100, n_train=100)
+    ts = ws.test_set
+    order = torch.argsort(ts.labels, stable=True)  # make the test set class-sorted
+    ws.__dict__["test_set"] = dataclasses.replace(ts, images=ts.images[order], labels=ts.labels[order])
+    x, y, pos = ws.eval_subset(50)
+    assert torch.bincount(y, minlength=10).tolist() == [5] * 10
+    assert torch.equal(ws.eval_half[1][pos], y)
+    _, y2, _ = common._images(ws, common.ExperimentConfig(n_images=20))
+    assert torch.bincount(y2, minlength=10).tolist() == [2] * 10
+    _, y3 = rq4._images(ws, 10)
+    assert torch.bincount(y3, minlength=10).tolist() == [1] * 10
+    assert torch.bincount(ws.query_half[1], minlength=10).tolist() == [10] * 10
+    assert torch.bincount(ws.train_subset(100, 0)[1], minlength=10).tolist() == [10] * 10

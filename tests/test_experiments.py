@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from dynn_lib import attacks as attacks_mod
-from dynn_lib import early_exit, metrics, models
+from dynn_lib import early_exit, metrics, models, verdicts
 from dynn_lib.blackbox import PAIRS, get_pairs
 from dynn_lib.experiments import appendix, rq1, rq2, rq3
 from dynn_lib.experiments.common import (COLUMNS, DEPLOYED_COLUMNS, ExperimentConfig, deployed, exit_outputs,
@@ -34,7 +34,11 @@ TINY = dict(n_train=64, n_query=32, n_eval=16, attack_steps=2, batch_size=32)
 CFG = ExperimentConfig(eps=(8 / 255,), attacks=("fgsm", "pgd"), batch_size=32)
 S2D_MNET = next(p for p in PAIRS if p.direction == "S2D" and p.surrogate_arch == p.target_arch == "mobilenet")
 D2S_MNET = next(p for p in PAIRS if p.direction == "D2S" and p.surrogate_arch == p.target_arch == "mobilenet")
-VERDICTS = {"holds", "does not hold", "mixed", "not testable here"}
+VERDICTS = set(verdicts.VERDICTS)
+
+
+def _is_verdict(v: str) -> bool:
+    return verdicts.family(v) in VERDICTS
 
 
 # ---------------------------------------------------------------- fixtures
@@ -97,7 +101,8 @@ def test_config_validation():
     c = ExperimentConfig(eps=[4 / 255, 8 / 255], attacks=["pgd"])
     assert c.eps == (4 / 255, 8 / 255) and c.attacks == ("pgd",)
     assert ExperimentConfig(eps=8 / 255).eps == (8 / 255,)
-    assert verdict([]) == "not testable here" and verdict([True, False]) == "mixed"
+    assert verdict([]) == "not testable" and verdict([True, False]) == "partly"
+    assert verdict(["supports", "inconclusive"]) == "inconclusive" and verdict([], "x") == "not testable: x"
 
 
 def test_exit_outputs_and_run_attack(fake_ws):
@@ -207,10 +212,18 @@ def test_rq1_exit_used_and_findings(rq1_out):
         assert g["fraction"].sum() == pytest.approx(1.0) and g["cumulative"].iloc[-1] == pytest.approx(1.0)
     gt = rq1_out["generation_time"]
     assert set(gt["surrogate"]) == {"DyNN", "SDNN"} and (gt["seconds_per_example"] > 0).all()
-    f1, f2 = rq1.finding_1(rq1_out["summary"]), rq1.finding_2(gt, rq1_out["summary"])
-    assert f1["verdict"] in VERDICTS and f2["verdict"] in VERDICTS and f1["evidence"] and f2["evidence"]
-    assert f2["comparisons"] == 2 * 2  # MobileNet and ResNet-56 exist as both surrogate kinds, x 2 attacks
-    assert len(rq1.share_early_exits(eu)) == 3 * 2
+    f1, f2 = rq1.finding_1(rq1_out["per_image"]), rq1.finding_2(rq1_out["per_image"], rq1_out["summary"])
+    assert _is_verdict(f1["verdict"]) and _is_verdict(f2["verdict"]) and f1["evidence"] and f2["evidence"]
+    assert f1["n_images"] == 16 and len(f1["comparisons"]) == 2
+    assert len(f2["comparisons"]) == 2 * 2  # MobileNet and ResNet-56 exist as both surrogate kinds, x 2 attacks
+    with pytest.raises(ValueError, match="per-image"):
+        rq1.finding_1(rq1_out["summary"])
+    sh = rq1.share_early_exits(eu)
+    assert len(sh) == 3 * 2 and (sh["n"] == 16).all()
+    assert ((sh["share_exits_0_2_lo"] <= sh["share_exits_0_2"]) & (sh["share_exits_0_2"] <= sh["share_exits_0_2_hi"])).all()
+    for r in eu.itertuples():
+        assert (r.fraction_lo, r.fraction_hi) == pytest.approx(
+            tuple(v / 100 for v in metrics.wilson_interval(r.count, r.n)))
 
 
 def test_rq2_rq3_reuse_rq1_tables(fake_ws, rq1_out, monkeypatch):
@@ -241,12 +254,18 @@ def test_rq2_summary(fake_ws):
     assert set(s["setting"]) == {"white-box", "black-box"} and len(s) == 6 * 2
     s0 = rq2.summarise(per, tau=0.0)  # widget slider: everything leaves at exit 0
     assert (s0["mean_exit_clean"] == 0).all() and (s0["mean_delta_exit"] == 0).all() and (s0["tau"] == 0).all()
-    for f in (rq2.finding_3(s), rq2.finding_4(s)):
-        assert f["verdict"] in VERDICTS and f["evidence"]
+    for f in (rq2.finding_3(per), rq2.finding_4(per)):
+        assert _is_verdict(f["verdict"]) and f["evidence"] and f["n_images"] == 16
     f5 = rq2.finding_5([s])
-    assert f5["verdict"] == "not testable here" and "not testable here" in f5["evidence"]
-    other = s.assign(dataset="cifar100", share_raised_gt1=s["share_raised_gt1"] + 1)
-    assert rq2.finding_5([s.assign(dataset="cifar10"), other])["verdict"] == "holds"
+    assert f5["verdict"].startswith("not testable") and "not testable" in f5["evidence"]
+    # Wilson columns beside every share, from its count
+    for col in ("share_raised_gt1", "share_raised", "share_lowered"):
+        for r in s.itertuples():
+            k = getattr(r, "n_" + col.removeprefix("share_"))
+            assert getattr(r, col) == pytest.approx(100 * k / r.n)
+            assert (getattr(r, col + "_lo"), getattr(r, col + "_hi")) == pytest.approx(metrics.wilson_interval(k, r.n))
+    assert ((s["mean_delta_exit_lo"] <= s["mean_delta_exit"] + 1e-9)
+            & (s["mean_delta_exit"] <= s["mean_delta_exit_hi"] + 1e-9)).all()
 
 
 def test_rq3(fake_ws):
@@ -266,9 +285,13 @@ def test_rq3(fake_ws):
         if r["n_flipped"]:
             assert sum(r["first_exit_distribution"]) == pytest.approx(1.0)
     assert set(out["first_exit"]["exit"]) == {0, 1, 2}
-    for f in (rq3.finding_6(s), rq3.finding_7(s), rq3.finding_8([s])):
-        assert f["verdict"] in VERDICTS and f["evidence"]
-    assert rq3.finding_8([s])["verdict"] == "not testable here"
+    for f in (rq3.finding_6(per), rq3.finding_7(per), rq3.finding_8([s])):
+        assert _is_verdict(f["verdict"]) and f["evidence"]
+    assert rq3.finding_8([s])["verdict"].startswith("not testable")
+    assert "confounded" in rq3.finding_7(per)["evidence"]
+    for r in s.itertuples():
+        assert (r.share_changed_exit0_lo, r.share_changed_exit0_hi) == pytest.approx(
+            metrics.wilson_interval(r.n_changed_exit0, r.n_flipped), nan_ok=True)
 
 
 def test_appendix(fake_ws):
@@ -289,7 +312,10 @@ def test_appendix(fake_ws):
 
 def test_appendix_run(fake_ws):
     out = appendix.run(fake_ws, replace(CFG, attacks=("fgsm",)))
-    assert set(out) == {"mifgsm_summary", "mifgsm_exit_used", "eps_sweep", "psnr", "grid_images"}
+    assert set(out) == {"mifgsm_summary", "mifgsm_exit_used", "eps_sweep", "psnr", "psnr_equivalence", "grid_images"}
+    eq = out["psnr_equivalence"]
+    assert set(eq["eps_255"]) == {2.0, 4.0, 8.0, 16.0} and eq["verdict"].map(_is_verdict).all()
+    assert eq.groupby("attack")["nearest_paper"].sum().eq(1).all()
     assert out["eps_sweep"]["eps_255"].tolist() == [2.0, 4.0, 8.0, 16.0]
     assert set(out["psnr"]["attack"]) == {"fgsm", "mifgsm"}
     orig, adv_s, adv_d = appendix.grid_arrays(out["grid_images"])
@@ -297,28 +323,126 @@ def test_appendix_run(fake_ws):
     assert np.abs(adv_d.astype(int) - orig.astype(int)).max() <= 8
 
 
-def test_finding_verdicts_on_hand_made_summaries():
-    base = dict(dataset="cifar10", attack="pgd", eps=8 / 255, eps_255=8.0)
-    s1 = pd.DataFrame([{**base, "direction": d, "success_rate": v} for d, v in
-                       (("D2S", 50.0), ("D2S", 40.0), ("S2D", 30.0), ("S2D", 35.0))])
-    assert rq1.finding_1(s1)["verdict"] == "holds"
-    assert rq1.finding_1(s1.assign(direction=s1["direction"][::-1].to_numpy()))["verdict"] == "does not hold"
-    gt = pd.DataFrame([{**base, "surrogate_arch": "mobilenet", "surrogate": k, "seconds_per_example": v}
-                       for k, v in (("DyNN", 0.01), ("SDNN", 0.02))])
-    assert rq1.finding_2(gt)["verdict"] == "holds"
-    rows = [{**base, "setting": st, "pair": a, "target_arch": a,
-             "target_kind": "sdn" if st == "black-box" else "ic_only",
-             "first_exit_cost": cost, "share_changed_exit0": ch, "share_not_changed_exit0": 100 - ch}
-            for st, a, cost, ch in (("black-box", "vgg16", 0.10, 40.0), ("black-box", "resnet56", 0.15, 60.0),
-                                    ("black-box", "mobilenet", 0.20, 70.0), ("white-box", "vgg16", 0.10, 90.0),
-                                    ("white-box", "resnet56", 0.15, 95.0), ("white-box", "mobilenet", 0.2, 65.0))]
-    s3 = pd.DataFrame(rows)
-    assert rq3.finding_6(s3)["verdict"] == "holds"
-    assert rq3.finding_6(s3.assign(first_exit_cost=[0.3, 0.15, 0.2] * 2))["verdict"] == "does not hold"
-    assert rq3.finding_7(s3)["verdict"] == "mixed"  # MobileNet: black-box 70 > white-box 65
-    big = s3.assign(dataset="cifar100", share_changed_exit0=s3["share_changed_exit0"] + 5)
-    assert rq3.finding_8([s3, big])["verdict"] == "holds"
-    assert rq3.finding_8([s3, s3.assign(dataset="cifar10-jpeg")])["verdict"] == "not testable here"
+def _rq1_rows(n: int, d2s_rate: float, s2d_rate: float, seed: int = 0) -> pd.DataFrame:
+    """Per-image RQ1 rows: one D2S and one S2D pair on ``n`` images, every image target-correct."""
+    rng = np.random.default_rng(seed)
+    base = dict(dataset="cifar10", attack="pgd", eps=8 / 255, eps_255=8.0, correct_clean=True)
+    return pd.DataFrame([{**base, "direction": d, "pair": d, "image": i, "success": bool(rng.random() < r)}
+                         for d, r in (("D2S", d2s_rate), ("S2D", s2d_rate)) for i in range(n)])
+
+
+def test_finding_1_decides_with_a_bootstrap_interval():
+    big = _rq1_rows(400, 0.6, 0.3)
+    f = rq1.finding_1(big, n_boot=300)
+    c = f["comparisons"][0]
+    assert f["verdict"] == "holds" and c["lo"] > 0 and f["n_images"] == 400
+    assert f"[{c['lo']:.1f}, {c['hi']:.1f}]" in f["evidence"]
+    assert rq1.finding_1(big.assign(direction=big["direction"].map({"D2S": "S2D", "S2D": "D2S"})),
+                         n_boot=300)["verdict"] == "does not hold"
+    # a 25-point gap on 8 images (D2S succeeds on 5, S2D on 3 of them): the interval reaches 0, so
+    # "inconclusive", never "holds"
+    small = _rq1_rows(8, 0, 0).assign(success=[True] * 5 + [False] * 3 + [True] * 3 + [False] * 5)
+    small = rq1.finding_1(small, n_boot=300)
+    c = small["comparisons"][0]
+    assert small["verdict"] == "inconclusive" and c["difference"] == 25.0 and c["lo"] <= 0 < c["hi"]
+    assert rq1.finding_1(big, n_boot=300) == f  # seeded: reproducible from its record
+
+
+def _rq3_rows(n: int, changed: dict, seed: int = 0) -> pd.DataFrame:
+    """Per-image RQ3 rows: ``changed[(setting, arch)]`` = probability that a flipped input changes at
+    exit 0 (every input flipped); VGG has the earliest first exit."""
+    rng = np.random.default_rng(seed)
+    cost = {"vgg16": 0.1, "resnet56": 0.15, "mobilenet": 0.2}
+    rows = []
+    for (setting, arch), p in changed.items():
+        for i in range(n):
+            rows.append({"dataset": "cifar10", "setting": setting, "direction": "S2D" if setting == "black-box"
+                         else "white-box", "pair": arch, "surrogate_arch": arch, "surrogate_kind": "cnn",
+                         "target_arch": arch, "target_kind": "sdn" if setting == "black-box" else "ic_only",
+                         "attack": "pgd", "eps": 8 / 255, "eps_255": 8.0, "image": i,
+                         "first_changed_exit": 0 if rng.random() < p else 1, "num_exits": 3,
+                         "exit_macs": [cost[arch], 0.5, 1.0]})
+    return pd.DataFrame(rows)
+
+
+def test_rq3_findings_decide_with_intervals():
+    changed = {("black-box", "vgg16"): 0.2, ("black-box", "resnet56"): 0.6, ("black-box", "mobilenet"): 0.7,
+               ("white-box", "vgg16"): 0.9, ("white-box", "resnet56"): 0.95, ("white-box", "mobilenet"): 0.65}
+    per = _rq3_rows(300, changed)
+    f6 = rq3.finding_6(per, n_boot=300)
+    assert f6["verdict"] == "holds" and f6["comparisons"] == 2 and f6["n_images"] == 300
+    f7 = rq3.finding_7(per, n_boot=300)
+    # VGG and ResNet: black-box far below white-box; MobileNet 70 vs 65 on 300 images cannot be told apart
+    assert f7["verdict"] == "inconclusive" and "confounded" in f7["evidence"] and "confounded" in rq3.finding_7.__doc__.lower()
+    worse = {**changed, ("black-box", "mobilenet"): 0.95, ("white-box", "mobilenet"): 0.3}
+    assert rq3.finding_7(_rq3_rows(300, worse), n_boot=300)["verdict"] == "partly"
+    assert rq3.finding_6(_rq3_rows(6, changed), n_boot=300)["verdict"] == "inconclusive"
+
+
+def test_cross_dataset_findings_compare_matched_cells_with_newcombe():
+    def summ(dataset, k, n=200, extra=False):
+        rows = [{"dataset": dataset, "setting": st, "pair": "resnet56→vgg16", "target_kind": "sdn", "attack": a,
+                 "eps_255": 8.0, "n": n, "n_raised_gt1": k, "share_raised_gt1": 100 * k / n, "n_flipped": n,
+                 "n_changed_exit0": k, "share_changed_exit0": 100 * k / n}
+                for st in ("white-box", "black-box") for a in ("fgsm", "pgd")]
+        if extra:  # a cell the other dataset does not have: never compared
+            rows.append({**rows[0], "attack": "mifgsm", "n_raised_gt1": 0, "share_raised_gt1": 0.0,
+                         "n_changed_exit0": 0, "share_changed_exit0": 0.0})
+        return pd.DataFrame(rows)
+
+    c10, c100 = summ("cifar10", 60), summ("cifar100", 120, extra=True)
+    f5 = rq2.finding_5([c10, c100])
+    assert f5["verdict"] == "holds" and f5["comparisons"] == 4 and set(f5["per_setting"]) == {"white-box", "black-box"}
+    d, lo, hi = metrics.newcombe_interval(120, 200, 60, 200)
+    assert f"{d:.1f} pp [{lo:.1f}, {hi:.1f}]" in f5["evidence"]
+    assert rq3.finding_8([c10, c100])["verdict"] == "holds" and rq3.finding_8([c10, c100])["comparisons"] == 2
+    assert rq2.finding_5([summ("cifar10", 6, 20), summ("cifar100", 8, 20)])["verdict"] == "inconclusive"
+    assert rq3.finding_8([c10, c10.assign(dataset="cifar10-jpeg")])["verdict"].startswith("not testable")
+
+
+def test_rq2_findings_decide_with_intervals():
+    rng = np.random.default_rng(0)
+    n = 200
+    drop = rng.random(n)
+    rows = pd.DataFrame({"dataset": "cifar10", "setting": "white-box", "direction": "white-box", "pair": "vgg16",
+                         "surrogate_arch": "vgg16", "surrogate_kind": "cnn", "target_arch": "vgg16",
+                         "target_kind": "ic_only", "attack": "fgsm", "eps": 8 / 255, "eps_255": 8.0,
+                         "image": np.arange(n), "macs_clean": 100.0, "macs_adv": 100.0 + 5 * rng.random(n),
+                         "delta_exit": (drop * 4).astype(int), "conf_internal_clean": 0.9,
+                         "conf_internal_adv": 0.9 - drop})
+    f3 = rq2.finding_3(rows, threshold=10.0, n_boot=300)
+    assert f3["verdict"] == "holds" and f3["comparisons"][0]["hi"] < 10 and f3["n_images"] == n
+    assert rq2.finding_3(rows, threshold=2.5, n_boot=300)["verdict"] == "inconclusive"  # change ≈ 2.5 %
+    assert rq2.finding_3(rows, threshold=1.0, n_boot=300)["verdict"] == "does not hold"
+    f4 = rq2.finding_4(rows, n_boot=300)
+    assert f4["verdict"] == "holds" and f4["comparisons"][0]["lo"] > 0.5
+    noise = rows.assign(delta_exit=rng.integers(0, 4, n))
+    assert rq2.finding_4(noise, n_boot=300)["verdict"] in ("inconclusive", "does not hold")
+    with pytest.raises(ValueError, match="per-image"):
+        rq2.finding_3(rows.drop(columns="image"))
+
+
+def test_psnr_equivalence_per_eps_and_the_nearest_eps():
+    rng = np.random.default_rng(0)
+    rows = []
+    for e, base in ((4, 35.0), (8, 30.0), (16, 24.0)):
+        for i in range(300):
+            v = base + rng.normal(0, 1)
+            for kind, shift in (("cnn", 0.0), ("sdn", 0.05 if e != 16 else 2.0)):
+                rows.append({"dataset": "cifar10", "surrogate_kind": kind, "attack": "pgd", "eps": e / 255,
+                             "eps_255": float(e), "image": i, "psnr": v + shift + rng.normal(0, 0.05),
+                             "linf": e / 255})
+    per = pd.DataFrame(rows)
+    eq = appendix.psnr_equivalence(per, tol=0.5, n_boot=300)
+    v = dict(zip(eq["eps_255"], eq["verdict"]))
+    assert v == {4.0: "holds", 8.0: "holds", 16.0: "does not hold"}
+    assert eq.loc[eq["nearest_paper"], "eps_255"].tolist() == [16.0]
+    st = appendix.psnr_statement(eq, 0.5)
+    assert st["verdict"] == "partly" and st["nearest"]["pgd"][0] == 16.0 and "ε=16/255" in st["evidence"]
+    assert appendix.psnr_statement(eq, 0.01)["verdict"] != st["verdict"]  # the margin is a parameter
+    ps = appendix.psnr_summary(per, n_boot=300)
+    assert ((ps["mean_psnr_lo"] <= ps["mean_psnr"]) & (ps["mean_psnr"] <= ps["mean_psnr_hi"])).all()
+    assert (ps["n_images"] == 300).all()
 
 
 # ---------------------------------------------------------------- real (trained) models
@@ -336,25 +460,28 @@ def test_real_models_one_pair(real_ws):
 def test_real_models_all_pairs(real_ws):
     out = rq1.run(real_ws, CFG)
     assert len(out["summary"]) == 6 * 2 and len(out["exit_used"]) > 0
-    assert rq1.finding_1(out["summary"])["verdict"] in VERDICTS
+    assert _is_verdict(rq1.finding_1(out["per_image"])["verdict"])
     s2 = rq2.run(real_ws, CFG)["summary"]
-    s3 = rq3.run(real_ws, CFG)["summary"]  # reuses RQ2's white-box and RQ1's S2D tables
+    o3 = rq3.run(real_ws, CFG)  # reuses RQ2's white-box and RQ1's S2D tables
+    s3 = o3["summary"]
     assert len(s2) == len(s3) == 6 * 2 and (s3["num_exits"] > 1).all()
-    assert rq3.finding_6(s3)["verdict"] in VERDICTS and rq3.finding_7(s3)["verdict"] in VERDICTS
+    assert _is_verdict(rq3.finding_6(o3["per_image"])["verdict"]) and _is_verdict(rq3.finding_7(o3["per_image"])["verdict"])
 
 
 def test_generation_cost_counts_macs_up_to_the_exit_used():
     costs = rq1.exit_costs("mobilenet", "sdn")
     full_cnn = rq1.exit_costs("mobilenet", "cnn")[0]
     base = dict(dataset="synthetic", direction="D2S", pair="mobilenet→mobilenet", surrogate_arch="mobilenet",
-                attack="pgd", eps=8 / 255, eps_255=8.0, gen_seconds=0.01)
-    df = pd.DataFrame([{**base, "surrogate_kind": "sdn", "surrogate_exit": 0},
-                       {**base, "surrogate_kind": "sdn", "surrogate_exit": 2},
-                       {**base, "direction": "S2D", "surrogate_kind": "cnn", "surrogate_exit": 0}])
+                attack="pgd", eps=8 / 255, eps_255=8.0, gen_seconds=0.01, gen_batch=0)
+    df = pd.DataFrame([{**base, "surrogate_kind": "sdn", "surrogate_exit": 0, "image": 0, "gen_macs": 10 * costs[0]},
+                       {**base, "surrogate_kind": "sdn", "surrogate_exit": 2, "image": 1, "gen_macs": 10 * costs[2]},
+                       {**base, "direction": "S2D", "surrogate_kind": "cnn", "surrogate_exit": 0, "image": 0,
+                        "gen_macs": 10 * full_cnn}])
     gt = rq1.generation_time(df)
     dy = gt[gt["surrogate"] == "DyNN"].iloc[0]
     sd = gt[gt["surrogate"] == "SDNN"].iloc[0]
     assert dy["macs_per_step"] == pytest.approx((costs[0] + costs[2]) / 2)
     assert sd["macs_per_step"] == full_cnn and dy["full_macs"] == costs[-1]
-    f2 = rq1.finding_2(gt)
-    assert f2["compute_verdict"] == "holds" and "MACs per attack step" in f2["evidence"]
+    assert dy["macs_per_example"] == pytest.approx(5 * (costs[0] + costs[2])) and sd["macs_per_example"] == 10 * full_cnn
+    f2 = rq1.finding_2(df)  # MACs: DyNN cheaper on both images; time: one batch each, no interval
+    assert f2["verdict"] == "holds" and f2["time_verdict"] == "inconclusive" and "MACs per example" in f2["evidence"]

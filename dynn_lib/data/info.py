@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["DatasetInfo", "DATASETS", "get_info", "SPLIT_SEED", "query_eval_split"]
+__all__ = ["DatasetInfo", "DATASETS", "get_info", "SPLIT_SEED", "query_eval_split", "stratified_subset"]
 
 #: Seed of the one fixed test-set split into query and evaluation halves.
 SPLIT_SEED = 0
@@ -111,3 +111,38 @@ def query_eval_split(labels: torch.Tensor, seed: int = SPLIT_SEED,
     q = torch.sort(torch.cat(query) if query else empty).values
     e = torch.sort(torch.cat(evaluation) if evaluation else empty).values
     return q, e
+
+
+def stratified_subset(labels: torch.Tensor, n: int | None, seed: int = SPLIT_SEED) -> torch.Tensor:
+    """Positions of a seeded, class-stratified sample of ``n`` items: **the** way this library
+    takes "n images" of any split (n_train, n_query, n_eval, the Early Attack's images, image
+    grids, calibration hold-outs). Never "the first n": some copies (``cifar10-jpeg``) are stored
+    sorted by class, so the first n would be one class.
+
+    Args:
+        labels: int64 ``[N]`` class labels of the split (any order).
+        n: sample size; None or >= N returns every position.
+        seed: seed of the CPU generator drawing the sample.
+    Returns:
+        Sorted int64 positions ``[min(n, N)]``. Class c gets ``n * N_c / N`` items rounded by the
+        largest-remainder rule (ties to the lower class label), so 100 items of 10 balanced
+        classes are exactly 10 per class; within a class the items are a seeded random draw.
+    """
+    labels = torch.as_tensor(labels).detach().cpu().long().reshape(-1)
+    N = labels.numel()
+    if n is None or n >= N:
+        return torch.arange(N, dtype=torch.long)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an integer >= 0 or None (all), got {n!r}")
+    classes, counts = torch.unique(labels, return_counts=True)
+    exact = [n * int(c) / N for c in counts]
+    quota = [int(math.floor(q)) for q in exact]
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - quota[i]), i))
+    for i in order[: n - sum(quota)]:
+        quota[i] += 1
+    g = torch.Generator().manual_seed(int(seed))
+    picks = []
+    for c, q in zip(classes.tolist(), quota):
+        idx = torch.nonzero(labels == c).reshape(-1)
+        picks.append(idx[torch.randperm(idx.numel(), generator=g)[:q]])
+    return torch.sort(torch.cat(picks)).values

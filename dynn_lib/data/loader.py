@@ -1,6 +1,7 @@
 """GpuLoader: batches straight from uint8 tensors that already live on the target device."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterator
 
@@ -31,6 +32,13 @@ def random_crop_flip(images: torch.Tensor, offsets: torch.Tensor, flip: torch.Te
     return images[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
+@functools.lru_cache(maxsize=None)
+def _luma_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """ITU-R 601 luma weights (0.299, 0.587, 0.114) as [1,3,1,1], built once per device and dtype
+    (building them per batch would copy from the host, and wait for it, at every step)."""
+    return torch.tensor([0.299, 0.587, 0.114], dtype=dtype).view(1, 3, 1, 1).to(device)
+
+
 def colour_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Brightness, then contrast, then saturation jitter on float images in [0,1].
 
@@ -38,7 +46,7 @@ def colour_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     as torchvision's ColorJitter draws them from [1-j, 1+j] (fixed order here, no hue). Clipped.
     """
     f = factors.to(x.device, x.dtype)
-    wts = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    wts = _luma_weights(x.device, x.dtype)
     x = (x * f[:, 0].view(-1, 1, 1, 1)).clamp(0, 1)
     mean = (x * wts).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
     x = ((x - mean) * f[:, 1].view(-1, 1, 1, 1) + mean).clamp(0, 1)

@@ -16,7 +16,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .. import blackbox, metrics, models
+from .. import blackbox, metrics, models, verdicts
 from ..blackbox import PAIRS, Pair
 from ..zoo import Workspace
 from . import rq1, rq2, rq3
@@ -43,13 +43,112 @@ def psnr_table(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(),
     return psnr_summary(rq1.transfer_tables(ws, cfg, pairs))
 
 
-def psnr_summary(per_image: pd.DataFrame) -> pd.DataFrame:
-    """:func:`psnr_table` from per-image rows (pure)."""
-    df = per_image.assign(source=per_image["surrogate_kind"].map(lambda k: "SDNN" if k == "cnn" else "DyNN"))
+PAPER_PSNR: dict[str, float] = {"SDNN": 23.20, "DyNN": 23.19}
+"""The paper's mean PSNR (dB) of adversarial images by source (appendix F; no ε stated)."""
+
+PSNR_TOL = 0.5
+"""Default equivalence margin (dB) of "the two sources give the same PSNR" (a parameter of
+:func:`psnr_equivalence` and :func:`psnr_statement`; the paper's two numbers differ by 0.01 dB)."""
+
+
+def _with_source(per_image: pd.DataFrame) -> pd.DataFrame:
+    return per_image.assign(source=per_image["surrogate_kind"].map(lambda k: "SDNN" if k == "cnn" else "DyNN"))
+
+
+def psnr_summary(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """:func:`psnr_table` from per-image rows (pure): per (dataset, source, attack, ε) the mean
+    PSNR (dB; identical images, PSNR +inf, left out) pooled over the source's pairs, with a
+    seeded bootstrap-over-images interval (``mean_psnr_lo``, ``mean_psnr_hi``; ``n_boot``,
+    ``seed``), the mean L-inf ([0,1] pixels), ``n`` rows and ``n_images`` images."""
+    df = _with_source(per_image)
     keys = ["dataset", "source", "attack", "eps", "eps_255"]
-    rows = [{**dict(zip(keys, k)), "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True)),
-             "mean_linf": float(g["linf"].mean()), "n": len(g)} for k, g in df.groupby(keys, sort=False)]
-    return pd.DataFrame(rows, columns=keys + ["mean_psnr", "mean_linf", "n"])
+    rows = []
+    for k, g in df.groupby(keys, sort=False):
+        _, lo, hi = metrics.bootstrap_mean(g["image"].to_numpy(), g["psnr"].to_numpy(dtype=float), n_boot=n_boot,
+                                           seed=seed)
+        rows.append({**dict(zip(keys, k)), "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True)),
+                     "mean_psnr_lo": lo, "mean_psnr_hi": hi, "mean_linf": float(g["linf"].mean()), "n": len(g),
+                     "n_images": int(g["image"].nunique())})
+    return pd.DataFrame(rows, columns=keys + ["mean_psnr", "mean_psnr_lo", "mean_psnr_hi", "mean_linf", "n",
+                                              "n_images"])
+
+
+def psnr_equivalence(per_image: pd.DataFrame, tol: float = PSNR_TOL, n_boot: int = 1000, seed: int = 0
+                     ) -> pd.DataFrame:
+    """The paper's statement "adversarial images from SDNN and DyNN sources have the same PSNR"
+    (23.20 vs 23.19 dB) at each (dataset, attack, ε), from per-image transfer rows.
+
+    Columns: dataset, attack, eps, eps_255, psnr_sdnn, psnr_dynn (mean dB pooled over each
+    source's pairs), difference (SDNN minus DyNN, dB) with its 95 % paired bootstrap interval
+    over images (``difference_lo``, ``difference_hi``; the sources attack the same images;
+    ``n_boot``, ``seed``), n_images, tol, verdict (:func:`psnr_verdict`) and nearest_paper (True
+    on the ε, per dataset and attack, whose mean PSNR over both sources is nearest the paper's
+    23.2 dB: FGSM at 8/255 cannot go below about 30 dB, so the paper's number belongs to a
+    larger budget).
+    """
+    df = _with_source(per_image)
+    rows = []
+    for (ds, atk, e, e255), g in df.groupby(["dataset", "attack", "eps", "eps_255"], sort=False):
+        a, b = g[g["source"] == "SDNN"], g[g["source"] == "DyNN"]
+        if not len(a) or not len(b):
+            continue
+        d, lo, hi = metrics.bootstrap_mean_difference(a["image"], a["psnr"].astype(float), b["image"],
+                                                      b["psnr"].astype(float), n_boot=n_boot, seed=seed)
+        rows.append({"dataset": ds, "attack": atk, "eps": float(e), "eps_255": float(e255),
+                     "psnr_sdnn": metrics.mean_psnr(a["psnr"].to_numpy(copy=True)),
+                     "psnr_dynn": metrics.mean_psnr(b["psnr"].to_numpy(copy=True)),
+                     "difference": d, "difference_lo": lo, "difference_hi": hi,
+                     "n_images": int(g["image"].nunique()), "tol": float(tol), "verdict": psnr_verdict(lo, hi, tol)})
+    cols = ["dataset", "attack", "eps", "eps_255", "psnr_sdnn", "psnr_dynn", "difference", "difference_lo",
+            "difference_hi", "n_images", "tol", "verdict", "nearest_paper"]
+    out = pd.DataFrame(rows, columns=cols[:-1])
+    paper = (PAPER_PSNR["SDNN"] + PAPER_PSNR["DyNN"]) / 2
+    out["nearest_paper"] = False
+    for _, g in out.groupby(["dataset", "attack"], sort=False):
+        gap = ((g["psnr_sdnn"] + g["psnr_dynn"]) / 2 - paper).abs()
+        if gap.notna().any():
+            out.loc[gap.idxmin(), "nearest_paper"] = True
+    return out
+
+
+def psnr_verdict(lo: float, hi: float, tol: float = PSNR_TOL) -> str:
+    """Verdict of "same PSNR" at one ε from the 95 % interval of SDNN minus DyNN (dB):
+    :func:`dynn_lib.verdicts.equivalence` with margin ``tol`` ("holds" when the interval lies in
+    ``[-tol, tol]``, "does not hold" when outside it, "inconclusive" otherwise)."""
+    return verdicts.combine([verdicts.equivalence(lo, hi, tol)])
+
+
+def psnr_statement(equivalence: pd.DataFrame, tol: float = PSNR_TOL, attacks: Sequence[str] = ("fgsm", "pgd")
+                   ) -> dict:
+    """The PSNR statement judged over every ε of ``attacks`` in a :func:`psnr_equivalence` table
+    (what the appendix page and the claims ledger both call, so it reads the same on both).
+
+    Each (attack, ε) is one comparison (:func:`psnr_verdict` with ``tol``, recomputed from the
+    stored interval); the verdict combines them (:func:`dynn_lib.verdicts.combine`). The evidence
+    names, per attack, the ε whose PSNR is nearest the paper's 23.2 dB.
+
+    Returns ``{"verdict", "evidence", "n_images", "per_eps": [...], "nearest": {attack: (eps_255,
+    psnr_sdnn, psnr_dynn)}}``.
+    """
+    t = equivalence[equivalence["attack"].isin(list(attacks))] if len(equivalence) else equivalence
+    if not len(t):
+        return {"verdict": verdicts.combine([], "no FGSM/PGD PSNR rows"), "evidence": "no PSNR rows", "n_images": 0,
+                "per_eps": [], "nearest": {}}
+    outcomes, parts = [], []
+    for r in t.itertuples():
+        outcomes.append(verdicts.equivalence(r.difference_lo, r.difference_hi, tol))
+        parts.append(f"{r.attack} ε={r.eps_255:g}/255: SDNN {r.psnr_sdnn:.2f} dB, DyNN {r.psnr_dynn:.2f} dB, "
+                     f"difference {r.difference:+.3f} dB [{r.difference_lo:+.3f}, {r.difference_hi:+.3f}] "
+                     f"({psnr_verdict(r.difference_lo, r.difference_hi, tol)})")
+    nearest = {r.attack: (float(r.eps_255), float(r.psnr_sdnn), float(r.psnr_dynn))
+               for r in t[t["nearest_paper"]].itertuples()}
+    near = "; ".join(f"{a}: ε={e:g}/255 ({s:.2f} / {d:.2f} dB)" for a, (e, s, d) in nearest.items())
+    n_images = int(t.groupby("dataset")["n_images"].max().sum())
+    return {"verdict": verdicts.combine(outcomes),
+            "evidence": (f"same PSNR within ±{tol:g} dB, SDNN minus DyNN with 95 % paired bootstrap intervals over "
+                         f"{n_images} images: {'; '.join(parts)}. ε nearest the paper's 23.2 dB: {near or 'n/a'} "
+                         "(the paper states no ε)"),
+            "n_images": n_images, "per_eps": parts, "nearest": nearest}
 
 
 def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Sequence[float] = PAPER_EPS,
@@ -109,7 +208,7 @@ def image_grid(ws: Workspace, pair: Pair, attack: str, eps: float, n: int = 8,
     The SDNN source is the CNN surrogate of the S2D member of {pair, its reverse}, the DyNN source
     the DyNN surrogate of the D2S member; both are attacked exactly as in
     :func:`common.transfer_table` (own deployed labels; ``cfg.exit_loss_surrogate`` for the DyNN),
-    on the first ``n`` evaluation images (recomputed: a few images, not stored).
+    on a class-stratified sample of ``n`` evaluation images (recomputed: a few images, not stored).
 
     Returns:
         ``(orig uint8 [n,3,H,W], adv_from_sdnn float32 [n,3,H,W], adv_from_dynn float32 [n,3,H,W])``,
@@ -119,15 +218,15 @@ def image_grid(ws: Workspace, pair: Pair, attack: str, eps: float, n: int = 8,
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     c = replace(cfg, n_images=n)
-    images, _ = _images(ws, c)
+    images, _, _ = _images(ws, c)
     s2d, d2s = (pair, reverse_pair(pair)) if pair.direction == "S2D" else (reverse_pair(pair), pair)
     out = []
     for p in (s2d, d2s):
         sur = blackbox.surrogate(ws, p)
         tau = blackbox.surrogate_tau(ws, p)
         y = surrogate_labels(sur, images, tau, ws.device)
-        x_adv, _, _ = _run_attack_batches(sur, images, y, attack, eps, c, surrogate_exit_loss(p, c), tau, ws.device,
-                                          torch.Generator().manual_seed(c.seed), attack_steps(ws, c))
+        x_adv, *_ = _run_attack_batches(sur, images, y, attack, eps, c, surrogate_exit_loss(p, c), tau, ws.device,
+                                        torch.Generator().manual_seed(c.seed), attack_steps(ws, c))
         out.append(x_adv)
     return images.clone(), out[0], out[1]
 
@@ -138,7 +237,8 @@ def tinyimagenet_rq1(cfg: ExperimentConfig = ExperimentConfig(), profile: str = 
     return rq1.run(Workspace("tinyimagenet", profile, **workspace_kwargs), cfg)
 
 
-__all__ = ["PAPER_EPS", "mifgsm_transfer", "psnr_table", "psnr_summary", "eps_sweep", "reverse_pair", "image_grid",
+__all__ = ["PAPER_EPS", "PAPER_PSNR", "PSNR_TOL", "psnr_equivalence", "psnr_verdict", "psnr_statement",
+           "mifgsm_transfer", "psnr_table", "psnr_summary", "eps_sweep", "reverse_pair", "image_grid",
            "tinyimagenet_rq1"]
 
 
@@ -151,7 +251,7 @@ GRID_IMAGES = 8
 def _grid_rows(ws: Workspace, pair: Pair, attack: str, eps: float, n: int, cfg: ExperimentConfig) -> pd.DataFrame:
     """:func:`image_grid` as a long table: one row per (role, image), pixels as uint8 CHW bytes."""
     orig, adv_s, adv_d = image_grid(ws, pair, attack, eps, n=n, cfg=cfg)
-    labels = ws.eval_half[1][:len(orig)]
+    _, labels, ids = _images(ws, replace(cfg, n_images=n))
     s2d = pair if pair.direction == "S2D" else reverse_pair(pair)
     rows = []
     for role, imgs in (("original", orig), ("SDNN", adv_s), ("DyNN", adv_d)):
@@ -159,7 +259,7 @@ def _grid_rows(ws: Workspace, pair: Pair, attack: str, eps: float, n: int, cfg: 
         for j in range(len(u8)):
             c, h, w = (int(v) for v in u8[j].shape)
             rows.append({"dataset": ws.dataset, "pair": s2d.short, "attack": attack, "eps": float(eps),
-                         "eps_255": eps_255(eps), "image": j, "label": int(labels[j]), "role": role,
+                         "eps_255": eps_255(eps), "image": int(ids[j]), "label": int(labels[j]), "role": role,
                          "channels": c, "height": h, "width": w,
                          "pixels": u8[j].contiguous().numpy().tobytes()})
     return pd.DataFrame(rows)
@@ -189,7 +289,8 @@ def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig()) -> dict[str, 
     * ``mifgsm_exit_used``: its Fig. 7-style exit counts of the DyNN surrogates.
     * ``eps_sweep``: :func:`eps_sweep` over {2, 4, 8, 16}/255 and ``cfg.eps``, attacks ``cfg.attacks``.
     * ``psnr``: :func:`psnr_summary` (SDNN vs DyNN sources) for every attack and ε above,
-      MI-FGSM included.
+      MI-FGSM included; ``psnr_equivalence``: :func:`psnr_equivalence` (the paper's "same
+      PSNR" statement per attack and ε, default margin :data:`PSNR_TOL`).
     * ``grid_images`` (Figs. 13-15): :func:`image_grid` for the S2D MobileNet pair and its
       reverse (same architecture as both sources), PGD when ``cfg.attacks`` has it, at every ε
       of the sweep, first :data:`GRID_IMAGES` evaluation images; pixels as uint8 bytes
@@ -199,13 +300,15 @@ def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig()) -> dict[str, 
     mi = mifgsm_transfer(ws, cfg)
     sweep = eps_sweep(ws, cfg, eps=sweep_eps)
     per_image = rq1.transfer_tables(ws, replace(cfg, eps=sweep_eps))  # cached by eps_sweep
-    psnr = psnr_summary(pd.concat([per_image, mi["per_image"]], ignore_index=True))
+    both = pd.concat([per_image, mi["per_image"]], ignore_index=True)
+    psnr = psnr_summary(both)
+    psnr_eq = psnr_equivalence(both)
     attack = "pgd" if "pgd" in cfg.attacks else cfg.attacks[0]
     pair = next((p for p in PAIRS if p.direction == "S2D" and p.surrogate_arch == p.target_arch), PAIRS[0])
     n = min(GRID_IMAGES, len(_images(ws, cfg)[1]))
     grid = pd.concat([_grid_rows(ws, pair, attack, e, n, cfg) for e in sweep_eps], ignore_index=True)
     return {"mifgsm_summary": mi["summary"], "mifgsm_exit_used": mi["exit_used"], "eps_sweep": sweep,
-            "psnr": psnr, "grid_images": grid}
+            "psnr": psnr, "psnr_equivalence": psnr_eq, "grid_images": grid}
 
 
 __all__ += ["run", "grid_arrays", "GRID_IMAGES"]

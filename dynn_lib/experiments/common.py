@@ -18,11 +18,17 @@ Schema (:data:`COLUMNS`, in order)::
     dataset str · setting "black-box"|"white-box" · direction "S2D"|"D2S"|"white-box"
     pair str ("resnet56→vgg16"; white-box: the arch) · surrogate_arch · surrogate_kind "cnn"|"sdn"
     target_arch · target_kind "cnn"|"sdn"|"ic_only" · attack · eps float · eps_255 (eps*255, 3 dp)
-    exit_loss str (the one the attack used) · image int (position in the evaluation half)
-    label int (ground truth) · tau float (target's τ; NaN for a CNN target)
+    exit_loss str (the one the attack used) · image int (position in the evaluation half; a subset
+        of ``n_images`` is a seeded class-stratified sample, :meth:`Workspace.eval_subset`)
+    label int (ground truth) · tau float (target's global τ; NaN for a CNN target or per-exit τ)
+    taus list[float] E-1 (target's threshold per internal exit, what early exit applies; [] for a CNN)
     surrogate_exit int (exit differentiated at the last attack step; 0 for a CNN surrogate,
         -1 when several exits enter the loss) · gen_seconds (per-image share of its batch's
-        attack wall time) · psnr (dB) · linf ([0,1] pixels)
+        attack wall time) · gen_macs float (forward MACs the attack spent on this image over all
+        its steps, each step up to the exit it stopped at: the truncated path of
+        :mod:`dynn_lib.attacks.losses`; NaN when unknown) · gen_batch int (0-based attack batch
+        the image was in; its batch's ``gen_seconds`` are one timing sample) · psnr (dB) ·
+        linf ([0,1] pixels)
     conf_clean list[float] E · pred_clean list[int] E · conf_adv list[float] E · pred_adv list[int] E
         (max-softmax confidence and argmax of every exit of the target, final exit last)
     exit_macs list[float] E (cost of answering at each exit of the target) · seed int
@@ -36,7 +42,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from numbers import Integral, Real
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,27 +50,28 @@ import torch
 from torch import nn
 
 from .. import attacks as _attacks
-from .. import blackbox, data, early_exit, metrics, models
+from .. import blackbox, data, early_exit, metrics, models, verdicts
 from ..blackbox import Pair
 from ..progress import progress
 from ..zoo import Workspace
 
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
-           "run_attack", "transfer_table", "whitebox_table", "deployed", "verdict", "eps_255",
-           "attack_steps", "surrogate_labels", "num_exits", "setting_tables", "compare_datasets", "larger_smaller",
-           "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
+           "run_attack", "transfer_table", "whitebox_table", "transfer_key", "whitebox_key", "deployed", "verdict",
+           "eps_255", "attack_steps", "surrogate_labels", "num_exits", "setting_tables", "compare_datasets",
+           "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
-TABLE_VERSION = 1
-"""Bumped when the content of a stored table changes meaning (part of every cache key)."""
+TABLE_VERSION = 3
+"""Bumped when the content of a stored table changes meaning (part of every cache key).
+3: ``gen_macs`` and ``gen_batch`` columns; attacks stop at the exit their loss uses."""
 
 COLUMNS: tuple[str, ...] = (
     "dataset", "setting", "direction", "pair", "surrogate_arch", "surrogate_kind", "target_arch", "target_kind",
-    "attack", "eps", "eps_255", "exit_loss", "image", "label", "tau", "surrogate_exit", "gen_seconds", "psnr",
-    "linf", "conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs", "seed",
+    "attack", "eps", "eps_255", "exit_loss", "image", "label", "tau", "taus", "surrogate_exit", "gen_seconds",
+    "gen_macs", "gen_batch", "psnr", "linf", "conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs", "seed",
 )
 """Columns of :func:`transfer_table` and :func:`whitebox_table`, in order."""
 
-LIST_COLUMNS: tuple[str, ...] = ("conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs")
+LIST_COLUMNS: tuple[str, ...] = ("taus", "conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs")
 """Per-exit columns (one Python list of length E per row)."""
 
 DEPLOYED_COLUMNS: tuple[str, ...] = ("exit_clean", "exit_adv", "final_pred_clean", "final_pred_adv",
@@ -93,7 +100,8 @@ class ExperimentConfig:
     random_start: PGD uniform random start in the eps-ball.
     mifgsm_decay: MI-FGSM momentum decay.
     n_images: evaluation-half images attacked (None: all of ``ws.eval_half``, which the
-        profile's ``n_eval`` already limits; otherwise the first ``n_images`` of it).
+        profile's ``n_eval`` already limits; otherwise a seeded class-stratified sample of
+        ``n_images`` of it, :func:`dynn_lib.data.stratified_subset`).
     batch_size: attack batch size (memory only; PGD's random start is drawn per batch, so it
         is part of PGD's cache key).
     seed: seed of the attack's generator (PGD random start).
@@ -181,11 +189,10 @@ def _attack_params(ws: Workspace, attack: str, eps: float, cfg: ExperimentConfig
     return p
 
 
-def _images(ws: Workspace, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = ws.eval_half
-    if cfg.n_images is not None and cfg.n_images < len(y):
-        x, y = x[:cfg.n_images], y[:cfg.n_images]
-    return x, y
+def _images(ws: Workspace, cfg: ExperimentConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(uint8 images, labels, positions in the evaluation half)`` of the images attacked: all of
+    ``ws.eval_half``, or a seeded class-stratified sample of ``cfg.n_images`` (never the first n)."""
+    return ws.eval_subset(cfg.n_images)
 
 
 # ---------------------------------------------------------------- model outputs and the attack loop
@@ -212,9 +219,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class AttackBatches(NamedTuple):
+    """What :func:`_run_attack_batches` returns, one entry per image (all on the CPU).
+
+    x_adv float32 [N,3,H,W]; exit_used int64 [N]; seconds float64 [N] (the image's share of its
+    batch's wall time); macs float64 [N] (forward MACs spent on the image over all attack steps,
+    ``AttackInfo.macs``; NaN when the attack does not count); batch int64 [N] (0-based batch).
+    """
+
+    x_adv: torch.Tensor
+    exit_used: torch.Tensor
+    seconds: torch.Tensor
+    macs: torch.Tensor
+    batch: torch.Tensor
+
+
 def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau, device, generator, steps
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(x_adv [N,3,H,W] CPU float32, exit_used [N] int64, seconds [N] float64 per-image share)."""
+                        ) -> AttackBatches:
+    """Attack in batches of ``cfg.batch_size``, timing each batch (:class:`AttackBatches`)."""
     device = torch.device(device)
     fn = _attacks.ATTACKS[attack]  # looked up at call time (tests may replace an entry)
     kw = dict(_call_kwargs(attack, eps, cfg, steps), eps=float(eps), exit_loss=exit_loss, tau=tau,
@@ -222,10 +244,10 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
     n = len(labels)
     if n == 0:
         raise ValueError("no images to attack")
-    advs, used, secs = [], [], []
+    advs, used, secs, macs, batch = [], [], [], [], []
     bs = cfg.batch_size
     warmed = device.type != "cuda"
-    for i in progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False):
+    for b, i in enumerate(progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False)):
         x = early_exit.to_float_pixels(images[i:i + bs].to(device))
         y = labels[i:i + bs].to(device)
         if not warmed:  # absorb CUDA initialisation / autotuning outside the timed region
@@ -239,7 +261,11 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
         advs.append(x_adv.detach().float().cpu())
         used.append(info.exit_used.detach().long().cpu())
         secs.append(torch.full((len(y),), dt / len(y), dtype=torch.float64))
-    return torch.cat(advs), torch.cat(used), torch.cat(secs)
+        m = getattr(info, "macs", None)
+        macs.append(m.detach().double().cpu() if m is not None else torch.full((len(y),), math.nan,
+                                                                                dtype=torch.float64))
+        batch.append(torch.full((len(y),), b, dtype=torch.long))
+    return AttackBatches(torch.cat(advs), torch.cat(used), torch.cat(secs), torch.cat(macs), torch.cat(batch))
 
 
 def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: str, eps: float,
@@ -260,8 +286,8 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, att
     steps = steps if steps is not None else cfg.steps
     if steps is None and attack != "fgsm":
         raise ValueError("steps is None in both the call and cfg; pass steps=attack_steps(ws, cfg)")
-    x_adv, used, secs = _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
-                                            torch.device(device), generator, steps or 1)
+    x_adv, used, secs, _, _ = _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
+                                                  torch.device(device), generator, steps or 1)
     return x_adv, used, float(secs.sum())
 
 
@@ -274,20 +300,24 @@ def surrogate_labels(model: nn.Module, images: torch.Tensor, tau: float | None, 
 
 # ---------------------------------------------------------------- the two tables
 
-def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, x_adv: torch.Tensor, tau: float | None,
-          surrogate_exit: torch.Tensor, seconds: torch.Tensor, target: nn.Module, device) -> pd.DataFrame:
+def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, image_ids: torch.Tensor, x_adv: torch.Tensor,
+          tau: float | None, surrogate_exit: torch.Tensor, seconds: torch.Tensor, target: nn.Module, device,
+          gen_macs: torch.Tensor | None = None, gen_batch: torch.Tensor | None = None) -> pd.DataFrame:
     images = early_exit.to_float_pixels(images)  # the exact float pixels the attack started from
+    macs = [float(m) for m in models.exit_macs(target)]
     conf_c, pred_c = exit_outputs(target, images, device)
     conf_a, pred_a = exit_outputs(target, x_adv, device)
-    macs = [float(m) for m in models.exit_macs(target)]
     n = len(labels)
     df = pd.DataFrame({
         **{k: [v] * n for k, v in meta.items()},
-        "image": np.arange(n, dtype=np.int64),
+        "image": np.asarray(image_ids, dtype=np.int64),
         "label": labels.numpy().astype(np.int64),
-        "tau": np.full(n, np.nan if tau is None else float(tau)),
+        "tau": np.full(n, float(tau) if isinstance(tau, Real) else np.nan),
+        "taus": [list(early_exit.resolve_taus(tau, len(macs))) if tau is not None else []] * n,
         "surrogate_exit": surrogate_exit.numpy().astype(np.int64),
         "gen_seconds": seconds.numpy().astype(np.float64),
+        "gen_macs": np.full(n, np.nan) if gen_macs is None else gen_macs.numpy().astype(np.float64),
+        "gen_batch": np.full(n, -1, dtype=np.int64) if gen_batch is None else gen_batch.numpy().astype(np.int64),
         "psnr": metrics.psnr(images, x_adv).numpy(),
         "linf": metrics.linf(images, x_adv).numpy(),
         "conf_clean": conf_c.tolist(), "pred_clean": pred_c.tolist(),
@@ -309,9 +339,9 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for c in LIST_COLUMNS:
         df[c] = [v.tolist() if hasattr(v, "tolist") else list(v) for v in df[c]]
-    for c in ("image", "label", "surrogate_exit", "seed"):
+    for c in ("image", "label", "surrogate_exit", "gen_batch", "seed"):
         df[c] = df[c].astype(np.int64)
-    for c in ("eps", "eps_255", "tau", "gen_seconds", "psnr", "linf"):
+    for c in ("eps", "eps_255", "tau", "gen_seconds", "gen_macs", "psnr", "linf"):
         df[c] = df[c].astype(np.float64)
     return df[list(COLUMNS)]
 
@@ -320,7 +350,8 @@ def _common_key(ws: Workspace, cfg: ExperimentConfig, attack: str, eps: float, n
     return {"version": TABLE_VERSION, "dataset": ws.dataset, "ws_seed": ws.seed, "n_query": ws.profile.n_query,
             "n_eval": ws.profile.n_eval, "n_images": n, "attack": _attack_params(ws, attack, eps, cfg),
             "seed": cfg.seed,
-            "calibration": {"grid": early_exit.TAU_GRID, "tolerance": early_exit.CALIBRATION_TOLERANCE}}
+            "calibration": {"grid": early_exit.TAU_GRID, "tolerance": early_exit.CALIBRATION_TOLERANCE},
+            **({"fixed_tau": ws.profile.tau} if ws.profile.tau is not None else {})}
 
 
 def _check_attack(attack: str, eps: float) -> None:
@@ -338,6 +369,32 @@ def surrogate_exit_loss(pair: Pair, cfg: ExperimentConfig, exit_loss: str | int 
     return cfg.exit_loss_surrogate if exit_loss is None else exit_loss
 
 
+def transfer_key(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: ExperimentConfig = ExperimentConfig(),
+                 exit_loss: str | int | None = None, n: int | None = None) -> tuple[dict, str]:
+    """``(config, slug)`` under which :func:`transfer_table` stores its table (store kind
+    ``"transfer"``); ``n`` = images attacked (default: computed from ``cfg``, which loads the
+    evaluation half). :mod:`dynn_lib.plan` names its jobs by this key."""
+    n = len(_images(ws, cfg)[1]) if n is None else n
+    key = {**_common_key(ws, cfg, attack, eps, n), "table": "transfer", "pair": asdict(pair),
+           "surrogate": asdict(blackbox.surrogate_config(ws, pair)),
+           "target": asdict(ws.model_config(pair.target_arch, pair.target_kind)),
+           "exit_loss": surrogate_exit_loss(pair, cfg, exit_loss), "labels": "surrogate-deployed"}
+    slug = (f"{ws.dataset}-{pair.surrogate_arch}-{pair.surrogate_kind}-to-{pair.target_arch}-{pair.target_kind}"
+            f"-{attack}-{eps_255(eps):g}")
+    return key, slug
+
+
+def whitebox_key(ws: Workspace, arch: str, attack: str, eps: float, cfg: ExperimentConfig = ExperimentConfig(),
+                 exit_loss: str | int = "final", n: int | None = None) -> tuple[dict, str]:
+    """``(config, slug)`` under which :func:`whitebox_table` stores its table (store kind
+    ``"whitebox"``); ``n`` as in :func:`transfer_key`."""
+    n = len(_images(ws, cfg)[1]) if n is None else n
+    key = {**_common_key(ws, cfg, attack, eps, n), "table": "whitebox",
+           "source": asdict(ws.model_config(arch, "cnn")), "target": asdict(ws.model_config(arch, "ic_only")),
+           "exit_loss": exit_loss, "labels": "ground-truth"}
+    return key, f"{ws.dataset}-{arch}-whitebox-{attack}-{eps_255(eps):g}"
+
+
 def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: ExperimentConfig = ExperimentConfig(),
                    exit_loss: str | int | None = None) -> pd.DataFrame:
     """Black-box transfer of one attack at one ε through one surrogate/target pair (cached).
@@ -351,14 +408,9 @@ def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: Expe
     _check_attack(attack, eps)
     if pair not in blackbox.PAIRS:
         warnings.warn(f"{pair} is not one of the protocol's pairs (blackbox.PAIRS)", stacklevel=2)
-    images, labels = _images(ws, cfg)
+    images, labels, ids = _images(ws, cfg)
     loss = surrogate_exit_loss(pair, cfg, exit_loss)
-    key = {**_common_key(ws, cfg, attack, eps, len(labels)), "table": "transfer", "pair": asdict(pair),
-           "surrogate": asdict(blackbox.surrogate_config(ws, pair)),
-           "target": asdict(ws.model_config(pair.target_arch, pair.target_kind)),
-           "exit_loss": loss, "labels": "surrogate-deployed"}
-    slug = (f"{ws.dataset}-{pair.surrogate_arch}-{pair.surrogate_kind}-to-{pair.target_arch}-{pair.target_kind}"
-            f"-{attack}-{eps_255(eps):g}")
+    key, slug = transfer_key(ws, pair, attack, eps, cfg, exit_loss, n=len(labels))
 
     def compute():
         sur = blackbox.surrogate(ws, pair)
@@ -367,13 +419,13 @@ def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: Expe
         t_tau = blackbox.target_tau(ws, pair.target_arch, pair.target_kind)
         y_sur = surrogate_labels(sur, images, s_tau, ws.device)
         g = torch.Generator().manual_seed(cfg.seed)
-        x_adv, used, secs = _run_attack_batches(sur, images, y_sur, attack, eps, cfg, loss,
-                                                s_tau, ws.device, g, attack_steps(ws, cfg))
+        x_adv, used, secs, gmacs, gbatch = _run_attack_batches(sur, images, y_sur, attack, eps, cfg, loss, s_tau,
+                                                               ws.device, g, attack_steps(ws, cfg))
         if pair.surrogate_kind == "cnn":
             used = torch.zeros_like(used)
         meta = _meta(ws, "black-box", pair.direction, pair.short, pair.surrogate_arch, pair.surrogate_kind,
                      pair.target_arch, pair.target_kind, attack, eps, loss, cfg.seed)
-        df = _rows(meta, images, labels, x_adv, t_tau, used, secs, tgt, ws.device)
+        df = _rows(meta, images, labels, ids, x_adv, t_tau, used, secs, tgt, ws.device, gmacs, gbatch)
         extra = {"surrogate_tau": s_tau, "target_tau": t_tau,
                  "surrogate_label_agreement": float((y_sur == labels).double().mean()),
                  "attack_seconds": float(secs.sum())}
@@ -394,22 +446,20 @@ def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: Exper
     if arch not in models.ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(models.ARCHS)}")
     _attacks.resolve_exit_loss(exit_loss, 1)  # the attacked CNN has one exit: "final", 0 or -1
-    images, labels = _images(ws, cfg)
-    key = {**_common_key(ws, cfg, attack, eps, len(labels)), "table": "whitebox",
-           "source": asdict(ws.model_config(arch, "cnn")), "target": asdict(ws.model_config(arch, "ic_only")),
-           "exit_loss": exit_loss, "labels": "ground-truth"}
-    slug = f"{ws.dataset}-{arch}-whitebox-{attack}-{eps_255(eps):g}"
+    images, labels, ids = _images(ws, cfg)
+    key, slug = whitebox_key(ws, arch, attack, eps, cfg, exit_loss, n=len(labels))
 
     def compute():
         cnn = ws.model(arch, "cnn")
         dynn = ws.model(arch, "ic_only")
         tau = ws.tau(arch, "ic_only")
         g = torch.Generator().manual_seed(cfg.seed)
-        x_adv, used, secs = _run_attack_batches(cnn, images, labels.long(), attack, eps, cfg, exit_loss, None,
-                                                ws.device, g, attack_steps(ws, cfg))
+        x_adv, used, secs, gmacs, gbatch = _run_attack_batches(cnn, images, labels.long(), attack, eps, cfg,
+                                                               exit_loss, None, ws.device, g, attack_steps(ws, cfg))
         meta = _meta(ws, "white-box", "white-box", arch, arch, "cnn", arch, "ic_only", attack, eps, exit_loss,
                      cfg.seed)
-        df = _rows(meta, images, labels, x_adv, tau, torch.zeros_like(used), secs, dynn, ws.device)
+        df = _rows(meta, images, labels, ids, x_adv, tau, torch.zeros_like(used), secs, dynn, ws.device, gmacs,
+                   gbatch)
         return df, {"target_tau": tau, "attack_seconds": float(secs.sum())}
 
     df = ws.store.cached_table("whitebox", key, compute, slug=slug, device=ws.device, recompute=ws.recompute)
@@ -454,13 +504,44 @@ def _by_exits(df: pd.DataFrame) -> dict[int, np.ndarray]:
     return {int(e): np.flatnonzero(lens == e) for e in np.unique(lens)}
 
 
+def _row_thresholds(sub: pd.DataFrame, E: int, tau=None) -> np.ndarray:
+    """Thresholds ``[n, E-1]`` of rows with E exits: ``tau`` when given (a float, a list of E-1
+    per-exit thresholds, or a dict ``{target_arch: float | list}``), else each row's stored
+    ``taus`` (``tau`` for tables without that column)."""
+    n = len(sub)
+    if E == 1:
+        return np.zeros((n, 0))
+    if tau is not None:
+        out = np.empty((n, E - 1))
+        archs = sub["target_arch"].to_numpy() if isinstance(tau, dict) else np.full(n, "")
+        for a in np.unique(archs):
+            setting = tau.get(a) if isinstance(tau, dict) else tau
+            if setting is None:
+                raise ValueError(f"tau has no entry for target {a!r}; given for {sorted(tau)}")
+            if isinstance(setting, bool) or not (_is_real(setting) or isinstance(setting, (list, tuple))):
+                raise ValueError(f"tau must be a threshold in [0, 1], a list of per-exit thresholds or a dict of "
+                                 f"those by target arch, got {setting!r}")
+            out[archs == a] = early_exit.resolve_taus(setting, E)
+        return out
+    if "taus" in sub.columns and all(len(v) == E - 1 for v in sub["taus"]):
+        return _stack(sub["taus"]).astype(np.float64).reshape(n, E - 1)
+    t = sub["tau"].to_numpy(dtype=np.float64)
+    if np.isnan(t).any():
+        raise ValueError("a DyNN row has no τ (NaN); pass tau=")
+    return np.repeat(t[:, None], E - 1, axis=1)
+
+
 def _exit_numbers(conf: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """First internal exit with conf >= tau (float32, as :func:`dynn_lib.early_exit.exit_numbers`),
-    else E - 1. conf [n, E], tau [n]."""
+    """First internal exit with conf >= its threshold (float32, as
+    :func:`dynn_lib.early_exit.exit_numbers`), else E - 1. conf [n, E], tau [n, E-1] (or [n]: one
+    threshold per row)."""
     n, E = conf.shape
     if E == 1:
         return np.zeros(n, dtype=np.int64)
-    fires = conf[:, :-1].astype(np.float32) >= tau.astype(np.float32)[:, None]
+    tau = np.asarray(tau)
+    if tau.ndim == 1:
+        tau = tau[:, None]
+    fires = conf[:, :-1].astype(np.float32) >= tau.astype(np.float32)
     fires = np.concatenate([fires, np.ones((n, 1), dtype=bool)], 1)
     return fires.argmax(1).astype(np.int64)
 
@@ -470,29 +551,25 @@ def deployed(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
 
     Args:
         df: rows with the :data:`COLUMNS` schema (any mix of targets and exit counts).
-        tau: None = each row's stored τ (the target's calibrated one); a float in [0, 1]
-            overrides it for every DyNN row (the widgets' τ slider). A CNN row (E = 1) always
-            answers at exit 0.
+        tau: None = each row's stored thresholds (the target's deployed τ); a float in [0, 1]
+            overrides them for every DyNN row (the widgets' τ slider), a list gives one
+            threshold per internal exit, a dict ``{target_arch: float | list}`` sets each target
+            architecture. A CNN row (E = 1) always answers at exit 0.
     Returns:
         A copy of ``df`` with :data:`DEPLOYED_COLUMNS`: ``exit_clean``/``exit_adv`` (0-based exit
         where early exit stops, same rule as :func:`dynn_lib.early_exit.exit_numbers`),
         ``final_pred_*`` (final exit's prediction), ``deployed_pred_*`` (prediction at that exit)
         and ``macs_*`` (``exit_macs[exit]``).
     """
-    if tau is not None and (not _is_real(tau) or not 0 <= float(tau) <= 1):
-        raise ValueError(f"tau must be a max-softmax threshold in [0, 1] or None, got {tau!r}")
     out = df.copy()
     n = len(df)
     cols = {c: np.zeros(n, dtype=np.int64) for c in DEPLOYED_COLUMNS[:6]}
     cols.update(macs_clean=np.zeros(n, dtype=np.float64), macs_adv=np.zeros(n, dtype=np.float64))
-    row_tau = df["tau"].to_numpy(dtype=np.float64)
     for E, idx in _by_exits(df).items():
         if len(idx) == 0:
             continue
         sub = df.iloc[idx]
-        t = np.full(len(idx), float(tau)) if tau is not None else row_tau[idx]
-        if E > 1 and np.isnan(t).any():
-            raise ValueError("a DyNN row has no τ (NaN); pass tau=")
+        t = _row_thresholds(sub, E, tau)
         macs = _stack(sub["exit_macs"]).astype(np.float64)
         r = np.arange(len(idx))
         for side in ("clean", "adv"):
@@ -547,36 +624,66 @@ def larger_smaller(datasets: Sequence[str]) -> tuple[str, str] | None:
     return by[-1], by[0]
 
 
-def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Sequence[str]) -> tuple[list, str]:
-    """Matched (setting, model, attack, ε) comparisons of ``metric`` between the dataset with the
-    larger models and the one with the smaller; ([(key, larger, smaller)], description)."""
-    allsum = pd.concat(list(summaries), ignore_index=True) if summaries else pd.DataFrame()
+def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Sequence[str],
+                     count: str | None = None, total: str = "n") -> tuple[list[dict], str]:
+    """Matched comparisons of ``metric`` (a % share) between the dataset with the larger models
+    and the one with the smaller: only cells present on both sides with the same ``keys``
+    (setting or direction, pair, attack, ε: never averages over whatever cells each run had).
+
+    Args:
+        summaries: summary tables (one or several datasets; a ``dataset`` column).
+        metric: the compared share, percent.
+        keys: what makes two cells the same cell.
+        count, total: columns holding the share's numerator and denominator (images); with
+            them each comparison gets the 95 % Newcombe interval of the difference (two
+            independent image sets, :func:`dynn_lib.metrics.newcombe_interval`); without
+            ``count`` the interval is NaN (the comparison is then inconclusive).
+    Returns:
+        ``([{"key", "larger", "smaller", "difference", "lo", "hi", "n_larger", "n_smaller"}], description)``
+        with the difference larger minus smaller in percentage points.
+    """
+    allsum = pd.concat(list(summaries), ignore_index=True) if len(summaries) else pd.DataFrame()
     pair = larger_smaller(allsum["dataset"].unique()) if len(allsum) else None
     if pair is None:
         return [], "needs two datasets whose models differ in size (e.g. CIFAR-10 and CIFAR-100)"
     big, small = pair
-    a = allsum[allsum["dataset"] == big].set_index(list(keys))[metric]
-    b = allsum[allsum["dataset"] == small].set_index(list(keys))[metric]
-    common = a.index.intersection(b.index)
-    out = [(k, float(a.loc[k]), float(b.loc[k])) for k in common
-           if not (math.isnan(float(a.loc[k])) or math.isnan(float(b.loc[k])))]
+    cols = [metric] + ([count, total] if count else [])
+    a = allsum[allsum["dataset"] == big].groupby(list(keys), sort=False)[cols].first()
+    b = allsum[allsum["dataset"] == small].groupby(list(keys), sort=False)[cols].first()
+    out = []
+    for k in a.index.intersection(b.index):
+        x, y = float(a.loc[k, metric]), float(b.loc[k, metric])
+        if math.isnan(x) or math.isnan(y):
+            continue
+        if count:
+            d, lo, hi = metrics.newcombe_interval(float(a.loc[k, count]), float(a.loc[k, total]),
+                                                  float(b.loc[k, count]), float(b.loc[k, total]))
+            na, nb = int(a.loc[k, total]), int(b.loc[k, total])
+        else:
+            d, lo, hi, na, nb = x - y, math.nan, math.nan, 0, 0
+        out.append({"key": k, "larger": x, "smaller": y, "difference": d, "lo": lo, "hi": hi,
+                    "n_larger": na, "n_smaller": nb})
     return out, f"{big} (larger models) vs {small}"
 
 
+def verdict(checks: Sequence, reason: str = "") -> str:
+    """The verdict (:data:`dynn_lib.verdicts.VERDICTS`) of a claim from its comparisons.
 
-def verdict(checks: Sequence[bool]) -> str:
-    """"holds" when every check is true, "does not hold" when none is, "mixed" otherwise,
-    "not testable here" when there is nothing to check."""
-    checks = [bool(c) for c in checks]
-    if not checks:
-        return "not testable here"
-    if all(checks):
-        return "holds"
-    if not any(checks):
-        return "does not hold"
-    return "mixed"
+    Each item is a comparison outcome of :func:`dynn_lib.verdicts.compare` ("supports",
+    "against", "inconclusive") or a bool for an exact comparison with no sampling noise
+    (MACs: True = supports, False = against). No comparison gives ``"not testable"``
+    (``": reason"`` appended). See :func:`dynn_lib.verdicts.combine`.
+    """
+    outcomes = [("supports" if c else "against") if isinstance(c, (bool, np.bool_)) else c for c in checks]
+    return verdicts.combine(outcomes, reason)
 
 
-def fmt(v: float, unit: str = "", digits: int = 1) -> str:
-    """A number for an evidence sentence (nan -> 'n/a')."""
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{unit}"
+def fmt(v: float, unit: str = "", digits: int = 1, lo: float | None = None, hi: float | None = None) -> str:
+    """A number for an evidence sentence (nan -> 'n/a'), with its 95 % interval when ``lo`` and
+    ``hi`` are given: ``"12.3 pp [4.1, 20.5]"``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    out = f"{v:.{digits}f}{unit}"
+    if lo is not None and hi is not None:
+        out += (" [interval n/a]" if math.isnan(lo) or math.isnan(hi) else f" [{lo:.{digits}f}, {hi:.{digits}f}]")
+    return out

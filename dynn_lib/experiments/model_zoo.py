@@ -11,6 +11,13 @@ from ..progress import progress
 from ..zoo import MODEL_KINDS, Workspace
 
 
+def _recipe_params(model, kind: str) -> int:
+    """Parameters the recipe trains (an IC-only DyNN: its internal classifiers only), the same
+    whether the model was just trained or loaded from the store (a loaded model has every
+    ``requires_grad`` set, so ``count_trainable`` would count its frozen backbone too)."""
+    return sum(p.numel() for p in (model.ics if kind == "ic_only" else model).parameters())
+
+
 def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequence[str] = MODEL_KINDS) -> pd.DataFrame:
     """Train/load each (arch, kind) of ``ws`` and summarise it (accuracies are fractions in [0,1])."""
     for a in archs:
@@ -24,7 +31,7 @@ def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequenc
             rec = ws.model_record(arch, kind)
             macs = models.exit_macs(model)
             row = {"dataset": ws.dataset, "arch": arch, "kind": kind, "exits": model.num_exits,
-                   "params": models.count_trainable(model), "full_macs": macs[-1],
+                   "params": _recipe_params(model, kind), "full_macs": macs[-1],
                    "train_seconds": rec.get("train_seconds"), "seconds_per_epoch": rec.get("seconds_per_epoch"),
                    "epochs": rec["config"]["epochs"], "n_train": rec.get("n_train"), "device": rec.get("device_name"),
                    "exit_accuracy": [float(a) for a in rec["exit_accuracy"]]}

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..profiles import Profile
 from ..store import atomic_write, atomic_write_text, canonical, provenance
+from ..versions import code_version, is_current
 from ..zoo import Workspace
 
 QUESTIONS = ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix")
@@ -99,21 +100,31 @@ def load_record(results_dir: str | Path, profile: str, dataset: str, question: s
     return json.loads((results_path(results_dir, profile, dataset, question) / "record.json").read_text())
 
 
+def publish_config(question: str, ws: Workspace, conf: dict | None = None) -> dict:
+    """The configuration a published result is recorded under (``record.json["config"]``): a
+    result with the same configuration is reused, never published twice."""
+    cfg = make_config(question, conf or {})
+    return {"question": question, "dataset": ws.dataset, "profile": asdict(ws.profile), "seed": ws.seed,
+            "experiment": asdict(cfg) if is_dataclass(cfg) else cfg}
+
+
 def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | None = None,
             force: bool = False) -> dict[str, pd.DataFrame]:
-    """Run ``question`` and write its tables; an existing published result with the same config is reused."""
+    """Run ``question`` and write its tables; an existing published result is reused when its config
+    and its code version (:func:`dynn_lib.versions.code_version`) both match, recomputed otherwise
+    (stored intermediates whose own code is unchanged are still reused)."""
     path = results_path(results_dir, ws.profile.name, ws.dataset, question)
-    cfg = make_config(question, conf or {})
-    config = {"question": question, "dataset": ws.dataset, "profile": asdict(ws.profile), "seed": ws.seed,
-              "experiment": asdict(cfg) if is_dataclass(cfg) else cfg}
+    config = publish_config(question, ws, conf)
     if not force and (path / "record.json").is_file():
         rec = json.loads((path / "record.json").read_text())
-        if rec.get("config") == canonical(config):
+        # reused only when computed from the same configuration by the same code
+        if rec.get("config") == canonical(config) and is_current(rec):
             return load_results(results_dir, ws.profile.name, ws.dataset, question)
     t0 = time.perf_counter()
     tables = run_question(question, ws, conf)
     record = {"config": config, "wall_time_s": time.perf_counter() - t0, "dataset_label": ws.info.label,
-              "generated_data": bool(getattr(ws.info, "generated", False)), **provenance(ws.device)}
+              "generated_data": bool(getattr(ws.info, "generated", False)), **provenance(ws.device),
+              "code_version": code_version("results")}
     write_results(path, tables, record)
     return tables
 

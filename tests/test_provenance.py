@@ -1,0 +1,79 @@
+"""Stale results are never reused silently; every record states its numeric flags and code."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from dynn_lib import numerics, store, versions
+from dynn_lib.experiments import runner
+from dynn_lib.zoo import Workspace
+
+
+def test_code_version_ignores_docstrings_but_not_code(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    f = pkg / "m.py"
+    monkeypatch.setattr(versions, "_ROOT", tmp_path)
+    monkeypatch.setattr(versions, "GROUPS", {"g": ("pkg",)})
+
+    def version(text):
+        f.write_text(text)
+        versions.code_version.cache_clear()
+        return versions.code_version("g")
+
+    base = version('"""doc"""\ndef f(x):\n    """what f does"""\n    return x + 1\n')
+    assert version('"""other doc"""\ndef f(x):\n    # a comment\n    """changed prose"""\n    return x + 1\n') == base
+    assert version('"""doc"""\ndef f(x):\n    return x + 2\n') != base
+    versions.code_version.cache_clear()
+    with pytest.raises(ValueError, match="accepted"):
+        versions.code_version("nope")
+
+
+def test_store_keys_and_records_carry_the_code_version(tmp_path, monkeypatch):
+    st = store.Store(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return pd.DataFrame({"a": [len(calls)]}), {}
+
+    st.cached_table("transfer", {"q": 1}, compute)
+    rec = st.record("transfer", {"q": 1})
+    assert rec["code_version"] == versions.code_version("tables")
+    assert rec["numerics"]["cudnn_allow_tf32"] in (True, False) and "float32_matmul_precision" in rec["numerics"]
+    st.cached_table("transfer", {"q": 1}, compute)
+    assert len(calls) == 1  # same code: reused
+    monkeypatch.setattr(store, "code_version", lambda group: "changedcode0")
+    df = st.cached_table("transfer", {"q": 1}, compute)
+    assert len(calls) == 2 and int(df["a"].iloc[0]) == 2  # the code changed: computed again, not reused
+
+
+def test_publish_recomputes_results_from_older_code(tmp_path, monkeypatch):
+    ws = Workspace("synthetic", "smoke", store=tmp_path / "st", device="cpu")
+    calls = []
+
+    def run_question(question, w, conf=None):
+        calls.append(question)
+        return {"t": pd.DataFrame({"x": [1]})}
+
+    monkeypatch.setattr(runner, "run_question", run_question)
+    runner.publish("rq2", ws, tmp_path / "res")
+    runner.publish("rq2", ws, tmp_path / "res")
+    assert calls == ["rq2"]
+    rec = runner.load_record(tmp_path / "res", "smoke", "synthetic", "rq2")
+    assert rec["code_version"] == versions.code_version("results") and versions.is_current(rec)
+    monkeypatch.setattr(runner, "is_current", lambda record: False)
+    runner.publish("rq2", ws, tmp_path / "res")
+    assert calls == ["rq2", "rq2"]
+
+
+def test_numeric_flags_are_set_explicitly_and_recorded():
+    s = numerics.configure(tf32=True)
+    assert s["cudnn_allow_tf32"] and s["cuda_matmul_allow_tf32"] and s["float32_matmul_precision"] == "high"
+    Workspace("synthetic", "smoke")  # the library's default: fp32 without TF32
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert store.provenance()["numerics"] == numerics.state()
+    assert "cpu (" not in store.device_name("cpu") and "cores" in store.device_name("cpu")
+    with pytest.raises(ValueError, match="tf32 must be True or False"):
+        numerics.configure(tf32="yes")
