@@ -2,11 +2,16 @@
 
 Measured in one process and run, on the same model and data:
 
-1. seconds per training epoch per architecture: this project's trainer path (uint8 data on the
-   device, batched on-device crop/flip, channels-last + bf16 autocast on CUDA) vs a plain
-   reference loop of the usual kind (torchvision DataLoader over PIL images with PIL
-   transforms, eager fp32), both batch 128, SGD, one epoch over ``--n-train`` images;
-2. PGD-10 throughput (images/s): ``dynn_lib.attacks.pgd`` vs ``torchattacks.PGD`` (when installed);
+1. seconds per training epoch per architecture: ``dynn_lib.train.train`` itself (uint8 data on
+   the device, batched on-device crop/flip; bf16 autocast + channels-last where its ``"auto"``
+   rule turns them on: CUDA, or a CPU with native bf16; the step graphed on CUDA) vs a plain fp32
+   loop on the same on-device batches (eager, contiguous, SGD; target on a bf16 CPU: >= 1.5x) and
+   vs a reference loop of the usual kind (torchvision DataLoader over PIL images with PIL
+   transforms, eager fp32), all batch 128, one epoch over ``--n-train`` images;
+2. PGD-10 throughput (images/s): ``dynn_lib.attacks.pgd`` vs ``torchattacks.PGD`` (when installed),
+   and on a ResNet-56 DyNN with ``exit_loss="fired"``: the truncated path (each step stops at the
+   fired exit, fired samples leave the batch) vs the full path (every exit computed), with the
+   forward-MAC ratio the attacks report (``AttackInfo.macs``);
 3. early-exit latency per image (batch 1, real early stopping) and per image in a batch, vs the
    full network, next to the MAC ratio at the same τ.
 
@@ -30,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dynn_lib import data, early_exit, models
+from dynn_lib import train as T
 from dynn_lib.attacks import pgd
 from dynn_lib.data import GpuLoader
 
@@ -55,21 +61,24 @@ def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: t
     opt.step()
 
 
-def project_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
-    """One epoch with the library's path (what dynn_lib.train does per epoch)."""
+def project_epoch(arch: str, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> tuple[float, dict]:
+    """Seconds of one epoch of ``dynn_lib.train.train`` (the ``cnn`` recipe at batch 128, its own
+    precision, layout and step-mode choices for ``device``), and its training record."""
+    cfg = T.recipe_config("cnn", arch, "synthetic", "paper", epochs=1, batch_size=128, n_train=len(labels))
+    _, rec = T.train(cfg, images, labels, images[:8], labels[:8], device)
+    return rec["history"][0]["seconds"], rec
+
+
+def plain_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """One epoch of a plain fp32 loop on the same on-device batches: eager, contiguous, no autocast."""
     model.train()
-    cl = device.type == "cuda"
-    if cl:
-        model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loader = GpuLoader(images.to(device), labels.to(device), batch_size=128, shuffle=True, augment=True, pad=4,
                        seed=0, device=device)
     t: list = []
     with timer(device, t):
         for x, y in loader:
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            sgd_step(model, opt, x, y, amp=cl)
+            sgd_step(model, opt, x, y, amp=False)
     return t[0]
 
 
@@ -107,14 +116,17 @@ def reference_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 def bench_training(archs, images, labels, device, workers) -> list[dict]:
     rows = []
     for arch in archs:
+        project_epoch(arch, images[:256], labels[:256], device)  # warm-up (kernel selection, graph capture)
+        ours, rec = project_epoch(arch, images, labels, device)
         m = models.build(arch, 10, exits=False).to(device)
-        project_epoch(m, images[:256], labels[:256], device)  # warm-up (cuDNN autotune, autocast caches)
-        ours = project_epoch(m, images, labels, device)
+        plain_epoch(m, images[:256], labels[:256], device)
+        plain = plain_epoch(m, images, labels, device)
         m = models.build(arch, 10, exits=False).to(device)
         reference_epoch(m, images[:256], labels[:256], device, workers)
         ref = reference_epoch(m, images, labels, device, workers)
-        rows.append({"arch": arch, "n_images": len(labels), "project_s": ours, "reference_s": ref,
-                     "speedup": ref / ours})
+        rows.append({"arch": arch, "n_images": len(labels), "project_s": ours, "plain_fp32_s": plain,
+                     "reference_s": ref, "speedup_vs_plain_fp32": plain / ours, "speedup": ref / ours,
+                     "amp": rec["amp"], "channels_last": rec["channels_last"], "step_mode": rec["step_mode"]})
     return rows
 
 
@@ -139,6 +151,35 @@ def bench_pgd(images, labels, device, steps: int) -> dict:
         atk(x, y)
     row["torchattacks_img_s"] = len(y) / t2[0]
     row["speedup"] = row["project_img_s"] / row["torchattacks_img_s"]
+    return row
+
+
+def median_taus(model: nn.Module, x: torch.Tensor) -> tuple[float, ...]:
+    """Per-exit τ at each internal exit's median confidence on ``x``: untrained ICs are never
+    confident, so a fixed τ would send every image to the final exit."""
+    with torch.no_grad():
+        conf = torch.stack(model(x))[:-1].softmax(-1).amax(-1)
+    return tuple(float(c) for c in conf.median(1).values)
+
+
+def bench_pgd_truncated(images, labels, device, steps: int) -> dict:
+    """PGD with the fired-exit loss on a ResNet-56 DyNN: truncated vs full path, images/s and MACs."""
+    model = models.build("resnet56", 10, exits=True).to(device).eval()
+    x = images.to(device).float() / 255
+    y = labels.to(device)
+    taus = median_taus(model, x)
+    row = {"attack": f"PGD-{steps} fired", "model": "resnet56 DyNN", "n_images": len(y)}
+    for name, truncate in (("truncated", True), ("full", False)):
+        pgd(model, x[:32], y[:32], steps=1, exit_loss="fired", tau=taus, truncate=truncate)  # warm-up
+        t: list = []
+        with timer(device, t):
+            _, info = pgd(model, x, y, steps=steps, random_start=False, exit_loss="fired", tau=taus,
+                          truncate=truncate, return_info=True)
+        row[f"{name}_img_s"] = len(y) / t[0]
+        row[f"{name}_macs_per_example"] = float(info.macs.mean())
+        row[f"{name}_mean_exit"] = float(info.exit_used.float().mean())
+    row["speedup"] = row["truncated_img_s"] / row["full_img_s"]
+    row["macs_ratio"] = row["truncated_macs_per_example"] / row["full_macs_per_example"]
     return row
 
 
@@ -203,12 +244,20 @@ def main(argv=None) -> dict:
            "torch": torch.__version__}
     res["training"] = bench_training(archs, images, labels, device, workers)
     for r in res["training"]:
-        print(f"train epoch {r['arch']:10s} {r['n_images']} imgs: project {r['project_s']:.2f} s, "
-              f"reference {r['reference_s']:.2f} s -> {r['speedup']:.2f}x")
+        print(f"train epoch {r['arch']:10s} {r['n_images']} imgs: trainer {r['project_s']:.2f} s "
+              f"(bf16 {r['amp']}, channels-last {r['channels_last']}, {r['step_mode']}); plain fp32 loop "
+              f"{r['plain_fp32_s']:.2f} s -> {r['speedup_vs_plain_fp32']:.2f}x (target >= 1.5x where bf16 is on); "
+              f"PIL/DataLoader reference {r['reference_s']:.2f} s -> {r['speedup']:.2f}x")
     res["pgd"] = bench_pgd(tr.images[:n_attack], tr.labels[:n_attack], device, steps=2 if a.quick else 10)
     r = res["pgd"]
     ta = f"{r['torchattacks_img_s']:.1f} img/s -> {r['speedup']:.2f}x" if r.get("torchattacks_img_s") else "n/a"
     print(f"{r['attack']} on {r['n_images']} imgs: project {r['project_img_s']:.1f} img/s, torchattacks {ta}")
+    res["pgd_truncated"] = bench_pgd_truncated(tr.images[:n_attack], tr.labels[:n_attack], device,
+                                               steps=2 if a.quick else 10)
+    r = res["pgd_truncated"]
+    print(f"{r['attack']} on a {r['model']}, {r['n_images']} imgs (mean exit {r['truncated_mean_exit']:.2f}): "
+          f"truncated {r['truncated_img_s']:.1f} img/s vs full {r['full_img_s']:.1f} img/s -> {r['speedup']:.2f}x; "
+          f"forward MACs per example {r['macs_ratio']:.2f}x of the full path's")
     res["early_exit"] = bench_early_exit(tr.images[:n_attack], device, n_single=10 if a.quick else 100, tau=0.0)
     r = res["early_exit"]
     print(f"early exit ({r['model']}, mean exit {r['mean_exit']:.2f}, MAC ratio {r['mac_ratio']:.2f}): "

@@ -5,20 +5,41 @@
 * ``sdn``: a DyNN trained from scratch with the same recipe and loss
   ``CE(final) + sum_i w_i(e) * CE(IC_i)``; ``w_i`` ramps linearly from 0.01 to
   (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)_i over the epochs (MobileNet uses the first five), as in
-  the SDN code: ``w_i(e) = min(max_i, 0.01 + e * max_i / epochs)``.
+  the SDN code, whose loop counts epochs from 1: with the 0-based epoch ``e`` used here,
+  ``w_i(e) = min(max_i, 0.01 + (e + 1) * max_i / epochs)``.
 * ``ic_only``: IC heads on a trained CNN whose backbone is frozen (parameters and BatchNorm
   statistics: the backbone stays in eval mode). Adam lr 1e-3 (weight decay 1e-4, as the SDN code),
   25 epochs, lr x0.1 at epoch 15, loss ``sum_i CE(IC_i)``. Its final exit *is* the CNN.
 
-Training checkpoints after every epoch (atomically) and resumes from the last finished epoch.
-Same seed, device and data give identical weights.
+Those are the ``paper`` profile's numbers; a profile may change the batch, the epochs, the peak
+learning rate and the schedule (``multistep`` or ``onecycle``: see :func:`learning_rate`).
+
+Precision and layout: bf16 autocast and channels-last in training follow the config's ``amp`` /
+``channels_last`` (``"auto"``: on on CUDA and on a CPU with native bf16, see :func:`resolve_flag`);
+the resolved values are in the training record. The returned model is fp32 and in the default
+(contiguous) memory format, exactly as a model loaded from the store; evaluation is fp32.
+
+Steps: on CUDA the whole training step (forward, backward, optimizer step; learning rate and SDN
+loss weights as device tensors) is captured once as a CUDA graph and replayed on static input
+buffers; the ragged last batch of an epoch runs eagerly. If capture fails, training continues
+eagerly with a warning, and the record says so. Within an epoch nothing waits for the device: the
+loss is summed on the device and read once per epoch. On the CPU every step is eager.
+
+Checkpoints (atomic) hold the model, optimizer, epoch, history and the CPU and CUDA random states;
+they are written every ``checkpoint_every`` epochs or ``checkpoint_minutes`` minutes, whichever
+comes first, and after the last epoch. A training resumed from one equals an uninterrupted one
+bit for bit (tested on the CPU, dropout included). Same seed, device and data give identical
+weights on the CPU; on CUDA that holds only as far as its kernels are deterministic.
 """
 from __future__ import annotations
 
+import math
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -27,12 +48,14 @@ from torch.nn import functional as F
 from . import models
 from .data import GpuLoader, get_info
 from .early_exit import all_exit_logits
-from .profiles import Profile, get_profile
+from .profiles import Profile, check_training_fields, get_profile
 from .progress import progress
 from .store import atomic_write, load_checkpoint
 
 RECIPES = ("cnn", "sdn", "ic_only")
 SDN_MAX_WEIGHTS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
+GRAPH_WARMUP_STEPS = 3
+"""Eager rehearsal steps before a CUDA-graph capture (torch's documented warm-up; undone after)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +65,11 @@ class TrainConfig:
     labels: ``"true"`` for the dataset's labels, or a description of the label source for a
     surrogate (e.g. ``"target:<artefact key>"``); ``train_source``: ``"train"`` (the training
     split) or ``"query"`` (the black-box query set). ``base``: config of the CNN an ``ic_only``
-    DyNN is built on.
+    DyNN is built on. ``lr_schedule``: ``"multistep"`` (x ``gamma`` at the ``milestones`` epochs)
+    or ``"onecycle"`` (see :func:`learning_rate`; ``warmup_frac`` of the steps warm up).
+    ``amp`` / ``channels_last``: ``"auto"``, True or False (see :func:`resolve_flag`).
+    ``checkpoint_every`` (epochs) / ``checkpoint_minutes`` (None: no time trigger): when the
+    resumable state is saved (see the module docstring).
     """
 
     dataset: str
@@ -62,8 +89,12 @@ class TrainConfig:
     labels: str = "true"
     train_source: str = "train"
     base: dict | None = None
-    amp: bool = True
-    channels_last: bool = True
+    amp: bool | str = "auto"
+    channels_last: bool | str = "auto"
+    lr_schedule: str = "multistep"
+    warmup_frac: float = 0.0
+    checkpoint_every: int = 5
+    checkpoint_minutes: float | None = 10.0
 
     @property
     def exits(self) -> bool:
@@ -72,17 +103,18 @@ class TrainConfig:
 
 def recipe_config(recipe: str, arch: str, dataset: str, profile: str | Profile = "paper", seed: int = 0,
                   **overrides: Any) -> TrainConfig:
-    """The protocol's recipe for (recipe, arch, dataset) at a profile's sizes, with overrides."""
+    """The protocol's recipe for (recipe, arch, dataset) at a profile's sizes and schedule, with overrides."""
     prof = get_profile(profile)
     _check_names(recipe, arch, dataset)
+    common = dict(n_train=prof.n_train, batch_size=prof.batch_size, amp=prof.amp, channels_last=prof.channels_last,
+                  lr_schedule=prof.lr_schedule, warmup_frac=prof.warmup_frac,
+                  checkpoint_every=prof.checkpoint_every, checkpoint_minutes=prof.checkpoint_minutes)
     if recipe == "ic_only":
-        cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.ic_epochs, optimizer="adam", lr=1e-3,
-                          weight_decay=1e-4, milestones=prof.ic_milestones, n_train=prof.n_train,
-                          batch_size=prof.batch_size)
+        cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.ic_epochs, optimizer="adam", lr=prof.ic_lr,
+                          weight_decay=1e-4, milestones=prof.ic_milestones, **common)
     else:
-        cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.cnn_epochs,
-                          weight_decay=5e-4 if arch == "vgg16" else 1e-4, milestones=prof.cnn_milestones,
-                          n_train=prof.n_train, batch_size=prof.batch_size)
+        cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.cnn_epochs, lr=prof.lr,
+                          weight_decay=5e-4 if arch == "vgg16" else 1e-4, milestones=prof.cnn_milestones, **common)
     cfg = replace(cfg, **overrides)
     validate(cfg)
     return cfg
@@ -108,14 +140,71 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.weight_decay < 0 or not (0 <= cfg.momentum < 1) or not (0 < cfg.gamma <= 1):
         raise ValueError(f"need weight_decay >= 0, 0 <= momentum < 1, 0 < gamma <= 1; got "
                          f"{cfg.weight_decay}, {cfg.momentum}, {cfg.gamma}")
+    check_training_fields(cfg)
     if cfg.recipe == "ic_only" and cfg.base is None:
         raise ValueError("recipe 'ic_only' needs base= the config of the trained CNN it is built on")
 
 
 def sdn_weights(epoch: int, epochs: int, num_ics: int) -> list[float]:
-    """IC loss weights at 0-based ``epoch`` (SDN ramp from 0.01 towards the per-IC maxima)."""
+    """IC loss weights at 0-based ``epoch`` of ``epochs``: the SDN code's ramp from 0.01 towards
+    the per-IC maxima, ``w_i = min(max_i, 0.01 + (epoch + 1) * max_i / epochs)`` (its loop counts
+    epochs from 1), so the first epoch trains with ``0.01 + max_i / epochs`` and the last with
+    ``max_i``."""
     maxima = SDN_MAX_WEIGHTS[:num_ics]
-    return [min(m, 0.01 + epoch * m / epochs) for m in maxima]
+    return [min(m, 0.01 + (epoch + 1) * m / epochs) for m in maxima]
+
+
+def ic_loss_weights(cfg: TrainConfig, epoch: int, num_ics: int) -> list[float]:
+    """Weights of the IC losses at 0-based ``epoch``: the SDN ramp (``sdn``), all 1 (``ic_only``),
+    none (``cnn``)."""
+    if cfg.recipe == "sdn":
+        return sdn_weights(epoch, cfg.epochs, num_ics)
+    return [1.0] * num_ics if cfg.recipe == "ic_only" else []
+
+
+def learning_rate(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of 0-based ``step`` of 0-based ``epoch`` (``steps_per_epoch`` steps each).
+
+    ``multistep``: ``lr * gamma**k`` with k the number of milestones <= epoch (as torch's
+    MultiStepLR stepped once per epoch). ``onecycle``: over all ``T = epochs * steps_per_epoch``
+    steps, global step ``k`` has ``lr * (k + 1) / W`` for ``k < W = max(1, round(warmup_frac * T))``
+    (no warm-up when ``warmup_frac`` is 0), then ``lr * (1 + cos(pi * (k - W) / (T - W))) / 2``.
+    """
+    if cfg.lr_schedule == "multistep":
+        lr = cfg.lr
+        for m in sorted(cfg.milestones):
+            if epoch >= m:
+                lr *= cfg.gamma
+        return lr
+    total = cfg.epochs * steps_per_epoch
+    k = epoch * steps_per_epoch + step
+    warm = max(1, round(cfg.warmup_frac * total)) if cfg.warmup_frac > 0 else 0
+    if k < warm:
+        return cfg.lr * (k + 1) / warm
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * (k - warm) / max(total - warm, 1)))
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX-512-BF16 or AMX tiles), by torch.cpu's checks."""
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(torch.cpu, name, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # an unknown CPU: treat as unsupported
+            pass
+    return False
+
+
+def resolve_flag(setting: bool | str, device: str | torch.device) -> bool:
+    """Resolve an ``amp`` / ``channels_last`` setting on ``device``: True/False as given; ``"auto"``:
+    on CUDA when the GPU supports bf16, on a CPU when :func:`cpu_has_native_bf16`, else off."""
+    device = torch.device(device)
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def build_model(cfg: TrainConfig, num_classes: int | None = None) -> nn.Module:
@@ -128,13 +217,14 @@ def build_model(cfg: TrainConfig, num_classes: int | None = None) -> nn.Module:
     return models.build(cfg.arch, n, info.input_size, exits=cfg.exits, mean=info.mean, std=info.std)
 
 
-def loss_fn(cfg: TrainConfig, out, y: torch.Tensor, epoch: int) -> torch.Tensor:
+def loss_fn(cfg: TrainConfig, out, y: torch.Tensor, ic_weights: torch.Tensor) -> torch.Tensor:
+    """The recipe's loss: ``CE(out)`` (cnn); ``CE(final) + sum_i w_i CE(IC_i)`` (sdn);
+    ``sum_i w_i CE(IC_i)`` (ic_only, w = 1). ``ic_weights``: float32 [num ICs] on the device
+    (a tensor, so that a captured CUDA graph reads each epoch's weights); see :func:`ic_loss_weights`."""
     if cfg.recipe == "cnn":
         return F.cross_entropy(out, y)
-    if cfg.recipe == "sdn":
-        w = sdn_weights(epoch, cfg.epochs, len(out) - 1)
-        return F.cross_entropy(out[-1], y) + sum(wi * F.cross_entropy(o, y) for wi, o in zip(w, out[:-1]))
-    return sum(F.cross_entropy(o, y) for o in out[:-1])
+    ic = (ic_weights * torch.stack([F.cross_entropy(o, y) for o in out[:-1]])).sum()
+    return F.cross_entropy(out[-1], y) + ic if cfg.recipe == "sdn" else ic
 
 
 def _trainable(cfg: TrainConfig, model: nn.Module) -> list[nn.Parameter]:
@@ -150,83 +240,275 @@ def _set_train_mode(cfg: TrainConfig, model: nn.Module) -> None:
         model.backbone.eval()  # BatchNorm statistics frozen too
 
 
+def _optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: torch.Tensor,
+               graphed: bool) -> torch.optim.Optimizer:
+    """SGD or Adam with the fused kernels and a tensor learning rate (read on the device, so a
+    captured step follows the schedule); Adam is ``capturable`` when the step will be graphed."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True, capturable=graphed)
+
+
+# -- CUDA graphs (the capture itself needs CUDA; everything around it also runs on the CPU) ----------
+def _use_graph(setting: bool | str, device: torch.device) -> bool:
+    """Whether the training step is graphed: ``"auto"`` -> on CUDA; True (CUDA only) / False."""
+    if setting == "auto":
+        return device.type == "cuda"
+    if not isinstance(setting, bool):
+        raise ValueError(f"cuda_graph must be 'auto', True or False; got {setting!r}")
+    if setting and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device, got {device}; accepted here: 'auto', False")
+    return setting
+
+
+def _capture_graph(step: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """Capture ``step()`` (which must not synchronise) as a CUDA graph; returns its ``replay``."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+@contextmanager
+def _side_stream(device: torch.device) -> Iterator[None]:
+    """Run the block on a fresh CUDA side stream that waits for, and is waited for by, the current
+    one (torch's rule for the warm-up before a capture); a no-op on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    cur = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(cur)
+    with torch.cuda.stream(side):
+        yield
+    cur.wait_stream(side)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["rng"])
+    cuda_rng = state.get("cuda_rng")
+    if device.type == "cuda" and cuda_rng:
+        if len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
+        else:  # resumed on a machine with another GPU count: restore the training device's generator
+            idx = device.index if device.index is not None else torch.cuda.current_device()
+            torch.cuda.set_rng_state(cuda_rng[min(idx, len(cuda_rng) - 1)], device)
+
+
+class _Snapshot:
+    """Values of a model's parameters and buffers, an optimizer's state and the random generators,
+    restored in place (same tensors, so a captured graph keeps pointing at them). Optimizer state
+    created after the snapshot is zeroed on restore: for SGD's momentum and Adam's moments and step
+    that is exactly their initial state."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, device: torch.device):
+        self.device = device
+        self.tensors = [(t, t.detach().clone()) for t in [*model.parameters(), *model.buffers()]]
+        self.opt = opt
+        self.opt_tensors = [(t, t.clone()) for st in opt.state.values() for t in st.values()
+                            if isinstance(t, torch.Tensor)]
+        self.rng = _rng_state(device)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for t, v in self.tensors:
+            t.copy_(v)
+        old = {id(t) for t, _ in self.opt_tensors}
+        for t, v in self.opt_tensors:
+            t.copy_(v)
+        for st in self.opt.state.values():
+            for t in st.values():
+                if isinstance(t, torch.Tensor) and id(t) not in old:
+                    t.zero_()
+        self.opt.zero_grad(set_to_none=True)
+        _set_rng_state(self.rng, self.device)
+
+
+class _Stepper:
+    """The training step of one config, eager or replayed from a CUDA graph.
+
+    ``__call__(x, y)`` trains on one batch: a full batch replays the captured graph (captured on
+    the first full batch after ``GRAPH_WARMUP_STEPS`` eager rehearsals on a side stream, whose
+    effects are then undone, so every full batch of every epoch is a replay wherever training
+    resumed); other batches, and every batch when not graphed, run eagerly. ``total`` holds the
+    epoch's summed loss on the device (loss x batch size per step); nothing synchronises.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, opt: torch.optim.Optimizer, lr: torch.Tensor,
+                 num_ics: int, amp: bool, channels_last: bool, device: torch.device, graphed: bool):
+        self.cfg, self.model, self.opt, self.lr = cfg, model, opt, lr
+        self.amp, self.channels_last, self.device = amp, channels_last, device
+        self.graphed = graphed
+        self.total = torch.zeros((), device=device)
+        self.weights = torch.zeros(num_ics, device=device)
+        self.replay: Callable[[], None] | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.fallback: str | None = None
+        self.replays = self.eager_steps = 0
+
+    def start_epoch(self, epoch: int) -> None:
+        for i, w in enumerate(ic_loss_weights(self.cfg, epoch, len(self.weights))):
+            self.weights[i].fill_(w)  # a kernel, not a host copy
+        self.total.zero_()
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
+            loss = loss_fn(self.cfg, self.model(x), y, self.weights)
+        loss.backward()
+        self.opt.step()
+        self.total.add_(loss.detach() * y.shape[0])
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        snap = _Snapshot(self.model, self.opt, self.device)
+        total = self.total.clone()
+        try:
+            sx, sy = torch.empty_like(x, memory_format=fmt), torch.empty_like(y)
+            sx.copy_(x)
+            sy.copy_(y)
+            with _side_stream(self.device):
+                for _ in range(GRAPH_WARMUP_STEPS):
+                    self._step(sx, sy)
+            self.opt.zero_grad(set_to_none=True)
+            self.replay = _capture_graph(lambda: self._step(sx, sy), self.device)
+            self.static = (sx, sy)
+        except Exception as e:  # noqa: BLE001 -- any capture failure falls back, loudly
+            self.graphed, self.replay = False, None
+            self.fallback = f"{type(e).__name__}: {e}"
+            warnings.warn(f"CUDA graph capture of the training step failed ({self.fallback}); "
+                          f"training continues eagerly", RuntimeWarning, stacklevel=3)
+        finally:
+            snap.restore()
+            self.total.copy_(total)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.graphed and y.shape[0] == self.cfg.batch_size:
+            if self.replay is None:
+                self._capture(x, y)
+            if self.replay is not None:
+                sx, sy = self.static
+                sx.copy_(x)
+                sy.copy_(y)
+                self.replay()
+                self.replays += 1
+                return
+        self._step(x, y)
+        self.eager_steps += 1
+
+    @property
+    def mode(self) -> str:
+        if self.fallback is not None:
+            return "eager (CUDA graph capture failed)"
+        return "cuda_graph" if self.graphed else "eager"
+
+
+def checkpoint_due(cfg: TrainConfig, epochs_done: int, seconds_since_save: float) -> bool:
+    """Whether to save the resumable state after ``epochs_done`` epochs: after the last epoch, after
+    every ``checkpoint_every``-th, or once ``checkpoint_minutes`` have passed since the last save."""
+    minutes = cfg.checkpoint_minutes
+    return (epochs_done == cfg.epochs or epochs_done % cfg.checkpoint_every == 0
+            or (minutes is not None and seconds_since_save >= 60 * minutes))
+
+
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_images: torch.Tensor,
           eval_labels: torch.Tensor, device: str | torch.device = "cpu", checkpoint: Path | None = None,
-          base_state: dict | None = None) -> tuple[nn.Module, dict]:
-    """Train one model; returns (model in eval mode on ``device``, result record).
+          base_state: dict | None = None, cuda_graph: bool | str = "auto") -> tuple[nn.Module, dict]:
+    """Train one model; returns (model in eval mode on ``device``, fp32, contiguous; result record).
 
     images/labels: uint8 ``[N,3,H,W]`` / int64 ``[N]`` training data (already subset to n_train);
     eval_images/eval_labels: the evaluation half, for the per-exit accuracies in the record.
-    checkpoint: a path for the per-epoch resumable state (deleted by the caller when done).
+    checkpoint: a path for the resumable state (deleted by the caller when done).
     base_state: the trained CNN's state dict (``ic_only`` only).
+    cuda_graph: ``"auto"`` (graph the step on CUDA, eager elsewhere), True (CUDA only) or False.
+    The record holds per-exit accuracies, times, the per-epoch history (mean loss, lr of the
+    epoch's last step, seconds), the resolved ``amp`` / ``channels_last``, the ``step_mode``
+    (``cuda_graph``, ``eager`` or ``eager (CUDA graph capture failed)`` with ``graph_fallback``
+    giving the reason) and the steps replayed / run eagerly in this call.
     """
     validate(cfg)
+    device = torch.device(device)
+    graphed = _use_graph(cuda_graph, device)
     info = get_info(cfg.dataset)
     num_classes = info.num_classes
     if labels.numel() and int(labels.max()) >= num_classes:
         raise ValueError(f"labels reach {int(labels.max())} but dataset {cfg.dataset} has {num_classes} classes")
-    device = torch.device(device)
+    if cfg.recipe == "ic_only" and base_state is None:
+        raise ValueError("ic_only training needs base_state (the trained CNN's weights)")
+    amp, channels_last = resolve_flag(cfg.amp, device), resolve_flag(cfg.channels_last, device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     if cfg.recipe == "ic_only":
-        if base_state is None:
-            raise ValueError("ic_only training needs base_state (the trained CNN's weights)")
         model.backbone.load_state_dict({k.removeprefix("backbone."): v for k, v in base_state.items()})
     model.to(device)
-    use_cl = cfg.channels_last and device.type == "cuda"
-    if use_cl:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
-    params = _trainable(cfg, model)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    loader = GpuLoader(images.to(device), labels.to(device), batch_size=cfg.batch_size, shuffle=True,
+                       augment=cfg.augment, pad=info.crop_padding, jitter=info.colour_jitter if cfg.augment else 0.0,
+                       seed=cfg.seed, device=device, drop_last=False)
+    steps_per_epoch = len(loader)
+    lr = torch.tensor(learning_rate(cfg, 0, 0, steps_per_epoch), dtype=torch.float32, device=device)
+    opt = _optimizer(cfg, _trainable(cfg, model), lr, graphed)
     start, history, elapsed = 0, [], 0.0
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        for group in opt.param_groups:
+            group["lr"] = lr  # the schedule sets it; keep the one device tensor a graph reads
         start, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
-        torch.set_rng_state(state["rng"])
-    loader = GpuLoader(images.to(device), labels.to(device), batch_size=cfg.batch_size, shuffle=True,
-                       augment=cfg.augment, pad=info.crop_padding, jitter=info.colour_jitter if cfg.augment else 0.0,
-                       seed=cfg.seed, device=device, drop_last=False)
-    amp = cfg.amp and device.type == "cuda"
+        _set_rng_state(state, device)
+    num_ics = model.num_exits - 1 if cfg.exits else 0
+    stepper = _Stepper(cfg, model, opt, lr, num_ics, amp, channels_last, device, graphed)
+    last_save, saves = time.monotonic(), 0
     bar = progress(range(start, cfg.epochs), desc=f"train {cfg.arch}/{cfg.recipe}", initial=start, total=cfg.epochs)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        _set_train_mode(cfg, model)
-        loader.set_epoch(epoch)
-        total, count = torch.zeros((), device=device), 0
-        for x, y in loader:
-            if use_cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(cfg, model(x), y, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(y)
-            count += len(y)
-        sched.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        dt = time.perf_counter() - t0
-        elapsed += dt
-        history.append({"epoch": epoch + 1, "loss": float(total) / max(count, 1), "seconds": dt})
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-        if checkpoint is not None:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "epoch": epoch + 1, "history": history, "elapsed": elapsed, "rng": torch.get_rng_state()}
-            atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
+    with warnings.catch_warnings():
+        # Adam(capturable=True) warns once when a step runs outside a capture (rehearsals, last batch)
+        warnings.filterwarnings("ignore", message=".*capturable=True.*running without", category=UserWarning)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            _set_train_mode(cfg, model)
+            loader.set_epoch(epoch)
+            stepper.start_epoch(epoch)
+            count, current = 0, None
+            for step, (x, y) in enumerate(loader):
+                value = learning_rate(cfg, epoch, step, steps_per_epoch)
+                if value != current:
+                    lr.fill_(value)  # a kernel on the device, not a host copy
+                    current = value
+                stepper(x, y)
+                count += len(y)
+            loss_sum = float(stepper.total)  # the one host read of the epoch
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            history.append({"epoch": epoch + 1, "loss": loss_sum / max(count, 1), "lr": current, "seconds": dt})
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            done = epoch + 1
+            if checkpoint is not None and checkpoint_due(cfg, done, time.monotonic() - last_save):
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done,
+                         "history": history, "elapsed": elapsed, **_rng_state(device)}
+                atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
+                last_save, saves = time.monotonic(), saves + 1
     model.eval()
+    model.to(memory_format=torch.contiguous_format)  # as a model loaded from the store
     acc = exit_accuracies(model, eval_images, eval_labels, device)
     record = {"exit_accuracy": acc, "train_seconds": elapsed, "history": history, "n_train": int(len(labels)),
               "n_eval": int(len(eval_labels)),
-              "seconds_per_epoch": elapsed / max(len(history), 1)}
+              "seconds_per_epoch": elapsed / max(len(history), 1),
+              "resumed_from_epoch": start,  # > 0 when an interrupted training resumed from its checkpoint
+              "amp": amp, "channels_last": channels_last, "step_mode": stepper.mode,
+              "graph_fallback": stepper.fallback, "graph_replays": stepper.replays,
+              "eager_steps": stepper.eager_steps, "checkpoints_saved": saves}
     return model, record
 
 

@@ -1,10 +1,14 @@
-"""Training recipes: determinism, resume, IC-only freezing, SDN weights, bad input."""
+"""Training recipes: determinism, resume (dropout, checkpoint cadence), IC-only freezing, SDN weights, schedules,
+profiles, precision flags, the graphed-step path (emulated on the CPU), bad input."""
+import math
+import shutil
 from dataclasses import replace
 
 import pytest
 import torch
 
-from dynn_lib import data, train as T
+from dynn_lib import data, profiles, train as T
+from dynn_lib.data import GpuLoader
 from dynn_lib.zoo import Workspace
 
 
@@ -15,43 +19,93 @@ def tiny_data():
 
 
 def _cfg(**kw):
-    base = dict(epochs=2, batch_size=16, milestones=(1,), n_train=48)
+    base = dict(epochs=2, batch_size=8, milestones=(1,), n_train=16)
     base.update(kw)
-    return T.recipe_config("cnn", "resnet56", "synthetic", "smoke", seed=1, **base)
+    return T.recipe_config("cnn", "vgg16", "synthetic", "smoke", seed=1, **base)
 
 
-def test_same_seed_same_weights_and_resume(tiny_data, tmp_path, monkeypatch):
-    cfg = _cfg()
-    m1, r1 = T.train(cfg, *tiny_data)
-    m2, _ = T.train(cfg, *tiny_data)
+@pytest.fixture(scope="module")
+def small_data(tiny_data):
+    imgs, labels, ei, el = tiny_data
+    return imgs[:16], labels[:16], ei[:8], el[:8]
+
+
+def _crash_at_epoch(monkeypatch, n):
+    """Make the next training raise KeyboardInterrupt as epoch ``n`` (0-based) starts."""
+    real = GpuLoader.set_epoch
+
+    def set_epoch(self, epoch):
+        if epoch == n:
+            raise KeyboardInterrupt
+        real(self, epoch)
+
+    monkeypatch.setattr(GpuLoader, "set_epoch", set_epoch)
+    return lambda: monkeypatch.setattr(GpuLoader, "set_epoch", real)
+
+
+def _assert_same_weights(m1, m2):
     for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
         assert torch.equal(a, b), k
-    # interrupt during the second epoch, then resume from the checkpoint of the first
+
+
+@pytest.fixture(scope="module")
+def vgg_data(small_data):
+    return tuple(t[:8] for t in small_data)
+
+
+@pytest.fixture(scope="module")
+def vgg_reference(vgg_data):
+    cfg = replace(_cfg(epochs=3, milestones=(2,), n_train=8, checkpoint_every=1, checkpoint_minutes=None), seed=2)
+    return cfg, *T.train(cfg, *vgg_data)
+
+
+@pytest.mark.parametrize("every, crash_at, resumed_from", [(1, 1, 1), (2, 2, 2), (2, 1, 0)])
+def test_vgg_dropout_resume_equals_uninterrupted(vgg_data, vgg_reference, tmp_path, monkeypatch, every, crash_at,
+                                                 resumed_from):
+    """VGG-16 draws dropout masks from the random generator: a resumed training restores it and
+    equals the uninterrupted one bit for bit, also when checkpoints are only every 2 epochs. The
+    restart from scratch (every=2, crash in epoch 2) is the same-seed-same-weights check."""
+    small_data = vgg_data
+    cfg0, ref, rref = vgg_reference
+    cfg = replace(cfg0, checkpoint_every=every)
     ckpt = tmp_path / "partial.pt"
-    real_loss = T.loss_fn
-
-    def crash(cfg_, out, y, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_loss(cfg_, out, y, epoch)
-
-    monkeypatch.setattr(T, "loss_fn", crash)
+    undo = _crash_at_epoch(monkeypatch, crash_at)
     with pytest.raises(KeyboardInterrupt):
-        T.train(cfg, *tiny_data, checkpoint=ckpt)
-    assert ckpt.is_file()
-    monkeypatch.setattr(T, "loss_fn", real_loss)
-    m3, r3 = T.train(cfg, *tiny_data, checkpoint=ckpt)
-    for (k, a), b in zip(m1.state_dict().items(), m3.state_dict().values()):
-        assert torch.equal(a, b), k
-    assert len(r3["history"]) == 2 and r1["exit_accuracy"] == r3["exit_accuracy"]
+        T.train(cfg, *small_data, checkpoint=ckpt)
+    undo()
+    # with every=2 the state after epoch 1 is never saved: a crash in epoch 2 restarts from scratch
+    assert ckpt.is_file() == (resumed_from > 0)
+    if resumed_from:
+        assert torch.load(ckpt, weights_only=True)["epoch"] == resumed_from
+    if every == 1:  # the test has teeth: without restoring the random state the dropout masks differ
+        real = T._set_rng_state
+        monkeypatch.setattr(T, "_set_rng_state", lambda state, device: None)
+        shutil.copy(ckpt, tmp_path / "copy.pt")
+        bad, _ = T.train(cfg, *small_data, checkpoint=tmp_path / "copy.pt")
+        monkeypatch.setattr(T, "_set_rng_state", real)
+        assert not all(torch.equal(a, b) for a, b in zip(bad.state_dict().values(), ref.state_dict().values()))
+    res, rres = T.train(cfg, *small_data, checkpoint=ckpt)
+    assert rres["resumed_from_epoch"] == resumed_from
+    assert rres["checkpoints_saved"] == (3 - resumed_from if every == 1 else 1 + (resumed_from == 0))
+    _assert_same_weights(ref, res)
+    assert [h["loss"] for h in rres["history"]] == [h["loss"] for h in rref["history"]]
 
 
-def test_ic_only_freezes_backbone_and_keeps_cnn_output(tiny_data):
+def test_checkpoint_cadence(vgg_reference):
+    cfg = replace(vgg_reference[0], epochs=10, checkpoint_every=4, checkpoint_minutes=None)
+    assert [e for e in range(1, 11) if T.checkpoint_due(cfg, e, 0.0)] == [4, 8, 10]  # every 4th and the last
+    cfg = replace(cfg, checkpoint_minutes=2.0)
+    assert not T.checkpoint_due(cfg, 1, 119.0) and T.checkpoint_due(cfg, 1, 120.0)  # or 2 minutes, if sooner
+    assert vgg_reference[2]["checkpoints_saved"] == 0  # no checkpoint path, nothing written
+
+
+def test_ic_only_freezes_backbone_and_keeps_cnn_output(small_data):
+    tiny_data = small_data
     cnn_cfg = _cfg(epochs=1)
     cnn, _ = T.train(cnn_cfg, *tiny_data)
     from dataclasses import asdict
-    ic_cfg = T.recipe_config("ic_only", "resnet56", "synthetic", "smoke", seed=1, base=asdict(cnn_cfg),
-                             epochs=1, batch_size=16, n_train=48)
+    ic_cfg = T.recipe_config("ic_only", "vgg16", "synthetic", "smoke", seed=1, base=asdict(cnn_cfg),
+                             epochs=1, batch_size=8, n_train=16)
     before = {k: v.clone() for k, v in cnn.state_dict().items()}
     dyn, rec = T.train(ic_cfg, *tiny_data, base_state=cnn.state_dict())
     after = {k: v for k, v in dyn.state_dict().items() if k.startswith("backbone.")}
@@ -65,12 +119,16 @@ def test_ic_only_freezes_backbone_and_keeps_cnn_output(tiny_data):
 
 
 def test_sdn_weight_ramp():
-    w0 = T.sdn_weights(0, 100, 6)
-    assert w0 == [0.01] * 6
-    w50 = T.sdn_weights(50, 100, 6)
-    assert w50[0] == pytest.approx(0.085) and w50[-1] == pytest.approx(0.46)
+    """The SDN code's loop counts epochs from 1: 0-based epoch e trains with 0.01 + (e+1) * max / epochs."""
+    maxima = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
+    assert T.sdn_weights(0, 100, 6) == pytest.approx([0.01 + m / 100 for m in maxima])  # first epoch
+    assert T.sdn_weights(0, 100, 6)[0] == pytest.approx(0.0115) and T.sdn_weights(0, 100, 6)[-1] == pytest.approx(0.019)
+    assert T.sdn_weights(99, 100, 6) == pytest.approx(list(maxima))  # last epoch: the maxima
     assert T.sdn_weights(99, 100, 5) == pytest.approx([0.15, 0.30, 0.45, 0.60, 0.75])
-    assert T.sdn_weights(98, 100, 6)[-1] == pytest.approx(0.892)
+    w50 = T.sdn_weights(50, 100, 6)
+    assert w50[0] == pytest.approx(0.0865) and w50[-1] == pytest.approx(0.469)
+    assert T.sdn_weights(97, 100, 6)[-1] == pytest.approx(0.892)
+    assert T.sdn_weights(29, 30, 6) == pytest.approx(list(maxima))  # the fast profile's last epoch
 
 
 def test_sdn_training_runs_and_records_every_exit(tiny_data):
@@ -86,6 +144,12 @@ def test_sdn_training_runs_and_records_every_exit(tiny_data):
     (dict(dataset="mnist"), "mnist"),
     (dict(lr=-0.1), r"lr must be in \(0, 10\], got -0.1"),
     (dict(optimizer="rmsprop"), "unknown optimizer"),
+    (dict(amp="yes"), "amp must be 'auto', True or False; got 'yes'"),
+    (dict(channels_last=1), "channels_last must be 'auto', True or False; got 1"),
+    (dict(lr_schedule="cosine"), "unknown lr_schedule 'cosine'; accepted: multistep, onecycle"),
+    (dict(warmup_frac=1.0), r"warmup_frac must lie in \[0, 1\), got 1.0"),
+    (dict(checkpoint_every=0), "checkpoint_every must be an integer >= 1"),
+    (dict(checkpoint_minutes=0), "checkpoint_minutes must be > 0 or None"),
 ])
 def test_bad_config_is_rejected(kw, match):
     cfg = _cfg()
@@ -117,3 +181,106 @@ def test_workspace_reuses_stored_model_and_reports_corrupt_one(tmp_path):
     with pytest.warns(UserWarning, match="corrupt artefact .*model.pt"):
         ws3.model("resnet56", "cnn")
     assert path.stat().st_mtime_ns != mtime
+
+
+# -- schedules, profiles, precision, graphed step -------------------------------------------------
+def test_multistep_learning_rate_equals_torch_multisteplr():
+    cfg = _cfg(epochs=12, milestones=(3, 7, 10), lr=0.1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 7, 10], gamma=0.1)
+    for epoch in range(12):
+        assert T.learning_rate(cfg, epoch, 5, 9) == opt.param_groups[0]["lr"], epoch
+        opt.step()
+        sched.step()
+
+
+def test_onecycle_learning_rate():
+    cfg = _cfg(epochs=10, lr=0.4, lr_schedule="onecycle", warmup_frac=0.2)
+    spe = 5  # 50 steps, 10 of warm-up
+    lrs = [T.learning_rate(cfg, e, s, spe) for e in range(10) for s in range(spe)]
+    assert lrs[0] == pytest.approx(0.04) and lrs[9] == pytest.approx(0.4)  # linear warm-up to the peak
+    assert max(lrs) == pytest.approx(0.4) and lrs.index(max(lrs)) == 9
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))  # cosine decay, every step
+    assert lrs[29] == pytest.approx(0.4 * 0.5 * (1 + math.cos(math.pi * 19 / 40)))  # k=29: 19 of 40 decay steps
+    assert 0 < lrs[-1] < 0.4 * 0.01
+    assert T.learning_rate(replace(cfg, warmup_frac=0.0), 0, 0, spe) == pytest.approx(0.4)
+
+
+def test_fast_profile_is_paper_with_a_short_schedule():
+    fast, paper = profiles.get_profile("fast"), profiles.get_profile("paper")
+    same = ("n_train", "n_query", "n_eval", "attack_steps", "ea_iters", "ea_images", "surrogate_holdout", "tau",
+            "amp", "channels_last")
+    assert all(getattr(fast, f) == getattr(paper, f) for f in same)
+    assert (fast.n_train, fast.n_eval, fast.attack_steps, fast.ea_iters, fast.ea_images) == (None, None, 10, 1000, 100)
+    assert (fast.batch_size, fast.lr_schedule, fast.cnn_epochs, fast.ic_epochs) == (512, "onecycle", 30, 8)
+    assert (paper.batch_size, paper.lr_schedule, paper.lr, paper.ic_lr) == (128, "multistep", 0.1, 1e-3)
+    cnn = T.recipe_config("cnn", "vgg16", "cifar10-jpeg", "fast")
+    assert (cnn.batch_size, cnn.lr, cnn.epochs, cnn.lr_schedule, cnn.weight_decay, cnn.momentum) == \
+        (512, 0.4, 30, "onecycle", 5e-4, 0.9)
+    ic = T.recipe_config("ic_only", "vgg16", "cifar10-jpeg", "fast", base={})
+    assert (ic.optimizer, ic.lr, ic.epochs, ic.batch_size) == ("adam", 2e-3, 8, 512)
+    pc = T.recipe_config("cnn", "resnet56", "cifar10-jpeg", "paper")
+    assert (pc.lr, pc.milestones, pc.epochs, pc.lr_schedule) == (0.1, (35, 60, 85), 100, "multistep")
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'; accepted: multistep, onecycle"):
+        profiles.get_profile("fast", lr_schedule="linear")
+    with pytest.raises(ValueError, match="amp must be 'auto', True or False; got 'bf16'"):
+        profiles.get_profile("paper", amp="bf16")
+
+
+def test_precision_flags_resolve_and_are_recorded(small_data):
+    assert T.resolve_flag(True, "cpu") is True and T.resolve_flag(False, "cuda") is False
+    assert T.resolve_flag("auto", "cpu") == T.cpu_has_native_bf16()
+    model, rec = T.train(_cfg(epochs=1, amp=False, channels_last=True), *small_data)
+    assert (rec["amp"], rec["channels_last"], rec["step_mode"]) == (False, True, "eager")
+    # the returned model is fp32 and contiguous, like one loaded from the store
+    assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        T.train(_cfg(epochs=1), *small_data, cuda_graph=True)
+
+
+def _emulate_graph(monkeypatch, capture):
+    """Run the graphed-step code path on the CPU: 'capture' returns the step itself as its replay."""
+    monkeypatch.setattr(T, "_use_graph", lambda setting, device: True)
+    monkeypatch.setattr(T, "_capture_graph", capture)
+
+
+@pytest.mark.parametrize("recipe", ["cnn", "ic_only", pytest.param("sdn", marks=pytest.mark.slow)])
+def test_graphed_step_path_equals_eager(tiny_data, monkeypatch, recipe):
+    """Static buffers, rehearsals undone (VGG's dropout included), tensor lr and IC weights, ragged
+    last batch eager: the same weights and losses as the plain eager loop (the CUDA capture itself
+    cannot run here)."""
+    from dataclasses import asdict
+    base = T.recipe_config("cnn", "vgg16", "synthetic", "smoke", seed=1, n_train=14)
+    kw = dict(epochs=2, batch_size=5, n_train=14, lr_schedule="onecycle", warmup_frac=0.3)  # batches 5, 5, 4
+    if recipe == "ic_only":
+        kw["base"] = asdict(base)
+    cfg = T.recipe_config(recipe, "vgg16", "synthetic", "smoke", seed=1, **kw)
+    base_state = T.build_model(base).state_dict() if recipe == "ic_only" else None
+    tiny_data = (tiny_data[0][:14], tiny_data[1][:14], tiny_data[2][:8], tiny_data[3][:8])
+    eager, r_eager = T.train(cfg, *tiny_data, base_state=base_state)
+    _emulate_graph(monkeypatch, lambda step, device: step)
+    graphed, r_graph = T.train(cfg, *tiny_data, base_state=base_state)
+    assert (r_graph["step_mode"], r_graph["graph_replays"], r_graph["eager_steps"]) == ("cuda_graph", 4, 2)
+    _assert_same_weights(eager, graphed)
+    assert [h["loss"] for h in r_graph["history"]] == [h["loss"] for h in r_eager["history"]]
+
+    def broken(step, device):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    _emulate_graph(monkeypatch, broken)
+    with pytest.warns(RuntimeWarning, match="capture of the training step failed .*not permitted"):
+        fell_back, r_fb = T.train(cfg, *tiny_data, base_state=base_state)
+    assert r_fb["step_mode"] == "eager (CUDA graph capture failed)" and "not permitted" in r_fb["graph_fallback"]
+    assert (r_fb["graph_replays"], r_fb["eager_steps"]) == (0, 6)
+    _assert_same_weights(eager, fell_back)
+
+
+def test_colour_jitter_builds_its_weights_once():
+    from dynn_lib.data import loader
+    x = torch.rand(2, 3, 4, 4)
+    loader.colour_jitter(x, torch.ones(2, 3))
+    hits = loader._luma_weights.cache_info().hits
+    out = loader.colour_jitter(x, torch.ones(2, 3))
+    assert loader._luma_weights.cache_info().hits == hits + 1
+    assert torch.allclose(out, x, atol=1e-6)  # factors of 1 leave the image unchanged

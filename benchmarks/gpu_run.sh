@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# The whole real run as one command on a bare GPU machine (issue 9 section 5).
+#
+#   benchmarks/gpu_run.sh OUTDIR [ARCHIVE]
+#
+# Claim: called (again and again) on a bare machine with its own PyTorch (>= 2.11, Python 3.12) and
+# no package registry, it produces every results table of the `fast` profile for cifar10-jpeg (all
+# questions, no notebooks), each call stopping cleanly before a wall-time limit and the next call
+# resuming where the last one stopped, and packs the tables and records into at most 8 files of
+# under 16 MiB in OUTDIR.
+#
+# Stages, each timed (a stage whose fingerprint -- code version, profile, dataset, parameters --
+# is recorded as done is skipped; a killed stage resumes from the store on the next call):
+#   install  the checkout on PYTHONPATH; `pip install --no-deps --no-build-isolation --no-index -e .`
+#            when dynn_lib is not importable from this checkout yet (PYTHONPATH alone when pip cannot)
+#   data     ARCHIVE linked as $STATE/data/cifar10-jpeg.tar.gz: the library reads the archive in
+#            place, as a stream, and caches the decoded tensors in $STATE/cache (no extraction)
+#   check    benchmarks/gpu_check.py, at most DYNN_GPU_RUN_CHECK_S seconds; a FAIL stops the run
+#   zoo rq1 rq2 rq3 rq4 appendix
+#            `python -m dynn_lib.cli run Q --profile P --dataset D --results $STATE/results
+#            --store $STATE/store`, each under `timeout -s INT` so that it stops before the limit
+#            (every library write is atomic: temp file + rename; training resumes from its last
+#            checkpoint, every checkpoint_every epochs / checkpoint_minutes of the profile)
+#   pack     OUTDIR/results.tar.gz (results tables + records), store.tar.gz (store records and
+#            tables, no model or checkpoint: *.pt left out), selfcheck.json, syncs.txt,
+#            timings.json (every stage of every call), log.txt (all calls)
+#
+# Environment (defaults in brackets):
+#   DYNN_GPU_RUN_ARCHIVE   the carried archive when ARCHIVE is not given [.device-data/cifar10-jpeg.tar.gz]
+#   DYNN_GPU_RUN_STATE     persistent folder for store, results, cache and logs [/tmp/dynn-gpu-run];
+#                          keep it outside every carried path (a carry replaces its folder)
+#   DYNN_GPU_RUN_LIMIT_S   wall-time limit of one call in seconds [510 = 8.5 min]
+#   DYNN_GPU_RUN_RESERVE_S seconds of the limit kept for packing [30]
+#   DYNN_GPU_RUN_CHECK_S   self-check budget in seconds [180]; 0 skips the check
+#   DYNN_GPU_RUN_CHECK_ARGS extra gpu_check.py arguments (e.g. --tiny) []
+#   DYNN_GPU_RUN_PROFILE   profile [fast]        DYNN_GPU_RUN_DATASET  dataset [cifar10-jpeg]
+#   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq1 rq2 rq3 rq4 appendix"]
+#   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []
+#   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
+#
+# Exit status: 0 every stage done; 75 stopped before the limit with work left (call again);
+# 1 the check failed or a stage crashed; 2 bad usage. The last line printed is a one-line summary.
+# A folder .device-data/site beside the archive, if present, is put on PYTHONPATH (pure-Python
+# packages carried for the check, e.g. torchattacks).
+set -uo pipefail
+
+usage() { echo "usage: benchmarks/gpu_run.sh OUTDIR [ARCHIVE]  (see the header of this file)" >&2; exit 2; }
+die() { echo "gpu_run: error: $*" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] || usage
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUTDIR=$1
+ARCHIVE=${2:-${DYNN_GPU_RUN_ARCHIVE:-$REPO/.device-data/cifar10-jpeg.tar.gz}}
+STATE=${DYNN_GPU_RUN_STATE:-/tmp/dynn-gpu-run}
+LIMIT=${DYNN_GPU_RUN_LIMIT_S:-510}
+RESERVE=${DYNN_GPU_RUN_RESERVE_S:-30}
+CHECK_S=${DYNN_GPU_RUN_CHECK_S:-180}
+CHECK_ARGS=${DYNN_GPU_RUN_CHECK_ARGS:-}
+PROFILE=${DYNN_GPU_RUN_PROFILE:-fast}
+DATASET=${DYNN_GPU_RUN_DATASET:-cifar10-jpeg}
+QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq1 rq2 rq3 rq4 appendix}
+PARAMS=${DYNN_GPU_RUN_PARAMS:-}
+DEVICE=${DYNN_GPU_RUN_DEVICE:-auto}
+PY=${PYTHON:-python3}
+MIN_STAGE_S=20   # a stage is not started with less time than this left
+MAX_FILE=16777216
+
+for pair in "DYNN_GPU_RUN_LIMIT_S=$LIMIT" "DYNN_GPU_RUN_RESERVE_S=$RESERVE" "DYNN_GPU_RUN_CHECK_S=$CHECK_S"; do
+  [[ ${pair#*=} =~ ^[0-9]+$ ]] || die "${pair%%=*} must be a whole number of seconds, got '${pair#*=}'"
+done
+[ "$LIMIT" -gt $((RESERVE + MIN_STAGE_S)) ] || die "DYNN_GPU_RUN_LIMIT_S=$LIMIT leaves no time: it must exceed DYNN_GPU_RUN_RESERVE_S + $MIN_STAGE_S = $((RESERVE + MIN_STAGE_S))"
+for q in $QUESTIONS; do
+  case $q in zoo|rq1|rq2|rq3|rq4|appendix) ;; *) die "unknown question '$q' in DYNN_GPU_RUN_QUESTIONS; accepted: zoo rq1 rq2 rq3 rq4 appendix";; esac
+done
+OVERRIDES=()
+for p in $PARAMS; do
+  [[ $p == *=* ]] || die "DYNN_GPU_RUN_PARAMS entries look like NAME=VALUE, got '$p'"
+  OVERRIDES+=(-o "$p")
+done
+
+mkdir -p "$OUTDIR" "$STATE/done" "$STATE/data" "$STATE/cache" || die "cannot create $OUTDIR or $STATE"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+STATE=$(cd "$STATE" && pwd)
+CALL=$(( $(cat "$STATE/calls" 2>/dev/null || echo 0) + 1 ))
+echo "$CALL" > "$STATE/calls"
+exec > >(tee -a "$STATE/log.txt") 2>&1
+TEE_PID=$!
+echo "=== gpu_run call $CALL at $(date -u +%FT%TZ) on $(hostname): profile $PROFILE, dataset $DATASET, limit ${LIMIT}s, state $STATE"
+
+export DYNN_DATA_DIR=$STATE/data DYNN_CACHE_DIR=$STATE/cache DYNN_STORE=$STATE/store PYTHONUNBUFFERED=1
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+SITE=$(dirname "$ARCHIVE")/site
+[ -d "$SITE" ] && export PYTHONPATH="$PYTHONPATH:$(cd "$SITE" && pwd)"
+
+SUMMARY=()
+STATUS=done
+record() {  # stage seconds status
+  printf '%s\t%s\t%s\t%s\n' "$CALL" "$1" "$2" "$3" >> "$STATE/stages.tsv"
+  SUMMARY+=("$1 ${2}s${3:+ $3}")
+}
+left() { echo $(( LIMIT - RESERVE - SECONDS )); }
+
+# run_stage NAME FINGERPRINT CMD...: skip when done with this fingerprint; else run under timeout
+run_stage() {
+  local name=$1 fp=$2; shift 2
+  if [ -f "$STATE/done/$name" ] && [ "$(cat "$STATE/done/$name")" = "$fp" ]; then
+    echo "--- $name: done in an earlier call, reused"; record "$name" 0 reused; return 0
+  fi
+  local budget; budget=$(left)
+  if [ "$budget" -lt "$MIN_STAGE_S" ]; then
+    echo "--- $name: not started, ${budget}s left before the limit"; STATUS=incomplete; return 75
+  fi
+  echo "--- $name (at most ${budget}s): $*"
+  local t0=$SECONDS rc
+  timeout -s INT -k 20 "$budget" "$@"; rc=$?
+  local dt=$((SECONDS - t0))
+  if [ $rc -eq 0 ]; then
+    echo "$fp" > "$STATE/done/$name"; record "$name" "$dt" ""; return 0
+  elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "--- $name: stopped at the limit after ${dt}s; the next call resumes it"; record "$name" "$dt" stopped
+    STATUS=incomplete; return 75
+  fi
+  echo "--- $name: FAILED (exit $rc) after ${dt}s"; record "$name" "$dt" "failed($rc)"; STATUS=failed; return 1
+}
+
+pack() {
+  local t0=$SECONDS
+  cd "$STATE" || return
+  rm -f "$OUTDIR"/results.tar.gz "$OUTDIR"/store.tar.gz
+  [ -d results ] && tar -czf "$OUTDIR/results.tar.gz" --exclude='*.pt' --exclude='.*.tmp' results
+  if [ -d store ]; then
+    tar -czf "$OUTDIR/store.tar.gz" --exclude='*.pt' --exclude='.*.tmp' store
+    if [ "$(stat -c %s "$OUTDIR/store.tar.gz")" -ge $MAX_FILE ]; then
+      echo "store.tar.gz over 16 MiB: packing the store's record.json files only"
+      find store -name record.json -print0 | tar -czf "$OUTDIR/store.tar.gz" --null -T -
+    fi
+  fi
+  for f in selfcheck.json syncs.txt; do [ -f "check/$f" ] && cp "check/$f" "$OUTDIR/$f"; done
+  record pack $((SECONDS - t0)) ""
+  "$PY" - "$STATE/stages.tsv" "$OUTDIR/timings.json" "$CALL" "$STATUS" "$SECONDS" <<'EOF'
+import json, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+stages = [{"call": int(c), "stage": s, "seconds": int(t), "status": st or "done"} for c, s, t, st in rows]
+total = {}
+for r in stages:
+    total[r["stage"]] = total.get(r["stage"], 0) + r["seconds"]
+json.dump({"stages": stages, "seconds_per_stage_all_calls": total, "calls": int(sys.argv[3]),
+           "last_call": {"status": sys.argv[4], "seconds": int(sys.argv[5])}}, open(sys.argv[2], "w"), indent=2)
+EOF
+  tail -c $((MAX_FILE - 65536)) "$STATE/log.txt" > "$OUTDIR/log.txt"
+  local n big
+  n=$(find "$OUTDIR" -maxdepth 1 -type f | wc -l)
+  big=$(find "$OUTDIR" -maxdepth 1 -type f -size +$((MAX_FILE - 1))c | wc -l)
+  [ "$n" -le 8 ] || echo "WARNING: $n files in $OUTDIR (at most 8 come back)"
+  [ "$big" -eq 0 ] || echo "WARNING: $big file(s) in $OUTDIR over 16 MiB"
+}
+
+finish() {  # exit code
+  pack
+  local line="gpu_run call $CALL: ${SECONDS}s, $STATUS; stages: $(IFS=,; echo "${SUMMARY[*]}" | sed 's/,/, /g')"
+  [ "$STATUS" = incomplete ] && line="$line -- call again to resume"
+  echo "$line"
+  exec >&- 2>&-
+  wait "$TEE_PID" 2>/dev/null  # let the log's tee drain before the command returns
+  exit "$1"
+}
+
+# -- install -------------------------------------------------------------------------------------
+t0=$SECONDS
+# one interpreter start: versions, the imports every stage needs, whether pip knows the project,
+# and the fingerprint of the code that computes results (part of every stage's done-marker)
+INFO=$("$PY" - <<'PY'
+import sys
+from importlib import metadata
+
+import torch
+
+import dynn_lib.cli, dynn_lib.experiments.runner  # noqa: F401,E401  (the imports every stage needs)
+from dynn_lib.versions import code_version
+
+try:
+    metadata.distribution("dynn-lib")
+    installed = "yes"
+except metadata.PackageNotFoundError:
+    installed = "no"
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}",
+      file=sys.stderr)
+print(installed, code_version("results"))
+PY
+) || { echo "gpu_run: python3 with torch cannot import dynn_lib from $REPO"; STATUS=failed
+       record install $((SECONDS - t0)) failed; finish 1; }
+if [ "${INFO%% *}" = yes ]; then
+  echo "dynn_lib: installed; this checkout first on PYTHONPATH"
+elif "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e "$REPO"; then
+  echo "dynn_lib: installed now with pip --no-deps -e (against this machine's torch)"
+else
+  echo "dynn_lib: pip could not install it; running with PYTHONPATH=$REPO"
+fi
+record install $((SECONDS - t0)) ""
+FP="${INFO#* }|$PROFILE|$DATASET|$PARAMS"
+
+# -- data ----------------------------------------------------------------------------------------
+if [ "$DATASET" = cifar10-jpeg ]; then
+  [ -f "$ARCHIVE" ] || { echo "gpu_run: no archive at $ARCHIVE (give it as ARCHIVE or DYNN_GPU_RUN_ARCHIVE)"; STATUS=failed; finish 1; }
+  ln -sf "$(cd "$(dirname "$ARCHIVE")" && pwd)/$(basename "$ARCHIVE")" "$STATE/data/cifar10-jpeg.tar.gz"
+  run_stage data "$FP|$(stat -c %s "$ARCHIVE")" "$PY" -m dynn_lib.cli data check cifar10-jpeg || finish $?
+fi
+
+# -- self-check ----------------------------------------------------------------------------------
+if [ "$CHECK_S" -gt 0 ]; then
+  # shellcheck disable=SC2086
+  run_stage check "$FP|$CHECK_S|$CHECK_ARGS" "$PY" "$REPO/benchmarks/gpu_check.py" --budget-s "$CHECK_S" \
+    --device "$DEVICE" --out "$STATE/check" $CHECK_ARGS
+  rc=$?
+  if [ $rc -eq 1 ]; then echo "gpu_run: the self-check FAILED (see selfcheck.json): no experiment is run"; finish 1; fi
+  [ $rc -eq 0 ] || finish $rc
+fi
+
+# -- experiments ---------------------------------------------------------------------------------
+for q in $QUESTIONS; do
+  run_stage "$q" "$FP" "$PY" -m dynn_lib.cli run "$q" --dataset "$DATASET" --profile "$PROFILE" \
+    --device "$DEVICE" --results "$STATE/results" --store "$STATE/store" "${OVERRIDES[@]}"
+  rc=$?
+  [ $rc -eq 0 ] || finish $rc
+done
+finish 0

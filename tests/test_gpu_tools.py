@@ -1,0 +1,198 @@
+"""The GPU-slot tools rehearsed on the CPU: benchmarks/gpu_check.py (issue 9 section 4) and
+benchmarks/gpu_run.sh (section 5)."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_check_quick_sections_write_json_each_time(tmp_path, one_thread):
+    """A fast subset: every asked section has a status, the rest are absent, the JSON is complete."""
+    gc = _gpu_check()
+    res = gc.main(["--tiny", "--device", "cpu", "--sections", "environment,loader,early_exit,sync_audit",
+                   "--out", str(tmp_path / "sc.json")])
+    saved = json.loads((tmp_path / "sc.json").read_text())
+    assert saved["meta"]["finished"] and saved["sections"].keys() == res["sections"].keys()
+    assert list(saved["sections"]) == ["environment", "loader", "early_exit", "sync_audit"]
+    st = {k: v["status"] for k, v in saved["sections"].items()}
+    assert st == {"environment": "PASS", "loader": "PASS", "early_exit": "PASS", "sync_audit": "SKIP"}
+    assert "CUDA only" in saved["sections"]["sync_audit"]["reason"]
+    assert saved["summary"] == {"PASS": 3, "FAIL": 0, "WARN": 0, "SKIP": 1}
+    loader = {c["name"]: c["status"] for c in saved["sections"]["loader"]["checks"]}
+    assert loader["crop_flip_equals_per_sample_reference"] == "PASS"
+    assert loader["cpu_vs_cuda_bitwise"] == "SKIP"  # no GPU here, and it says so
+
+
+def test_gpu_check_budget_spent_skips_rest(tmp_path):
+    gc = _gpu_check()
+    res = gc.main(["--tiny", "--device", "cpu", "--budget-s", "0.001", "--out", str(tmp_path)])
+    assert set(res["sections"]) == set(gc.SECTIONS)
+    assert all(v["status"] == "SKIP" for v in res["sections"].values())
+    assert all("budget" in v["reason"] for k, v in res["sections"].items() if k != "extrapolation")
+    assert res["sections"]["extrapolation"]["reason"] == "no training step was timed"
+    assert (tmp_path / "selfcheck.json").is_file()
+
+
+def test_gpu_check_missing_api_is_skip_and_crash_fails_only_its_section(tmp_path, monkeypatch):
+    gc = _gpu_check()
+    monkeypatch.setattr(gc, "sec_loader", lambda r, ctx: gc._lib("data", "NoSuchLoader"))
+    monkeypatch.setattr(gc, "sec_early_exit", lambda r, ctx: 1 / 0)
+    res = gc.main(["--tiny", "--device", "cpu", "--sections", "environment,loader,early_exit",
+                   "--out", str(tmp_path)])
+    s = res["sections"]
+    assert s["loader"]["status"] == "SKIP" and "NoSuchLoader" in s["loader"]["reason"]
+    assert s["early_exit"]["status"] == "FAIL" and "ZeroDivisionError" in s["early_exit"]["error"]
+    assert s["environment"]["status"] == "PASS" and res["summary"]["FAIL"] == 1
+
+
+@pytest.mark.parametrize("argv, word", [(["--sections", "forward,bogus"], "bogus"), (["--budget-s", "0"], "budget"),
+                                        (["--archs", "resnet57"], "resnet57"), (["--device", "mps"], "mps")])
+def test_gpu_check_bad_arguments(tmp_path, argv, word):
+    gc = _gpu_check()
+    with pytest.raises(ValueError, match=word):
+        gc.main(argv + ["--out", str(tmp_path)])
+    assert not (tmp_path / "selfcheck.json").exists()  # rejected before any work
+
+
+def test_extrapolation_formula(tmp_path):
+    """T = sum epochs * ceil(N / B) * t_step, over the 9 zoo models and the 6 surrogates."""
+    gc = _gpu_check()
+    from dynn_lib.profiles import get_profile
+
+    rows = [{"arch": a, "kind": k, "batch": 128, "mode": "eager", "s_per_step": 0.01}
+            for a in ("vgg16", "resnet56", "mobilenet") for k in ("cnn", "sdn", "ic_only")]
+    ctx = {"timing_rows": rows, "device": __import__("torch").device("cpu")}
+    r = gc.Report(tmp_path / "x.json", 60, {})
+    with r.section("extrapolation"):
+        gc.sec_extrapolation(r, ctx)
+    paper = get_profile("paper")
+    jobs = gc._training_jobs()
+    assert len(jobs) == 15 and sum(j[0] == "surrogate" for j in jobs) == 6
+    want = sum((paper.ic_epochs if k == "ic_only" else paper.cnn_epochs)
+               * -(-int(50_000 if lab == "zoo" else 49_500) // 128) * 0.01 for lab, _, k in jobs)
+    assert ctx["extrapolation"]["paper"]["training_minutes"] == pytest.approx(want / 60)
+    assert ctx["extrapolation"]["paper"]["missing"] == []
+    # fast trains at batch 512: scaled per image from the batch-128 step (4x the time per step)
+    fast = get_profile("fast")
+    want_fast = sum((fast.ic_epochs if k == "ic_only" else fast.cnn_epochs)
+                    * -(-int(50_000 if lab == "zoo" else 49_500) // 512) * 0.04 for lab, _, k in jobs)
+    assert ctx["extrapolation"]["fast"]["training_minutes"] == pytest.approx(want_fast / 60)
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_runs_on_cpu(tmp_path):
+    """`gpu_check.py --tiny` (what CI runs): every section PASS or SKIP, only the CUDA-only one SKIP."""
+    gc = _gpu_check()
+    res = gc.main(["--tiny", "--device", "cpu", "--budget-s", "1800", "--out", str(tmp_path)])
+    st = {k: v["status"] for k, v in res["sections"].items()}
+    assert set(st) == set(gc.SECTIONS)
+    assert all(s in ("PASS", "SKIP") for s in st.values()), st
+    assert [k for k, s in st.items() if s == "SKIP"] == ["sync_audit"], st
+    assert res["timings"] and all(t["s_per_step"] > 0 for t in res["timings"])
+    assert res["extrapolation"]["fast"]["training_minutes"] > 0
+
+
+# -------------------------------------------------------------------------------- gpu_run.sh
+def fake_cifar10_jpeg(path: Path, per_class: int = 10) -> Path:
+    """A tiny cifar10-jpeg.tar.gz (10 classes, ``per_class`` JPEGs per class and split) made from
+    the synthetic images, laid out as the real archive (cifar10-jpeg/{train,test}/<class>/N.jpg)."""
+    from PIL import Image
+
+    from dynn_lib.data import make_synthetic
+
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    tr, te = make_synthetic(n_train=10 * per_class, n_test=10 * per_class, seed=4)
+    with tarfile.open(path, "w:gz") as tf:
+        for split, s in (("train", tr), ("test", te)):
+            for i, (img, lab) in enumerate(zip(s.images, s.labels)):
+                buf = io.BytesIO()
+                Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=75)
+                info = tarfile.TarInfo(f"cifar10-jpeg/{split}/{classes[int(lab)]}/{i}.jpg")
+                info.size = buf.tell()
+                buf.seek(0)
+                tf.addfile(info, buf)
+    return path
+
+
+SMOKE_PARAMS = ("n_train=100 n_query=50 n_eval=20 attack_steps=1 ea_iters=2 ea_images=10 "
+                "cnn_epochs=1 ic_epochs=1")
+
+
+def _run(out: Path, state: Path, archive: Path, limit: int = 3000) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
+           "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_CHECK_S": "600",
+           "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
+           "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0"}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)], env=env,
+                          capture_output=True, text=True, timeout=limit + 120)
+
+
+def test_gpu_run_rejects_bad_settings(tmp_path):
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_QUESTIONS": "zoo rq9"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "rq9" in p.stderr and "accepted" in p.stderr
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_LIMIT_S": "8m"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "8m" in p.stderr
+
+
+@pytest.mark.slow
+def test_gpu_run_rehearsal_on_cpu(tmp_path):
+    """The one-command GPU run end to end at smoke sizes on a fake archive; the second call reuses all."""
+    archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz")
+    out, state = tmp_path / "out", tmp_path / "state"
+    p = _run(out, state, archive)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    files = sorted(f.name for f in out.iterdir())
+    assert len(files) <= 8 and all((out / f).stat().st_size < 16 * 2**20 for f in files)
+    assert {"results.tar.gz", "store.tar.gz", "selfcheck.json", "timings.json", "log.txt"} <= set(files)
+    with tarfile.open(out / "results.tar.gz") as tf:
+        names = tf.getnames()
+    for q in ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix"):
+        assert f"results/smoke/cifar10-jpeg/{q}/record.json" in names, q
+        assert any(n.startswith(f"results/smoke/cifar10-jpeg/{q}/") and n.endswith(".parquet") for n in names), q
+    with tarfile.open(out / "store.tar.gz") as tf:
+        assert not [n for n in tf.getnames() if n.endswith(".pt")]  # no model, no checkpoint
+    assert json.loads((out / "selfcheck.json").read_text())["summary"]["FAIL"] == 0
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.startswith("gpu_run call 1:") and ", done;" in last and "zoo" in last
+    stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
+
+    p2 = _run(out, state, archive)
+    assert p2.returncode == 0, p2.stdout[-4000:]
+    t = json.loads((out / "timings.json").read_text())
+    second = [s for s in t["stages"] if s["call"] == 2]
+    assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "zoo", "rq1", "rq2", "rq3",
+                                                                      "rq4", "appendix"}
+    assert {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()} == stamp
+    assert "gpu_run call 2:" in p2.stdout.strip().splitlines()[-1]
+
+
+def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
+    """With less time left than a stage needs, a call starts none, still packs, and exits 75."""
+    archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz", per_class=1)
+    out, state = tmp_path / "out", tmp_path / "state"
+    p = _run(out, state, archive, limit=51)  # 30 s reserve + 20 s least stage: 1 s for the install step
+    assert p.returncode == 75, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "data: not started" in p.stdout and "call again to resume" in p.stdout.strip().splitlines()[-1]
+    t = json.loads((out / "timings.json").read_text())
+    assert [s["stage"] for s in t["stages"]] == ["install", "pack"] and t["last_call"]["status"] == "incomplete"
+    assert sorted(f.name for f in out.iterdir()) == ["log.txt", "timings.json"]
