@@ -4,7 +4,9 @@
     dynn train --dataset D --arch A --kind {cnn,sdn,ic_only} [--profile P] [-o field=value ...]
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
-    dynn reproduce --profile {smoke,paper} [--datasets ...] [-p name value ...]
+    dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
+                   [--engine {local,ray} [--address ADDR] [--gpus-per-job F]]
+    dynn plan --profile P [--datasets ...] [--seeds ...]   the job graph, each job's estimated cost
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import ast
 import sys
 import time
 from pathlib import Path
+
+from .profiles import PROFILES
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -111,9 +115,25 @@ def cmd_reproduce(args) -> int:
         overrides.update(parse_overrides([f"{name}={value}"]))
     html = reproduce(args.profile, args.datasets, args.device, args.results, args.store, args.data_dir,
                      args.seed, overrides, build=not args.no_build, execute=not args.no_execute,
-                     experiments=not args.no_experiments)
+                     experiments=not args.no_experiments, engine=args.engine, address=args.address,
+                     gpus_per_job=args.gpus_per_job, seeds=args.seeds)
     if html is not None:
         print(f"book: {Path(html) / 'index.html'}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .plan import build_plan
+    from .reproduce import choose_datasets
+    overrides = {}
+    for name, value in args.param or []:
+        overrides.update(parse_overrides([f"{name}={value}"]))
+    datasets, notes = choose_datasets(args.profile, args.datasets, args.data_dir)
+    for n in notes:
+        print(f"[plan] {n}", file=sys.stderr)
+    plan = build_plan(args.profile, datasets, args.seeds, args.questions, overrides, args.store, args.data_dir,
+                      args.results)
+    print(plan.render())
     return 0
 
 
@@ -145,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
 
     p_rep = sub.add_parser("reproduce", help="run the experiments, execute every notebook, build the book")
-    p_rep.add_argument("--profile", default="smoke", choices=("smoke", "paper"))
+    p_rep.add_argument("--profile", default="smoke", choices=tuple(PROFILES))
     p_rep.add_argument("--datasets", nargs="+", default=None,
                        help="default: cifar10-jpeg (+ tinyimagenet for paper) when present, else generated data")
     p_rep.add_argument("--device", default="auto")
@@ -153,13 +173,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--store", default=None)
     p_rep.add_argument("--data-dir", default=None)
     p_rep.add_argument("--seed", type=int, default=0)
+    p_rep.add_argument("--seeds", nargs="+", type=int, default=None,
+                       help="several seeds in one command: the first into --results, the others into "
+                            "<results>/seed-<s>; the claims ledger aggregates them (default: --seed)")
     p_rep.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                        help="override a profile or experiment parameter (repeatable)")
     p_rep.add_argument("--no-build", action="store_true", help="run experiments and notebooks, skip the site")
     p_rep.add_argument("--no-execute", action="store_true", help="build the site from executed notebooks")
     p_rep.add_argument("--no-experiments", action="store_true",
                        help="skip the experiment stage (notebooks read the results folder)")
+    p_rep.add_argument("--engine", default="local", help="local (in this process, default) or ray (Ray tasks; "
+                       "needs pip install -e '.[cluster]')")
+    p_rep.add_argument("--address", default=None, help="ray: cluster address (host:port or auto; default: start "
+                       "Ray on this machine)")
+    p_rep.add_argument("--gpus-per-job", type=float, default=None,
+                       help="ray: GPUs per job in (0, 1] (default 1 with GPUs, 0 without)")
     p_rep.set_defaults(func=cmd_reproduce)
+
+    p_plan = sub.add_parser("plan", help="print the job graph of a reproduction with each job's estimated cost")
+    p_plan.add_argument("--profile", default="smoke", choices=tuple(PROFILES))
+    p_plan.add_argument("--datasets", nargs="+", default=None, help="as for reproduce")
+    p_plan.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p_plan.add_argument("--questions", nargs="+", default=None,
+                        help="default: every question on the first dataset, zoo and rq1 on the others")
+    p_plan.add_argument("--results", default="results")
+    p_plan.add_argument("--store", default=None)
+    p_plan.add_argument("--data-dir", default=None)
+    p_plan.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="override a profile or experiment parameter (repeatable)")
+    p_plan.set_defaults(func=cmd_plan)
     return parser
 
 

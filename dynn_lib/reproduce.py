@@ -58,9 +58,24 @@ def choose_datasets(profile: str, datasets: Sequence[str] | None, data_dir) -> t
 def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, device: str = "auto",
               results_dir: str | Path = "results", store: str | Path | None = None,
               data_dir: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
-              build: bool = True, execute: bool = True, experiments: bool = True) -> Path | None:
-    """Run the whole pipeline; returns the HTML folder (or None when ``build`` is False)."""
+              build: bool = True, execute: bool = True, experiments: bool = True, engine: str = "local",
+              address: str | None = None, gpus_per_job: float | None = None,
+              seeds: Sequence[int] | None = None) -> Path | None:
+    """Run the whole pipeline; returns the HTML folder (or None when ``build`` is False).
+
+    seeds: run the experiments once per seed (workspace seed: training, surrogates, corruptions),
+    the first into ``results_dir`` and each other one into ``results_dir/seed-<s>``
+    (:func:`seed_results_dir`); the claims ledger aggregates every seed folder (mean ± std over
+    seeds beside each run's interval), the question pages show the first seed. Default: ``(seed,)``.
+
+    engine: ``local`` (in this process) or ``ray`` (the job graph of :mod:`dynn_lib.plan` as Ray
+    tasks on this machine or the cluster at ``address``, ``gpus_per_job`` GPUs each; the results
+    are then published here as by the local run); see :mod:`dynn_lib.engines`.
+    """
+    from .engines import check_engine_options
+    check_engine_options(engine, address, gpus_per_job)
     overrides = dict(overrides or {})
+    seeds = _check_seeds((seed,) if seeds is None else seeds)
     chosen, notes = choose_datasets(profile, datasets, data_dir)
     for n in notes:
         print(f"[reproduce] {n}", file=sys.stderr)
@@ -71,23 +86,34 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; accepted: {sorted(known)}")
+    if experiments and engine != "local":
+        from .engines import run_plan
+        from .plan import build_plan
+        t0 = time.perf_counter()
+        plan = build_plan(profile, chosen, seeds, None, overrides, store, data_dir, results_dir, device)
+        run_plan(plan, engine, address, gpus_per_job)
+        stages[engine] = time.perf_counter() - t0  # the loop below then finds every result published
     if experiments:
         pfields = {f.name for f in fields(Profile)} - {"name"}
         prof = {k: v for k, v in overrides.items() if k in pfields}
-        for i, ds in enumerate(chosen):
-            # one workspace per dataset: its data and trained models are loaded once for every question
-            ws = Workspace(ds, profile, store=store, data_dir=data_dir, device=device, seed=seed, **prof)
-            for q in PRIMARY_QUESTIONS if i == 0 else SECONDARY_QUESTIONS:
-                _, conf = split_overrides(q, {k: v for k, v in overrides.items() if k in _accepted(q)})
-                t0 = time.perf_counter()
-                print(f"[reproduce] {ds}: {q} ...", file=sys.stderr, flush=True)
-                publish(q, ws, results_dir, conf)
-                stages[f"{ds}/{q}"] = time.perf_counter() - t0
-                print(f"[reproduce] {ds}: {q} done in {stages[f'{ds}/{q}']:.1f} s", file=sys.stderr, flush=True)
+        for s in seeds:
+            out = seed_results_dir(results_dir, s, seeds)
+            tag = "" if len(seeds) == 1 else f" seed {s}"
+            for i, ds in enumerate(chosen):
+                # one workspace per dataset: its data and trained models are loaded once for every question
+                ws = Workspace(ds, profile, store=store, data_dir=data_dir, device=device, seed=s, **prof)
+                for q in PRIMARY_QUESTIONS if i == 0 else SECONDARY_QUESTIONS:
+                    _, conf = split_overrides(q, {k: v for k, v in overrides.items() if k in _accepted(q)})
+                    t0 = time.perf_counter()
+                    name = f"{ds}/{q}{tag}"
+                    print(f"[reproduce] {name} ...", file=sys.stderr, flush=True)
+                    publish(q, ws, out, conf)
+                    stages[name] = time.perf_counter() - t0
+                    print(f"[reproduce] {name} done in {stages[name]:.1f} s", file=sys.stderr, flush=True)
     html = None
     if build or execute:
         from .book import build_book, execute_all
-        params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seed,
+        params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seeds[0],
                   "results_dir": str(results_dir),
                   # JSON round trip: papermill would turn tuples into strings
                   "overrides": json.loads(json.dumps(overrides, default=list))}
@@ -104,12 +130,29 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
             execute_all(None, params)
         stages["notebooks+book"] = time.perf_counter() - t0
     stages["total"] = time.perf_counter() - t_all
-    rec = {"profile": profile, "datasets": chosen, "notes": notes, "seconds": stages, "overrides": overrides,
+    rec = {"profile": profile, "datasets": chosen, "seeds": list(seeds), "notes": notes, "seconds": stages,
+           "overrides": overrides,
            **provenance(device if device != "auto" else None)}
     atomic_write_text(results_dir / profile / "reproduce.json", json.dumps(rec, indent=2, default=str))
     print(f"[reproduce] total {stages['total']:.1f} s; stages: " +
           ", ".join(f"{k} {v:.0f}s" for k, v in stages.items() if k != "total"), file=sys.stderr)
     return html
+
+
+def seed_results_dir(results_dir: str | Path, seed: int, seeds: Sequence[int]) -> Path:
+    """Results folder of ``seed`` in a run of ``seeds``: the first seed publishes into
+    ``results_dir`` itself, every other seed into ``results_dir/seed-<seed>`` (the folders
+    :func:`dynn_lib.claims.results_dirs` aggregates)."""
+    return Path(results_dir) if seed == seeds[0] else Path(results_dir) / f"seed-{seed}"
+
+
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    seeds = tuple(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be one or more integers >= 0, got {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds has duplicates: {list(seeds)}")
+    return seeds
 
 
 def _accepted(question: str) -> set[str]:

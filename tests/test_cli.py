@@ -1,7 +1,10 @@
 """The ``dynn`` command: clear errors before any work, and a real (tiny) run."""
+import json
+from pathlib import Path
+
 import pytest
 
-from dynn_lib.cli import main
+from dynn_lib.cli import build_parser, main
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -44,3 +47,22 @@ def test_reproduce_rejects_unknown_parameter_before_any_work(tmp_path, capsys):
                "-p", "epsilon", "0.1"])
     assert rc == 2 and "unknown parameter(s) ['epsilon']" in capsys.readouterr().err
     assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
+def test_reproduce_seeds_publish_each_seed_into_its_own_folder(tmp_path, monkeypatch):
+    from dynn_lib import reproduce as R
+
+    calls = []
+    monkeypatch.setattr(R, "publish", lambda q, ws, out, conf: calls.append((q, ws.dataset, ws.seed, Path(out))))
+    R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", seeds=[3, 5], build=False,
+                execute=False)
+    res = (tmp_path / "res").resolve()
+    assert [(q, s, d) for q, _, s, d in calls] == (
+        [(q, 3, res) for q in R.PRIMARY_QUESTIONS] + [(q, 5, res / "seed-5") for q in R.PRIMARY_QUESTIONS])
+    rec = json.loads((res / "smoke" / "reproduce.json").read_text())
+    assert rec["seeds"] == [3, 5] and "synthetic/rq1 seed 5" in rec["seconds"]
+    for bad in ([], [1, 1], [-1]):
+        with pytest.raises(ValueError, match="seeds"):
+            R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", seeds=bad, build=False, execute=False)
+    args = build_parser().parse_args(["reproduce", "--seeds", "0", "1", "2"])
+    assert args.seeds == [0, 1, 2]

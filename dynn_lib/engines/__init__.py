@@ -1,0 +1,52 @@
+"""Engines that run a reproduction's job graph (:mod:`dynn_lib.plan`), behind one call, :func:`run_plan`.
+
+* ``local`` (default): every pending job in plan order, in this process, one workspace per
+  (dataset, seed) shared by its jobs: the order ``dynn reproduce`` has always used; needs nothing
+  beyond the default install and never imports Ray.
+* ``ray``: each job a Ray task (:mod:`dynn_lib.engines.ray_engine`), on a local Ray instance or
+  an existing cluster (``address``); needs the ``cluster`` extra (``pip install -e ".[cluster]"``).
+
+Bad options are clear ``ValueError``\\ s before any work (:func:`check_engine_options`).
+"""
+from __future__ import annotations
+
+import importlib.util
+from numbers import Real
+
+ENGINES: tuple[str, ...] = ("local", "ray")
+
+
+def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None) -> None:
+    """Validate engine options without importing Ray or doing any work.
+
+    engine: one of :data:`ENGINES`. address: a Ray cluster (``host:port``, ``ray://host:port`` or
+    ``auto``; ``ray`` only; ``host:port`` forms are probed over TCP). gpus_per_job: GPUs per job,
+    a fraction in (0, 1] (``ray`` only; several small jobs then share one GPU).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
+    if engine != "ray" and (address is not None or gpus_per_job is not None):
+        given = [n for n, v in (("address", address), ("gpus_per_job", gpus_per_job)) if v is not None]
+        raise ValueError(f"{' and '.join(given)} apply only to engine 'ray' (engine is {engine!r})")
+    if gpus_per_job is not None and (not isinstance(gpus_per_job, Real) or isinstance(gpus_per_job, bool)
+                                     or not 0 < float(gpus_per_job) <= 1):
+        raise ValueError(f"gpus_per_job must be a fraction of one GPU in (0, 1], got {gpus_per_job!r} "
+                         "(0.5: two jobs share a GPU; 1: one job per GPU)")
+    if engine == "ray":
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("engine 'ray' needs Ray, which is not installed: pip install -e \".[cluster]\"")
+        if address is not None:
+            from .ray_engine import probe_address
+            probe_address(address)
+
+
+def run_plan(plan, engine: str = "local", address: str | None = None, gpus_per_job: float | None = None,
+             retries: int = 2) -> dict[str, float]:
+    """Run every pending job of ``plan`` on ``engine``; returns {job key: wall seconds} of the jobs
+    run (done jobs are skipped). ``retries``: times a job whose worker died is run again (Ray)."""
+    check_engine_options(engine, address, gpus_per_job)
+    if engine == "local":
+        from .local import run
+        return run(plan)
+    from .ray_engine import run
+    return run(plan, address=address, gpus_per_job=gpus_per_job, retries=retries)

@@ -1,0 +1,153 @@
+"""The job graph (dynn_lib.plan) and the local engine: exact job counts, dependencies before
+dependents, jobs named by the store's keys (a finished job is skipped), clear errors for bad
+engine options before any work, and no Ray import on the default path."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dynn_lib.cli import main
+from dynn_lib.engines import check_engine_options, run_plan
+from dynn_lib.plan import build_plan, seed_results_dir
+
+TINY = {"n_train": 32, "n_query": 16, "n_eval": 8, "ea_images": 4, "ea_iters": 2, "attack_steps": 1, "batch_size": 16}
+
+
+def _ray_installed() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("ray") is not None
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def rq1_plan(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plan")
+    return build_plan("smoke", ["synthetic"], [0, 1], ["zoo", "rq1"], {**TINY, "attacks": ["fgsm", "pgd"]},
+                      store=tmp / "store", results_dir=tmp / "results", device="cpu")
+
+
+def test_job_counts_per_kind_are_exact(rq1_plan):
+    counts = rq1_plan.table().groupby(["seed", "kind"]).size()
+    for seed in (0, 1):
+        # 3 archs x (cnn, sdn, ic_only); 5 distinct targets among the 6 pairs; 6 surrogates;
+        # 6 pairs x 2 attacks x 1 eps; zoo + rq1
+        assert counts[seed].to_dict() == {"train": 9, "labels": 5, "surrogate": 6, "table": 12, "publish": 2}
+    assert len(rq1_plan) == 2 * 34 and len(rq1_plan.pending()) == len(rq1_plan)
+
+
+def test_dependencies_come_first_and_follow_the_protocol(rq1_plan):
+    order = list(rq1_plan.jobs)
+    for job in rq1_plan.jobs.values():
+        assert all(order.index(d) < order.index(job.key) for d in job.deps), job.key
+        kinds = {rq1_plan.jobs[d].kind for d in job.deps}
+        if job.kind == "train":
+            assert kinds == ({"train"} if job.spec["kind"] == "ic_only" else set())
+        elif job.kind == "labels":
+            assert kinds == {"train"}
+        elif job.kind == "surrogate":
+            assert kinds == {"labels"}
+        elif job.kind == "table":
+            assert kinds == {"surrogate", "train"}
+    ic = [j for j in rq1_plan.jobs.values() if j.kind == "train" and j.spec["kind"] == "ic_only"]
+    assert len(ic) == 6 and all(rq1_plan.jobs[j.deps[0]].spec == {"arch": j.spec["arch"], "kind": "cnn"} for j in ic)
+
+
+def test_seeds_publish_into_their_own_results_folders(rq1_plan, tmp_path):
+    pubs = [j for j in rq1_plan.jobs.values() if j.kind == "publish"]
+    root = Path(rq1_plan.results_dir)
+    for j in pubs:
+        assert Path(j.spec["results_dir"]) == seed_results_dir(root, j.seed, (0, 1))
+    assert seed_results_dir(tmp_path, 1, (0, 1)) == tmp_path / "seed-1"
+    # the seed enters every model key: no job is shared between seeds
+    by_seed = [{k for k, j in rq1_plan.jobs.items() if j.seed == s} for s in (0, 1)]
+    assert not by_seed[0] & by_seed[1]
+
+
+def test_render_lists_every_job_with_its_cost(rq1_plan):
+    text = rq1_plan.render()
+    assert all(k in text for k in rq1_plan.jobs)
+    assert "68 jobs (68 to run)" in text and "GMAC" in text
+    assert all(j.cost > 0 for j in rq1_plan.jobs.values() if j.kind != "publish")
+
+
+def test_local_engine_runs_jobs_named_by_store_keys_and_never_imports_ray(tmp_path):
+    """A subprocess runs a small plan (the ResNet-56 CNN) on the local engine: Ray is
+    never imported, every stored model is a planned job's key, and a second run has nothing to do."""
+    store = tmp_path / "store"
+    args = dict(profile="smoke", datasets=["synthetic"], seeds=[0], questions=["zoo"], overrides=TINY,
+                store=str(store), results_dir=str(tmp_path / "results"), device="cpu")
+    code = textwrap.dedent(f"""
+        import json, sys, torch
+        torch.set_num_threads(1)
+        from dynn_lib.plan import build_plan
+        from dynn_lib.engines import run_plan
+        import dynn_lib.cli, dynn_lib.reproduce, dynn_lib.engines.ray_engine  # importable without Ray
+        full = build_plan(**json.loads({json.dumps(json.dumps(args))}))
+        plan = full.only(lambda j: j.kind == "train" and j.spec == {{"arch": "resnet56", "kind": "cnn"}})
+        first = run_plan(plan, "local")
+        again = run_plan(plan, "local")
+        print(json.dumps({{"first": sorted(first), "again": len(again), "planned": sorted(plan.jobs),
+                          "left": len(full.pending()), "all": len(full), "ray": "ray" in sys.modules}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "DYNN_PROGRESS": "0"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["ray"] is False and res["again"] == 0 and res["left"] == res["all"] - 1
+    assert len(res["first"]) == 1 and res["first"] == res["planned"]
+    stored = {f"{d.parent.name}/{d.name}" for d in store.glob("models/*") if (d / "record.json").is_file()}
+    assert stored == set(res["planned"])
+    assert not list(store.rglob("partial.pt")) and not list(store.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("engine, address, gpus, needle", [
+    ("spark", None, None, "unknown engine 'spark'; accepted: local, ray"),
+    ("local", "10.0.0.1:6379", None, "address apply only to engine 'ray'"),
+    ("local", None, 0.5, "gpus_per_job apply only to engine 'ray'"),
+    ("ray", None, 0, "(0, 1], got 0"),
+    ("ray", None, 1.5, "(0, 1], got 1.5"),
+    ("ray", None, -0.25, "(0, 1], got -0.25"),
+    ("ray", None, True, "(0, 1], got True"),
+    ("ray", "no-port-here", None, "must look like host:port"),
+    ("ray", "CLOSED", None, "cannot reach a Ray cluster"),
+])
+def test_bad_engine_options_are_clear_errors(engine, address, gpus, needle):
+    if engine == "ray" and address is not None and not _ray_installed():
+        pytest.skip("Ray not installed (pip install -e '.[cluster]')")
+    if address == "CLOSED":
+        address = f"127.0.0.1:{_closed_port()}"
+    with pytest.raises(ValueError) as e:
+        check_engine_options(engine, address, gpus)
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--engine", "spark"], "unknown engine 'spark'"),
+    (["--engine", "ray", "--gpus-per-job", "0"], "(0, 1]"),
+    (["--address", "10.0.0.1:6379"], "only to engine 'ray'"),
+])
+def test_reproduce_rejects_bad_engine_options_before_any_work(tmp_path, capsys, extra, needle):
+    rc = main(["reproduce", "--datasets", "synthetic", "--results", str(tmp_path / "r"), "--store",
+               str(tmp_path / "s"), "--no-build"] + extra)
+    assert rc == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "r").exists()
+
+
+def test_plan_command_prints_the_graph(tmp_path, capsys):
+    rc = main(["plan", "--datasets", "synthetic", "--seeds", "0", "3", "--questions", "zoo", "--store",
+               str(tmp_path / "s"), "--results", str(tmp_path / "r"), "-p", "n_eval", "8"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "20 jobs (20 to run)" in out and "seed0" in out and "seed3" in out
+    assert not (tmp_path / "s").exists()  # planning trains nothing
