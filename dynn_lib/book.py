@@ -18,6 +18,16 @@ root as working directory, like the ``dynn`` command line, so relative paths mea
 both; progress bars are switched off (``DYNN_PROGRESS=0``) so that no tqdm widget ends up in
 the book.
 
+The same pages run under plain papermill, as a reader would call it::
+
+    jupytext --to ipynb notebooks/rq1_transferability.md -o rq1.ipynb
+    papermill rq1.ipynb out.ipynb -p profile smoke -p dataset synthetic -p eps_255 "[4]"
+
+Papermill only warns about a name the page does not declare and passes lists as text, so each
+page's first code cell calls :func:`check_parameters`: an undeclared name fails there with the
+accepted names, and a value given as JSON/YAML text (``"[4]"``, ``'{"n_train": 64}'``,
+per-exit ``tau`` ``"[0.9, 0.8]"``) is read into the type of the page's default.
+
 Command line::
 
     python -m dynn_lib.book --profile smoke                       # execute all, build with -W
@@ -41,7 +51,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["GENERATED_DIR", "SOURCE_DIR", "COMMON_PARAMETERS", "NotebookExecutionError", "repo_root",
            "toc_files", "toc_notebooks", "source_for", "notebook_parameters", "execute_notebook",
-           "execute_all", "build_book", "main"]
+           "execute_all", "build_book", "main", "check_parameters", "coerce_parameter", "site_status"]
 
 GENERATED_DIR = Path("book") / "_generated"
 """Where executed notebooks go, relative to the book root (the folder holding ``_toc.yml``)."""
@@ -254,6 +264,154 @@ def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | 
     if first_error is not None:
         raise first_error
     return {n: report[n] for n in names}
+
+
+# ----------------------------------------------------------------------------------- inside a page
+
+_INJECTED_HEADER = "# Parameters"
+"""First line of the cell papermill injects (its Python translator writes it)."""
+
+
+def _assigned_names(source: str) -> list[str]:
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        for t in targets:
+            if isinstance(t, ast.Name):
+                names.append(t.id)
+    return names
+
+
+def _defaults(source: str) -> dict[str, Any]:
+    import ast
+
+    out: dict[str, Any] = {}
+    with contextlib.suppress(SyntaxError):
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                with contextlib.suppress(ValueError, SyntaxError):
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def coerce_parameter(value: Any, default: Any) -> Any:
+    """A value injected from the command line, given the type of the page's default.
+
+    ``papermill -p NAME VALUE`` passes anything that is not a number or a boolean as a
+    string, so ``-p eps_255 "[4]"`` arrives as ``"[4]"``. A string where the default is not a
+    string is read as YAML (a superset of JSON): ``"[4]"`` -> ``[4]``, ``"{n_train: 64}"`` ->
+    a dict, ``"[0.9, 0.8]"`` -> a list (per-exit τ). A scalar where the default is a list is
+    wrapped in one (``-p eps_255 8`` -> ``[8]``). Anything else is returned unchanged.
+    """
+    if isinstance(value, str) and default is not None and not isinstance(default, str):
+        import yaml
+
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"cannot read {value!r} as a value like the default {default!r}: {e}") from e
+        value = parsed
+    if isinstance(default, list) and not isinstance(value, (list, tuple)) and value is not None:
+        return [value]
+    return value
+
+
+def check_parameters(history: Sequence[str] | None = None, namespace: dict | None = None) -> list[str]:
+    """Fail when papermill injected a parameter the page does not declare; returns the injected names.
+
+    Called in the first code cell after a page's ``parameters`` cell. Papermill executes the
+    cells in order, so the kernel's input history (IPython's ``In``) holds the ``parameters``
+    cell and, right after it, the cell papermill injected (it starts with ``# Parameters``).
+    Every name assigned in the injected cell must be assigned in the parameters cell; plain
+    ``papermill nb.ipynb out.ipynb -p eps_255 "[4]" -p sede 1`` therefore stops here with the
+    accepted names, as ``python -m dynn_lib.book`` does before executing anything (papermill
+    itself only warns). Outside papermill (JupyterLab, no injected cell) nothing is checked.
+
+    Injected values are then brought to the type of their defaults in ``namespace`` with
+    :func:`coerce_parameter` (so the plain papermill route may pass lists and dicts as JSON).
+
+    Args:
+        history: the cell sources executed so far, oldest first (default: IPython's ``In``).
+        namespace: the page's globals to coerce in place (default: IPython's user namespace).
+    Raises:
+        ValueError: naming the unknown parameter(s) and the accepted ones.
+    """
+    if history is None or namespace is None:
+        try:
+            from IPython import get_ipython
+
+            shell = get_ipython()
+        except ImportError:
+            shell = None
+        if history is None:
+            history = list(shell.user_ns.get("In", [])) if shell is not None else []
+        if namespace is None and shell is not None:
+            namespace = shell.user_ns
+    history = [h for h in history if isinstance(h, str)]
+    for i in range(len(history) - 1, 0, -1):
+        if history[i].lstrip().startswith(_INJECTED_HEADER):
+            injected = _assigned_names(history[i])
+            declared = _assigned_names(history[i - 1])
+            unknown = sorted(set(injected) - set(declared))
+            if unknown:
+                raise ValueError(f"unknown parameter(s) {unknown}: this page declares {sorted(declared)} in its "
+                                 f"parameters cell (papermill -p NAME VALUE accepts only those)")
+            if namespace is not None:
+                defaults = _defaults(history[i - 1])
+                for name in injected:
+                    if name in namespace and name in defaults:
+                        namespace[name] = coerce_parameter(namespace[name], defaults[name])
+            return injected
+    return []
+
+
+def site_status(root: str | Path | None = None) -> dict[str, Any]:
+    """What built this site, read from the executed pages in :data:`GENERATED_DIR`.
+
+    For every executed notebook: the ``profile`` and ``dataset`` it ran with (papermill's
+    recorded parameters over the defaults of its ``parameters`` cell). Returns ``profiles``
+    and ``datasets`` (sorted unique values), ``pages`` (name -> {profile, dataset}) and
+    ``indicative`` (True when any page ran a profile other than ``paper``/``fast`` or on
+    generated data: :func:`dynn_lib.display.is_indicative`), and ``tag`` (e.g. ``[smoke]``).
+    """
+    import ast
+
+    from .display import is_indicative, profile_tag
+
+    root = Path(root) if root is not None else repo_root()
+    pages: dict[str, dict[str, Any]] = {}
+    for path in sorted((root / GENERATED_DIR).glob("*.ipynb")):
+        if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
+            continue
+        try:
+            nb = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        values: dict[str, Any] = {}
+        for cell in nb.get("cells", []):
+            if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+                src = "".join(cell.get("source", ""))
+                with contextlib.suppress(SyntaxError):
+                    for node in ast.parse(src).body:
+                        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                            with contextlib.suppress(ValueError):
+                                values[node.targets[0].id] = ast.literal_eval(node.value)
+                break
+        values.update(nb.get("metadata", {}).get("papermill", {}).get("parameters") or {})
+        pages[path.stem] = {"profile": values.get("profile"), "dataset": values.get("dataset")}
+    profiles = sorted({str(p["profile"]) for p in pages.values() if p["profile"] is not None})
+    datasets = sorted({str(p["dataset"]) for p in pages.values() if p["dataset"] is not None})
+    indicative = any(is_indicative(p["profile"], p["dataset"]) for p in pages.values())
+    tag = " ".join(dict.fromkeys(profile_tag(p["profile"], p["dataset"]) for p in pages.values()
+                                 if profile_tag(p["profile"], p["dataset"])))
+    return {"profiles": profiles, "datasets": datasets, "pages": pages, "indicative": indicative, "tag": tag}
 
 
 # ----------------------------------------------------------------------------------- building

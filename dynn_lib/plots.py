@@ -63,12 +63,40 @@ _ARCH_ORDER = ("vgg16", "resnet56", "mobilenet")
 _ARCH_NAMES = {"vgg16": "VGG-16", "resnet56": "ResNet-56", "mobilenet": "MobileNet"}
 _DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10-jpeg": "CIFAR-10 (JPEG)",
                   "tinyimagenet": "Tiny ImageNet", "synthetic": "synthetic"}
-_DIRECTION_NAMES = {"S2D": "S2D: SDNN surrogate → DyNN target",
-                    "D2S": "D2S: DyNN surrogate → SDNN target", "white-box": "white-box"}
+_DIRECTION_NAMES = {"S2D": "S2D (SDNN → DyNN)", "D2S": "D2S (DyNN → SDNN)", "white-box": "white-box"}
 _KIND_NAMES = {"cnn": "CNN (SDNN)", "sdn": "DyNN (SDN training)", "ic_only": "DyNN (IC-only)"}
 
 DEFAULT_EPS = 8 / 255
 """The ε a figure picks when a table holds several and none is requested (protocol section 6)."""
+
+COLUMN_WIDTH_IN = 7.4
+"""Width (inches) of every figure: the book's text column is about 780 px and the notebooks draw at
+100 px per inch, so a figure is shown at its own size, never scaled down."""
+
+BOOK_RC: dict[str, Any] = {
+    "font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "xtick.labelsize": 12,
+    "ytick.labelsize": 12, "legend.fontsize": 12, "figure.titlesize": 13, "figure.labelsize": 12,
+    "figure.dpi": 100, "savefig.dpi": 100,
+}
+"""Matplotlib settings every figure is drawn with: at 100 px per inch, 12 pt is 16.7 px, at least
+the body text of the book (16 px)."""
+
+MIN_FONT_PT = 11.5
+"""Smallest font size (points) a figure may use (16 px at 100 dpi); the tests hold every figure to it."""
+
+
+def _book_style(fn):
+    """Draw ``fn``'s figure under :data:`BOOK_RC` (the style is fixed at creation time)."""
+    import functools
+
+    import matplotlib
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(BOOK_RC):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 
@@ -137,13 +165,15 @@ def _sort_keys(keys: Iterable[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     return sorted(keys, key=lambda k: (str(k[0]), order.get(k[1], len(order))))
 
 
-def _legend(fig: Figure, handles: list, fontsize: float = 9) -> None:
-    """A legend under the panels, with as many columns as fit the figure's width."""
+def _legend(fig: Figure, handles: list, fontsize: float | None = None) -> None:
+    """A legend under the panels, with as many columns as fit the figure's width (labels measured
+    at about 0.1 inch per character)."""
     if not handles:
         return
-    per_row = max(1, int(fig.get_figwidth() / 1.9))
+    longest = max(len(str(h.get_label())) for h in handles)
+    per_row = max(1, int(fig.get_figwidth() / (0.6 + 0.1 * longest)))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), per_row), frameon=False,
-               fontsize=fontsize)
+               **({"fontsize": fontsize} if fontsize else {}))
 
 
 def _colors(keys: Sequence[str], named: Mapping[str, str]) -> dict[str, str]:
@@ -193,7 +223,8 @@ def _pick_eps(df: pd.DataFrame, eps: float | None) -> tuple[pd.DataFrame, float 
 
 def _new_figure(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2,
                 sharey: bool | str = False, sharex: bool | str = False) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(max(5.0, width * ncols), height * nrows + 0.6), layout="constrained")
+    """A constrained-layout grid at most :data:`COLUMN_WIDTH_IN` wide (panels narrowed to fit)."""
+    fig = Figure(figsize=(min(COLUMN_WIDTH_IN, max(5.0, width * ncols)), height * nrows + 1.0), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey, sharex=sharex)
     for ax in axes.flat:
         ax.grid(axis="y", color="#dddddd", linewidth=0.7)
@@ -201,6 +232,12 @@ def _new_figure(nrows: int, ncols: int, width: float = 4.2, height: float = 3.2,
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     return fig, axes
+
+
+def _panel_note(ax: Axes, text: str) -> None:
+    """A short multi-line note in the panel's upper right corner (numbers the title has no room for)."""
+    ax.text(0.97, 0.97, text, transform=ax.transAxes, ha="right", va="top", linespacing=1.15,
+            bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="#cccccc", alpha=0.9))
 
 
 def _no_data(ax: Axes, text: str = "no data for this selection") -> None:
@@ -212,14 +249,22 @@ def _no_data(ax: Axes, text: str = "no data for this selection") -> None:
 def _grouped_bars(ax: Axes, categories: Sequence[Any], groups: Sequence[Any],
                   values: Mapping[tuple[Any, Any], float], colors: Mapping[Any, str],
                   labels: Mapping[Any, str] | None = None, annotate: str | None = None,
-                  width: float = 0.8) -> dict[tuple[Any, Any], float]:
-    """Bars at x = category index, one per group side by side. Returns the bar centres."""
+                  width: float = 0.8,
+                  errors: Mapping[tuple[Any, Any], tuple[float, float]] | None = None) -> dict[tuple[Any, Any], float]:
+    """Bars at x = category index, one per group side by side. Returns the bar centres.
+
+    ``errors`` maps (category, group) to the (lo, hi) ends of an interval, drawn as a black
+    error bar; bars without one get none. ``annotate`` writes the values on the bars when no
+    interval is drawn and there are at most 8 bars per panel (more would overlap at the book's
+    font size).
+    """
     labels = labels or {}
+    errors = errors or {}
     k = max(1, len(groups))
     w = width / k
     centres = {}
     for j, g in enumerate(groups):
-        xs, hs = [], []
+        xs, hs, err = [], [], []
         for i, c in enumerate(categories):
             v = values.get((c, g), float("nan"))
             x = i - width / 2 + w * (j + 0.5)
@@ -228,15 +273,48 @@ def _grouped_bars(ax: Axes, categories: Sequence[Any], groups: Sequence[Any],
                 continue
             xs.append(x)
             hs.append(float(v))
+            lo, hi = errors.get((c, g), (float("nan"), float("nan")))
+            err.append((x, float(v), lo, hi))
         bars = ax.bar(xs, hs, width=w * 0.95, color=colors.get(g, "#777777"), label=labels.get(g, str(g)),
                       edgecolor="white", linewidth=0.5)
-        if annotate and len(hs) and k * len(categories) <= 24:
-            ax.bar_label(bars, fmt=annotate, fontsize=7, padding=1)
+        drawn = [(x, v, lo, hi) for x, v, lo, hi in err if np.isfinite(lo) and np.isfinite(hi)]
+        if drawn:
+            ax.errorbar([d[0] for d in drawn], [d[1] for d in drawn],
+                        yerr=[[max(0.0, d[1] - d[2]) for d in drawn], [max(0.0, d[3] - d[1]) for d in drawn]],
+                        fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3)
+        if annotate and len(hs) and not errors and k * len(categories) <= 8:
+            ax.bar_label(bars, fmt=annotate, padding=1)
     return centres
+
+
+def _intervals(df: pd.DataFrame, keys: Sequence[str], value: str) -> dict[tuple[Any, ...], tuple[float, float]]:
+    """(lo, hi) of ``value`` per group of ``keys`` from the ``<value>_lo``/``<value>_hi`` columns, when
+    the table has them and each group is one row (an interval cannot be averaged); else empty."""
+    lo, hi = f"{value}_lo", f"{value}_hi"
+    if lo not in df.columns or hi not in df.columns or df.empty:
+        return {}
+    g = df.groupby(list(keys))
+    if int(g.size().max()) > 1:
+        return {}
+    return {k: (float(r[lo]), float(r[hi])) for k, r in g[[lo, hi]].first().iterrows()}
+
+
+def _shared_xlabel(axes: np.ndarray, text: str) -> None:
+    """One x label for a row of panels, on the middle panel of the bottom row (``fig.supxlabel``
+    would collide with the legend under the panels)."""
+    row = [ax for ax in axes[-1] if ax.get_visible()] or list(axes[-1])
+    row[len(row) // 2].set_xlabel(text)
+
+
+def _thin_ticks(ax: Axes, labels: Sequence[str], max_labels: int = 8) -> None:
+    """A tick at every position, labelled at every n-th so that labels never overlap."""
+    step = max(1, math.ceil(len(labels) / max_labels))
+    ax.set_xticks(range(len(labels)), [t if i % step == 0 else "" for i, t in enumerate(labels)])
 
 
 # ---------------------------------------------------------------- RQ1: transfer success (Figs. 2, 12, 16)
 
+@_book_style
 def transfer_success(summary: pd.DataFrame, *, dataset: str | Sequence[str] | None = None,
                      eps: float | None = None, attacks: Sequence[str] | None = None,
                      value: str = "success_rate", paper: pd.DataFrame | None = None,
@@ -270,35 +348,40 @@ def transfer_success(summary: pd.DataFrame, *, dataset: str | Sequence[str] | No
             if ds is not None:
                 sub = sub[sub["dataset"] == ds]
             head = _DIRECTION_NAMES.get(direction, direction)
-            ax.set_title(f"{pretty_dataset(ds)} · {head}" if ds is not None else head, fontsize=10)
+            ax.set_title(f"{pretty_dataset(ds)} · {head}" if ds is not None else head)
             if sub.empty:
                 _no_data(ax)
                 continue
             pairs = _order_pairs(sub["pair"])
             vals = sub.groupby(["pair", "attack"])[value].mean().to_dict()
             centres = _grouped_bars(ax, pairs, attack_list, vals, colors,
-                                    {a: pretty_attack(a) for a in attack_list}, annotate="%.0f")
+                                    {a: pretty_attack(a) for a in attack_list}, annotate="%.0f",
+                                    errors=_intervals(sub, ["pair", "attack"], value))
             if paper is not None and not paper.empty:
                 ref = _filter(paper, dataset=ds, direction=direction)
                 for (p, a), v in ref.groupby(["pair", "attack"])[value].mean().items():
                     if (p, a) in centres and not math.isnan(v):
                         ax.plot([centres[(p, a)]], [v], marker="_", markersize=14, mew=2.5, color="black")
-            ax.set_xticks(range(len(pairs)), [pretty_pair(p).replace(" → ", "\n→ ") for p in pairs], fontsize=8)
+            ax.set_xticks(range(len(pairs)), [pretty_pair(p).replace(" → ", "\n→ ") for p in pairs])
             ax.set_ylim(0, 105)
-            ax.set_xlabel("surrogate → target")
             if c == 0:
                 ax.set_ylabel("attack success rate (%)")
+    for ax in axes[-1]:
+        ax.set_xlabel("surrogate → target")
     handles = [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list]
     if paper is not None and not paper.empty:
         handles.append(Line2D([], [], marker="_", markersize=14, mew=2.5, color="black", ls="", label="reference"))
+    if {f"{value}_lo", f"{value}_hi"} <= set(df.columns):
+        handles.append(Line2D([], [], marker="|", markersize=12, color="black", ls="", label="95 % interval"))
     _legend(fig, handles)
     eps_txt = f" (ε = {eps_label(eps)})" if eps is not None else ""
-    fig.suptitle(title or f"Black-box transfer attack success{eps_txt}", fontsize=12)
+    fig.suptitle(title or f"Black-box transfer attack success{eps_txt}")
     return fig
 
 
 # ---------------------------------------------------------------- RQ1: exit used by the DyNN surrogate (Fig. 7)
 
+@_book_style
 def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] | None = None,
                       eps: float | None = None, attacks: Sequence[str] | None = None,
                       title: str | None = None) -> Figure:
@@ -338,15 +421,16 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
         early = sub[sub["exit"].between(0, 2)].groupby("attack")["fraction"].sum()
         note = ", ".join(f"{pretty_attack(a)} {100 * early.get(a, 0):.0f}%" for a in attack_list
                          if a in set(sub["attack"]))
-        name = pretty_pair(pair) + (f" · {pretty_dataset(ds)}" if ds is not None else "")
-        ax.set_title(f"{name}\nfrom exits 0-2: {note}", fontsize=9)
-        ax.set_xticks(range(len(exits)), ["all\n(mean)" if e < 0 else str(e) for e in exits])
-        ax.set_xlabel("surrogate exit used (0-based)")
-        ax.set_ylabel("fraction of adversarial examples")
+        name = pretty_pair(pair) + (f"\n{pretty_dataset(ds)}" if ds is not None else "")
+        ax.set_title(name)
+        _panel_note(ax, "exits 0-2:\n" + note.replace(", ", "\n"))
+        _thin_ticks(ax, ["all\n(mean)" if e < 0 else str(e) for e in exits])
         ax.set_ylim(0, 1.05)
+    axes[0, 0].set_ylabel("fraction of examples")
+    _shared_xlabel(axes, "surrogate exit used (0-based)")
     _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
     eps_txt = f" (ε = {eps_label(eps)})" if eps is not None else ""
-    fig.suptitle(title or f"Exit of the DyNN surrogate that generated each example{eps_txt}", fontsize=12)
+    fig.suptitle(title or f"Exit of the DyNN surrogate that generated each example{eps_txt}")
     return fig
 
 
@@ -397,9 +481,9 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
     for ax, (ds, pair) in zip(axes.flat, keys):
         sub = _filter(df, dataset=ds, pair=pair)
         sub = sub[sub[column].notna()] if not sub.empty else sub
-        name = (pretty_pair(pair) if pair is not None else "") + (f" · {pretty_dataset(ds)}" if ds is not None else "")
+        name = (pretty_pair(pair) if pair is not None else "") + (f"\n{pretty_dataset(ds)}" if ds is not None else "")
         if sub.empty:
-            ax.set_title(name, fontsize=9)
+            ax.set_title(name)
             _no_data(ax)
             continue
         lo = int(sub[column].min()) if x_min is None else min(x_min, int(sub[column].min()))
@@ -411,16 +495,18 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
             p = g[column].astype(int).value_counts(normalize=True)
             vals.update({(k, a): float(p.get(k, 0.0)) for k in ks})
         _grouped_bars(ax, ks, attack_list, vals, colors)
-        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("probability")
+        _thin_ticks(ax, [str(k) for k in ks])
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{name}\n{note(sub, attack_list)}", fontsize=9)
+        ax.set_title(name)
+        _panel_note(ax, note(sub, attack_list))
+    axes[0, 0].set_ylabel("probability")
+    _shared_xlabel(axes, xlabel)
     _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
-    fig.suptitle(title, fontsize=12)
+    fig.suptitle(title)
     return fig
 
 
+@_book_style
 def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "white-box", *,
                         dataset: str | Sequence[str] | None = None, eps: float | None = None,
                         attacks: Sequence[str] | None = None, tau: float | None = None,
@@ -450,8 +536,8 @@ def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "whit
 
     def note(sub, attack_list):
         up = sub.assign(up=sub["delta_exit"] > 1).groupby("attack")["up"].mean()
-        return "exit +2 or more: " + ", ".join(f"{pretty_attack(a)} {100 * up[a]:.0f}%"
-                                              for a in attack_list if a in up.index)
+        return "exit +2 or more:\n" + "\n".join(f"{pretty_attack(a)} {100 * up[a]:.0f}%"
+                                                 for a in attack_list if a in up.index)
 
     eps_txt = f", ε = {eps_label(eps)}" if eps is not None else ""
     tau_txt = f", τ = {tau:g}" if tau is not None else ""
@@ -461,6 +547,7 @@ def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "whit
                             note=note, x_min=0, x_max=0)
 
 
+@_book_style
 def first_changed_exit_density(per_image_rq3: pd.DataFrame, setting: str | None = "white-box", *,
                                dataset: str | Sequence[str] | None = None, eps: float | None = None,
                                attacks: Sequence[str] | None = None, title: str | None = None) -> Figure:
@@ -489,9 +576,9 @@ def first_changed_exit_density(per_image_rq3: pd.DataFrame, setting: str | None 
 
     def note(sub, attack_list):
         first = sub.assign(f=sub["first_changed_exit"] == 0).groupby("attack")["f"].agg(["mean", "size"])
-        parts = [f"{pretty_attack(a)} {100 * first.loc[a, 'mean']:.0f}% (n={first.loc[a, 'size']})"
+        parts = [f"{pretty_attack(a)} {100 * first.loc[a, 'mean']:.0f}% of {first.loc[a, 'size']}"
                  for a in attack_list if a in first.index]
-        return "at exit 0: " + ", ".join(parts)
+        return "at exit 0:\n" + "\n".join(parts)
 
     eps_txt = f", ε = {eps_label(eps)}" if eps is not None else ""
     return _discrete_panels(df, "first_changed_exit", xlabel="first exit whose label changes (0-based)",
@@ -514,9 +601,15 @@ def _success_column(df: pd.DataFrame, value: str | None) -> str:
 def _table2_long(df: pd.DataFrame, value: str | None) -> tuple[pd.DataFrame, str]:
     """Accept the long Table 2 (one row per dataset, arch, alpha), the wide
     :func:`dynn_lib.experiments.rq4.table2` (columns ``alpha=<a>``) or RQ4 per-image rows."""
-    wide = [c for c in df.columns if str(c).startswith("alpha=")]
+    wide = [c for c in df.columns if str(c).startswith("alpha=") and not str(c).endswith(("_lo", "_hi"))]
     if "alpha" not in df.columns and wide:
         long = df.melt(id_vars=["dataset", "arch"], value_vars=wide, var_name="alpha", value_name="success_rate")
+        for end in ("lo", "hi"):  # the 95 % interval of each cell, when the table has it
+            cols = {c: f"{c}_{end}" for c in wide if f"{c}_{end}" in df.columns}
+            if len(cols) == len(wide):
+                part = df.melt(id_vars=["dataset", "arch"], value_vars=list(cols.values()), var_name="alpha",
+                               value_name=f"success_rate_{end}")
+                long[f"success_rate_{end}"] = part[f"success_rate_{end}"].to_numpy()
         long["alpha"] = long["alpha"].str.slice(len("alpha=")).astype(float)
         return long, "success_rate"
     _require(df, ["dataset", "arch", "alpha"], "early_attack_alpha")
@@ -529,6 +622,7 @@ def _table2_long(df: pd.DataFrame, value: str | None) -> tuple[pd.DataFrame, str
     return df, col
 
 
+@_book_style
 def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, paper: bool = True,
                        title: str | None = None) -> Figure:
     """Early Attack success rate (%) against α, log-scaled x, one panel per dataset (Table 2).
@@ -551,13 +645,19 @@ def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, p
     colors = _colors(archs_all, ARCH_COLORS)
     for ax, ds in zip(axes.flat, datasets):
         sub = df[df["dataset"] == ds] if ds is not None else df
-        ax.set_title(pretty_dataset(ds) if ds is not None else "", fontsize=10)
+        ax.set_title(pretty_dataset(ds) if ds is not None else "")
         if sub.empty:
             _no_data(ax)
             continue
         for arch in _ordered(sub["arch"], _ARCH_ORDER):
-            g = sub[sub["arch"] == arch].groupby("alpha")[col].mean().sort_index()
+            one = sub[sub["arch"] == arch]
+            g = one.groupby("alpha")[col].mean().sort_index()
             ax.plot(g.index, g.values, marker="o", color=colors[arch], label=pretty_arch(arch))
+            band = _intervals(one, ["alpha"], col)
+            if band:
+                a_s = sorted(band)
+                ax.fill_between(a_s, [band[a][0] for a in a_s], [band[a][1] for a in a_s], color=colors[arch],
+                                alpha=0.15, linewidth=0)
             ref = PAPER_TABLE2.get((dataset_family(ds), arch))
             if paper and ref:
                 a = sorted(ref)
@@ -572,10 +672,11 @@ def early_attack_alpha(table2_long: pd.DataFrame, *, value: str | None = None, p
         handles += [Line2D([], [], color="#555555", marker="o", label="reproduced"),
                     Line2D([], [], color="#555555", ls="--", marker="x", label="paper (Table 2)")]
     _legend(fig, handles)
-    fig.suptitle(title or "Early Attack success against α", fontsize=12)
+    fig.suptitle(title or "Early Attack success against α")
     return fig
 
 
+@_book_style
 def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper: bool = True,
                       title: str | None = None) -> Figure:
     """Bars of Early Attack success (%) per architecture at one α (the α-selector's figure).
@@ -608,7 +709,7 @@ def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper
             handles.append(Line2D([], [], marker="_", markersize=14, mew=2.5, color="black", ls="",
                                   label="paper (Table 2)"))
         _legend(fig, handles)
-    fig.suptitle(title or (f"Early Attack at α = {alpha:g}" if alpha is not None else "Early Attack"), fontsize=12)
+    fig.suptitle(title or (f"Early Attack at α = {alpha:g}" if alpha is not None else "Early Attack"))
     return fig
 
 
@@ -628,6 +729,7 @@ _METRIC_NAMES = {"success_rate": "success rate (%)", "success_rate_all": "succes
                  "mean_rel_macs_change": "mean MACs change (%)"}
 
 
+@_book_style
 def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, hue: str = "pair",
               style: str = "attack", col: str | None = "direction", title: str | None = None) -> Figure:
     """Headline metrics against ε (x in units of 1/255), one row of panels per metric.
@@ -684,9 +786,15 @@ def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, h
                     line = g.groupby("_x")[m].mean().sort_index()
                     ax.plot(line.index, line.values, color=hue_colors.get(h, "#333333"),
                             ls=dashes[si % len(dashes)], marker=markers[si % len(markers)], markersize=5)
+                    band = _intervals(g, ["_x"], m)  # 95 % interval, when each ε is one row
+                    if band:
+                        xs_b = sorted(band)
+                        ax.fill_between([x[0] if isinstance(x, tuple) else x for x in xs_b],
+                                        [band[x][0] for x in xs_b], [band[x][1] for x in xs_b],
+                                        color=hue_colors.get(h, "#333333"), alpha=0.15, linewidth=0)
             ax.set_ylabel(_METRIC_NAMES.get(m, m))
             if r == 0 and cv is not None:
-                ax.set_title(_DIRECTION_NAMES.get(cv, str(cv)), fontsize=10)
+                ax.set_title(_DIRECTION_NAMES.get(cv, str(cv)))
             if r == len(metrics) - 1:
                 ax.set_xlabel("ε (× 1/255)")
             xs = sorted(df["_x"].unique())
@@ -699,8 +807,8 @@ def eps_sweep(df: pd.DataFrame, metrics: str | Sequence[str] | None = None, *, h
                        label=pretty_attack(s) if style == "attack" else str(s))
                 for i, s in enumerate(styles) if s is not None]
     if handles:
-        _legend(fig, handles, fontsize=8)
-    fig.suptitle(title or "Headline metrics against the perturbation budget ε", fontsize=12)
+        _legend(fig, handles)
+    fig.suptitle(title or "Headline metrics against the perturbation budget ε")
     return fig
 
 
@@ -723,8 +831,9 @@ def _as_hwc(images) -> np.ndarray:
     return np.clip(a, 0, 1)
 
 
+@_book_style
 def image_grid(orig, adv_sdnn, adv_dynn, titles: Sequence[str] | None = None, *,
-               show_psnr: bool = True, max_images: int = 8, title: str | None = None) -> Figure:
+               show_psnr: bool = True, max_images: int = 6, title: str | None = None) -> Figure:
     """Original images and their adversarial versions from an SDNN and a DyNN source (Figs. 13-15).
 
     Rows: original, adversarial generated on the SDNN, adversarial generated on the DyNN;
@@ -734,7 +843,9 @@ def image_grid(orig, adv_sdnn, adv_dynn, titles: Sequence[str] | None = None, *,
     Args:
         orig, adv_sdnn, adv_dynn: images on [0,1] pixels (or uint8), ``[N, C, H, W]`` or
             ``[N, H, W, C]``, torch or numpy, same shape.
-        titles: one column title per image (e.g. the class name).
+        titles: one column title per image (the class name: :func:`dynn_lib.display.class_names`).
+        max_images: columns drawn (default 6: at the book's font size a longer class name would
+            not fit above a narrower image).
     """
     rows = [_as_hwc(orig), _as_hwc(adv_sdnn), _as_hwc(adv_dynn)]
     if not (rows[0].shape == rows[1].shape == rows[2].shape):
@@ -745,7 +856,7 @@ def image_grid(orig, adv_sdnn, adv_dynn, titles: Sequence[str] | None = None, *,
     if titles is not None and len(titles) < n:
         raise ValueError(f"need {n} titles, got {len(titles)}")
     names = ["original", "adversarial\n(SDNN source)", "adversarial\n(DyNN source)"]
-    fig = Figure(figsize=(1.6 * n + 1.2, 5.6), layout="constrained")
+    fig = Figure(figsize=(min(COLUMN_WIDTH_IN, 1.15 * n + 1.2), 5.4), layout="constrained")
     axes = fig.subplots(3, n, squeeze=False)
     means = []
     for r in range(3):
@@ -758,27 +869,28 @@ def image_grid(orig, adv_sdnn, adv_dynn, titles: Sequence[str] | None = None, *,
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0 and titles is not None:
-                ax.set_title(str(titles[j]), fontsize=9)
+                ax.set_title(str(titles[j]))
             if j == 0:
-                ax.set_ylabel(names[r], fontsize=9)
+                ax.set_ylabel(names[r])
             if r > 0 and show_psnr:
                 mse = float(np.mean((rows[r][j] - rows[0][j]) ** 2))
                 p = float("inf") if mse == 0 else 10 * math.log10(1 / mse)
                 ps.append(p)
-                ax.set_xlabel(f"{p:.1f} dB", fontsize=8)
+                ax.set_xlabel(f"{p:.1f} dB")
         if r > 0 and show_psnr:
             finite = [p for p in ps if math.isfinite(p)]
             means.append(np.mean(finite) if finite else float("nan"))
     sub = (f"mean PSNR: SDNN source {means[0]:.2f} dB, DyNN source {means[1]:.2f} dB"
            if show_psnr else "")
-    fig.suptitle(title or "Original and adversarial images", fontsize=12)
+    fig.suptitle(title or "Original and adversarial images")
     if sub:
-        fig.supxlabel(sub, fontsize=9)
+        fig.supxlabel(sub)
     return fig
 
 
 # ---------------------------------------------------------------- model zoo
 
+@_book_style
 def exit_accuracy(zoo_df: pd.DataFrame, *, dataset: str | Sequence[str] | None = None,
                   title: str | None = None) -> Figure:
     """Accuracy (%) of every exit of every model, one panel per dataset.
@@ -801,7 +913,7 @@ def exit_accuracy(zoo_df: pd.DataFrame, *, dataset: str | Sequence[str] | None =
     fig, axes = _new_figure(1, len(datasets), width=4.8, height=3.6, sharey=False)
     for ax, ds in zip(axes.flat, datasets):
         sub = df if ds is None else df[df["dataset"] == ds]
-        ax.set_title(pretty_dataset(ds) if ds is not None else "", fontsize=10)
+        ax.set_title(pretty_dataset(ds) if ds is not None else "")
         if sub.empty:
             _no_data(ax)
             continue
@@ -828,13 +940,14 @@ def exit_accuracy(zoo_df: pd.DataFrame, *, dataset: str | Sequence[str] | None =
         else:
             handles.append(Line2D([], [], color="#555555", ls=styles.get(k, ":"), marker="o", markersize=4,
                                   label=_KIND_NAMES.get(k, k)))
-    _legend(fig, handles, fontsize=8)
-    fig.suptitle(title or "Accuracy at each exit", fontsize=12)
+    _legend(fig, handles)
+    fig.suptitle(title or "Accuracy at each exit")
     return fig
 
 
 # ---------------------------------------------------------------- paper vs reproduced
 
+@_book_style
 def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = "paper",
                         reproduced: str = "reproduced", unit: str = "%", title: str | None = None) -> Figure:
     """Side-by-side horizontal bars: the paper's number next to the reproduced one, per quantity.
@@ -858,15 +971,15 @@ def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = 
     rv = pd.to_numeric(df[reproduced], errors="coerce").to_numpy(dtype=float)
     b1 = ax.barh(y - h / 2, np.nan_to_num(pv), height=h, color="#999999", label="paper")
     b2 = ax.barh(y + h / 2, np.nan_to_num(rv), height=h, color="#0072B2", label="reproduced")
-    ax.bar_label(b1, labels=["not reported" if math.isnan(v) else f"{v:.3g}" for v in pv], fontsize=7, padding=2)
-    ax.bar_label(b2, labels=["—" if math.isnan(v) else f"{v:.3g}" for v in rv], fontsize=7, padding=2)
-    ax.set_yticks(y, [str(v) for v in df[label]], fontsize=8)
+    ax.bar_label(b1, labels=["not reported" if math.isnan(v) else f"{v:.3g}" for v in pv], padding=2)
+    ax.bar_label(b2, labels=["—" if math.isnan(v) else f"{v:.3g}" for v in rv], padding=2)
+    ax.set_yticks(y, [str(v) for v in df[label]])
     ax.invert_yaxis()
     finite = np.concatenate([pv[np.isfinite(pv)], rv[np.isfinite(rv)]])
     ax.set_xlim(0, (finite.max() if finite.size else 1) * 1.18 or 1)
     ax.set_xlabel(f"value ({unit})" if unit else "value")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
-    ax.set_title(title or "Paper vs reproduced", fontsize=11)
+    ax.legend(frameon=False, loc="lower right")
+    fig.suptitle(title or "Paper vs reproduced")  # over the whole figure: the labels make the axes narrow
     return fig
 
 
@@ -879,6 +992,7 @@ def _fmt_macs(v: float) -> str:
     return f"{v / 1e6:+.2f} M" if abs(v) >= 1e5 else f"{v:+.3g}"
 
 
+@_book_style
 def exit_shift(dist: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Bars of P(change of exit = k) from :func:`dynn_lib.widgets.exit_shift_at_tau`.
 
@@ -900,9 +1014,9 @@ def exit_shift(dist: pd.DataFrame, *, title: str | None = None) -> Figure:
                 f"n = {a.get('n', len(dist))}\nmean Δexit = {a.get('mean_delta_exit', float('nan')):+.2f}\n"
                 f"mean ΔMACs = {_fmt_macs(a.get('mean_delta_macs', float('nan')))}\n"
                 f"exit +2 or more: {a.get('share_raised_gt1', float('nan')):.0f}%",
-                transform=ax.transAxes, ha="right", va="top", fontsize=8,
+                transform=ax.transAxes, ha="right", va="top",
                 bbox=dict(boxstyle="round", facecolor="white", edgecolor="#cccccc"))
     tau = a.get("tau")
     ax.set_title(title or ("Change of exit" + (f" at τ = {tau:.3g}" if tau is not None else " at the stored τ")),
-                 fontsize=11)
+                 )
     return fig

@@ -41,8 +41,16 @@ import pandas as pd
 from . import plots
 from .widgets_static import NOTE_CLASS
 
-__all__ = ["WIDGET_NOTE", "exit_shift_at_tau", "select_sweep", "early_attack_at_alpha",
-           "tau_explorer", "sweep_selector", "alpha_selector"]
+__all__ = ["WIDGET_NOTE", "ALL", "exit_shift_at_tau", "select_sweep", "early_attack_at_alpha", "first_change_at",
+           "tau_explorer", "sweep_selector", "alpha_selector", "first_change_explorer"]
+
+ALL = "all"
+"""The value of a dropdown's "all" entry. Not ``None``: ipywidgets treats a ``None`` value as *no
+selection* (index ``None``), and the static page then shows a blank control."""
+
+
+def _none_if_all(value: Any) -> Any:
+    return None if (isinstance(value, str) and value == ALL) else value
 
 WIDGET_NOTE = ("Interactive: needs a running Python kernel (JupyterLab, Voilà or Binder); "
                "in the static book the controls are shown but do not respond.")
@@ -62,6 +70,17 @@ def _eps_rows(df: pd.DataFrame, eps: float | None) -> pd.DataFrame:
 
 def _eq(df: pd.DataFrame, col: str, val: Any) -> pd.DataFrame:
     return df if val is None or col not in df.columns else df[df[col] == val]
+
+
+def _dynn_selection(per_image: pd.DataFrame, dataset, setting, pair, attack, eps) -> pd.DataFrame:
+    """Rows of one (dataset, setting, pair, attack, ε) selection (None keeps all), DyNN targets only."""
+    sub = per_image
+    for col, val in (("dataset", dataset), ("setting", setting), ("pair", pair), ("attack", attack)):
+        sub = _eq(sub, col, val)
+    sub = _eps_rows(sub, eps)
+    if "target_kind" in sub.columns:
+        sub = sub[sub["target_kind"] != "cnn"]
+    return sub
 
 
 def exit_shift_at_tau(per_image: pd.DataFrame, tau: float | None, pair: str | None = None,
@@ -86,12 +105,7 @@ def exit_shift_at_tau(per_image: pd.DataFrame, tau: float | None, pair: str | No
     """
     if tau is not None and not 0.0 <= float(tau) <= 1.0:
         raise ValueError(f"tau must lie in [0, 1] (a max-softmax confidence), got {tau}")
-    sub = per_image
-    for col, val in (("dataset", dataset), ("setting", setting), ("pair", pair), ("attack", attack)):
-        sub = _eq(sub, col, val)
-    sub = _eps_rows(sub, eps)
-    if "target_kind" in sub.columns:
-        sub = sub[sub["target_kind"] != "cnn"]
+    sub = _dynn_selection(per_image, dataset, setting, pair, attack, eps)
     cols = ["delta_exit", "count", "fraction", "mean_delta_macs"]
     nan = float("nan")
     if sub.empty:
@@ -141,6 +155,32 @@ def select_sweep(summary: pd.DataFrame, eps: float | None = None, attack: str | 
     sub = _model_rows(sub, model)
     keys = [c for c in ("dataset", "direction", "pair", "attack", "eps") if c in sub.columns]
     return sub.sort_values(keys).reset_index(drop=True)
+
+
+def first_change_at(per_image: pd.DataFrame, setting: str | None = None, pair: str | None = None,
+                    attack: str | None = None, eps: float | None = None, *,
+                    dataset: str | None = None) -> pd.DataFrame:
+    """RQ3's quantity for one selection: where the label first changes, among inputs whose final label flips.
+
+    Rows of the RQ3 per-image table (``final_flipped``, ``first_changed_exit``) are filtered by
+    ``dataset``, ``setting``, ``pair``, ``attack`` and ``eps`` (``None`` keeps all); DyNN targets
+    only. Returns one row per first changed exit ``first_changed_exit`` (int, sorted) with
+    ``count`` and ``fraction`` (of the flipped inputs; sums to 1). ``attrs``: ``n`` (images
+    selected), ``n_flipped``, ``share_changed_exit0`` (%, NaN when nothing flipped).
+    """
+    need = ["final_flipped", "first_changed_exit"]
+    missing = [c for c in need if c not in per_image.columns]
+    if missing:
+        raise ValueError(f"first_change_at needs columns {missing}; got {list(per_image.columns)}")
+    sub = _dynn_selection(per_image, dataset, setting, pair, attack, eps)
+    flipped = sub[sub["final_flipped"].astype(bool) & (sub["first_changed_exit"] >= 0)]
+    k = flipped["first_changed_exit"].astype(int)
+    out = (k.value_counts().rename_axis("first_changed_exit").reset_index(name="count")
+           .sort_values("first_changed_exit").reset_index(drop=True))
+    out["fraction"] = out["count"] / max(1, len(flipped))
+    out.attrs.update(n=int(len(sub)), n_flipped=int(len(flipped)),
+                     share_changed_exit0=float(100.0 * (k == 0).mean()) if len(flipped) else float("nan"))
+    return out
 
 
 def early_attack_at_alpha(per_image: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -212,14 +252,26 @@ def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = N
                       "data": {"image/png": _png(fig), "text/plain": f"<Figure {fig.get_figwidth():.1f}x"
                                                                       f"{fig.get_figheight():.1f} in>"}})
     if table is not None:
+        from .display import table as show_table  # the pages' column names, units and precision
+
+        shown = show_table(table, csv=False, to_caption=())
         items.append({"output_type": "display_data", "metadata": {},
-                      "data": {"text/plain": table.to_string(),
-                               "text/html": table.to_html(index=False, float_format=lambda v: f"{v:.3g}")}})
+                      "data": {"text/plain": shown.text, "text/html": shown.markup}})
     out.outputs = tuple(items)
 
 
-def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]]):
-    """VBox [note, *controls, Output] whose handler runs ``compute`` on every control change."""
+SWEEP_COLUMNS = ("direction", "pair", "attack", "eps_255", "success_rate", "success_rate_all", "n", "n_correct",
+                 "clean_accuracy", "seconds_per_example", "mean_psnr")
+"""Columns the sweep selector's table shows: those of the RQ1 page's Table RQ1.1 (with their intervals)."""
+
+
+def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]],
+         columns: Sequence[str] | None = None):
+    """VBox [note, *controls, Output] whose handler runs ``compute`` on every control change.
+
+    The plot area shows the result table with ``columns`` only (and their ``_lo``/``_hi``
+    intervals; default: all), formatted like the page's tables; ``box.last_result`` keeps every
+    column."""
     w = _widgets()
     out = w.Output(layout=w.Layout(min_height="200px"))
     box = w.VBox([_note(), *controls, out])
@@ -237,7 +289,12 @@ def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]
             return
         box.last_error = None
         box.last_result = result
-        _render(out, fig, result)
+        shown = result
+        if columns is not None and result is not None:
+            from .display import with_intervals
+
+            shown = with_intervals(result, columns)
+        _render(out, fig, shown)
 
     for c in controls:
         c.observe(update, names="value")
@@ -250,7 +307,40 @@ def _option(label: str, value: Any) -> tuple[str, Any]:
     return (label, value)
 
 
+def _first_with_rows(df: pd.DataFrame, keys: Sequence[Any], eps: float | None,
+                     select: Callable[[pd.DataFrame, Any], pd.DataFrame]) -> Any:
+    """The first of ``keys`` whose rows (at ``eps``) are not empty, else the first key: an explorer
+    opens on a setting that has data."""
+    at = _eps_rows(df, eps)
+    for key in keys:
+        if not select(at, key).empty:
+            return key
+    return keys[0]
+
+
 # ---------------------------------------------------------------- builders
+
+
+def _first_model_attack(df: pd.DataFrame, model_opts, attacks, default_eps):
+    """The first (model option value, attack) with rows at ``default_eps`` (model values are
+    ``(dataset, setting, pair)``): where an explorer opens."""
+    return _first_with_rows(
+        df, [(v, a) for _, v in model_opts for a in attacks], default_eps,
+        lambda d, key: _eq(_eq(_eq(_eq(d, "dataset", key[0][0]), "setting", key[0][1]), "pair", key[0][2]),
+                           "attack", key[1]))
+
+
+def _setting_dropdowns(df: pd.DataFrame, model_opts, attacks, eps_values, default_eps, style, layout):
+    """(model, attack, ε) dropdowns of an explorer, opened on the first setting with rows."""
+    w = _widgets()
+    start, start_attack = _first_model_attack(df, model_opts, attacks, default_eps)
+    model_dd = w.Dropdown(options=model_opts, value=start, description="model", style=style, layout=layout)
+    attack_dd = w.Dropdown(options=[(plots.pretty_attack(a), a) for a in attacks], value=start_attack,
+                           description="attack", style=style, layout=layout)
+    eps_dd = w.Dropdown(options=[(plots.eps_label(e), e) for e in eps_values] or [(ALL, ALL)],
+                        value=default_eps if default_eps is not None else ALL, description="ε", style=style,
+                        layout=layout)
+    return model_dd, attack_dd, eps_dd
 
 def tau_explorer(per_image: pd.DataFrame, *, tau: float | None = None):
     """τ slider + model/pair, attack and ε dropdowns over the RQ2 per-image table.
@@ -288,17 +378,14 @@ def tau_explorer(per_image: pd.DataFrame, *, tau: float | None = None):
     layout = w.Layout(width="420px")
     slider = w.FloatSlider(value=tau, min=TAU_RANGE[0], max=TAU_RANGE[1], step=0.001, readout_format=".3f",
                            description="τ", continuous_update=False, style=style, layout=layout)
-    pair_dd = w.Dropdown(options=pair_opts, value=pair_opts[0][1], description="model", style=style, layout=layout)
-    attack_dd = w.Dropdown(options=[(plots.pretty_attack(a), a) for a in attacks], value=attacks[0],
-                           description="attack", style=style, layout=layout)
-    eps_dd = w.Dropdown(options=[(plots.eps_label(e), e) for e in eps_values] or [("all", None)],
-                        value=default_eps, description="ε", style=style, layout=layout)
+    pair_dd, attack_dd, eps_dd = _setting_dropdowns(dy, pair_opts, attacks, eps_values, default_eps, style, layout)
 
     def compute():
         ds, st, pr = pair_dd.value
-        res = exit_shift_at_tau(per_image, slider.value, pr, attack_dd.value, eps_dd.value, dataset=ds, setting=st)
+        res = exit_shift_at_tau(per_image, slider.value, pr, attack_dd.value, _none_if_all(eps_dd.value),
+                                dataset=ds, setting=st)
         title = (f"{plots.pretty_pair(pr)}, {plots.pretty_attack(attack_dd.value)}"
-                 + (f", ε = {plots.eps_label(eps_dd.value)}" if eps_dd.value is not None else "")
+                 + (f", ε = {plots.eps_label(eps_dd.value)}" if _none_if_all(eps_dd.value) is not None else "")
                  + f", τ = {slider.value:.3f}")
         return res, plots.exit_shift(res, title=title)
 
@@ -309,7 +396,8 @@ def sweep_selector(summary: pd.DataFrame):
     """ε / attack / model selectors over the stored RQ1 sweep (the summary table).
 
     Children: ``[note, Dropdown ε, Dropdown attack, Dropdown model, Dropdown dataset, Output]``
-    (ε, attack and model offer "all" = ``None``). The handler calls :func:`select_sweep` and
+    (ε, attack and model offer "all", the value :data:`ALL`, so that the static page shows the
+    saved selection; the callback receives ``None`` for it). The handler calls :func:`select_sweep` and
     draws :func:`plots.transfer_success` when one ε is chosen, :func:`plots.eps_sweep` (success
     rate against ε) when all are.
     """
@@ -321,27 +409,30 @@ def sweep_selector(summary: pd.DataFrame):
     attacks = plots._ordered(summary["attack"], ("fgsm", "pgd", "mifgsm"))
     pairs = plots._ordered(summary["pair"])
     datasets = plots._ordered(summary["dataset"]) if "dataset" in summary.columns else []
-    eps_dd = w.Dropdown(options=[("all", None)] + [(plots.eps_label(e), e) for e in eps_values],
-                        value=default_eps, description="ε", style=style, layout=layout)
-    attack_dd = w.Dropdown(options=[("all", None)] + [(plots.pretty_attack(a), a) for a in attacks], value=None,
+    eps_dd = w.Dropdown(options=[(ALL, ALL)] + [(plots.eps_label(e), e) for e in eps_values],
+                        value=default_eps if default_eps is not None else ALL, description="ε", style=style,
+                        layout=layout)
+    attack_dd = w.Dropdown(options=[(ALL, ALL)] + [(plots.pretty_attack(a), a) for a in attacks], value=ALL,
                            description="attack", style=style, layout=layout)
-    model_dd = w.Dropdown(options=[("all", None)] + [(plots.pretty_pair(p), p) for p in pairs], value=None,
+    model_dd = w.Dropdown(options=[(ALL, ALL)] + [(plots.pretty_pair(p), p) for p in pairs], value=ALL,
                           description="model", style=style, layout=layout)
-    ds_dd = w.Dropdown(options=[(plots.pretty_dataset(d), d) for d in datasets] or [("all", None)],
-                       value=datasets[0] if datasets else None, description="dataset", style=style,
+    ds_dd = w.Dropdown(options=[(plots.pretty_dataset(d), d) for d in datasets] or [(ALL, ALL)],
+                       value=datasets[0] if datasets else ALL, description="dataset", style=style,
                        layout=layout, disabled=len(datasets) <= 1)
 
     def compute():
-        sel = select_sweep(summary, eps_dd.value, attack_dd.value, model_dd.value, dataset=ds_dd.value)
+        eps = _none_if_all(eps_dd.value)
+        sel = select_sweep(summary, eps, _none_if_all(attack_dd.value), _none_if_all(model_dd.value),
+                           dataset=_none_if_all(ds_dd.value))
         if sel.empty:
             fig = None
-        elif eps_dd.value is not None:
-            fig = plots.transfer_success(sel, eps=eps_dd.value)
+        elif eps is not None:
+            fig = plots.transfer_success(sel, eps=eps)
         else:
             fig = plots.eps_sweep(sel, "success_rate")
         return sel, fig
 
-    return _box([eps_dd, attack_dd, model_dd, ds_dd], compute)
+    return _box([eps_dd, attack_dd, model_dd, ds_dd], compute, columns=SWEEP_COLUMNS)
 
 
 def alpha_selector(rq4_per_image: pd.DataFrame):
@@ -365,3 +456,45 @@ def alpha_selector(rq4_per_image: pd.DataFrame):
         return res, plots.early_attack_bars(res, dd.value)
 
     return _box([dd], compute)
+
+
+def first_change_explorer(per_image_rq3: pd.DataFrame):
+    """Setting / model / attack / ε selectors over the RQ3 per-image table (RQ3's own quantity).
+
+    Children: ``[note, Dropdown model, Dropdown attack, Dropdown ε, Output]``. The model
+    dropdown's value is ``(dataset, setting, pair)`` (DyNN targets only). The handler calls
+    :func:`first_change_at` and draws :func:`plots.first_changed_exit_density` for the
+    selection; the explorer opens on the first selection with a flipped input.
+    """
+    w = _widgets()
+    df = per_image_rq3[per_image_rq3["target_kind"] != "cnn"] if "target_kind" in per_image_rq3.columns \
+        else per_image_rq3
+    if df.empty:
+        raise ValueError("first_change_explorer: no DyNN-target rows (target_kind != 'cnn') in the table")
+    keys = df[[c for c in ("dataset", "setting", "pair") if c in df.columns]].drop_duplicates()
+    opts = []
+    for row in keys.itertuples(index=False):
+        ds, st, pr = getattr(row, "dataset", None), getattr(row, "setting", None), getattr(row, "pair")
+        label = " · ".join(x for x in (st, plots.pretty_pair(pr)) if x)
+        opts.append(_option(label, (ds, st, pr)))
+    opts.sort(key=lambda o: o[0])
+    attacks = plots._ordered(df["attack"], ("fgsm", "pgd", "mifgsm"))
+    eps_values = sorted(set(float(e) for e in df["eps"])) if "eps" in df.columns else []
+    default_eps = min(eps_values, key=lambda e: abs(e - plots.DEFAULT_EPS)) if eps_values else None
+    flipped = df[df["final_flipped"].astype(bool)]
+    style = {"description_width": "70px"}
+    layout = w.Layout(width="420px")
+    model_dd, attack_dd, eps_dd = _setting_dropdowns(flipped, opts, attacks, eps_values, default_eps, style, layout)
+
+    def compute():
+        ds, st, pr = model_dd.value
+        eps = _none_if_all(eps_dd.value)
+        res = first_change_at(per_image_rq3, st, pr, attack_dd.value, eps, dataset=ds)
+        sub = _eps_rows(_eq(_eq(_eq(per_image_rq3, "dataset", ds), "pair", pr), "attack", attack_dd.value), eps)
+        sub = _eq(sub, "setting", st)
+        fig = plots.first_changed_exit_density(sub, None, title=f"{st}: {plots.pretty_pair(pr)}, "
+                                               f"{plots.pretty_attack(attack_dd.value)}"
+                                               + (f", ε = {plots.eps_label(eps)}" if eps is not None else ""))
+        return res, fig
+
+    return _box([model_dd, attack_dd, eps_dd], compute)

@@ -185,3 +185,49 @@ def test_page_renders_in_chromium(doc, site_url, browser):
     (ARTIFACTS / "pages" / f"{name}.json").write_text(json.dumps(report.as_dict(), indent=2))
     problems = report.problems(rq_page=name.startswith("rq"))
     assert not problems, f"{doc}:\n  " + "\n  ".join(problems)
+
+
+# ------------------------------------------------------------------ papermill as users call it (issue 11.7)
+
+def _plain_route(tmp_path, page: str, *params: str):
+    """``jupytext --to ipynb notebooks/<page>.md`` then ``papermill <page>.ipynb out.ipynb -p ...``, as the
+    landing page tells readers (run in ``tmp_path``; the CLIs of this interpreter's environment)."""
+    import subprocess
+
+    for mod in ("jupytext", "papermill"):
+        pytest.importorskip(mod)
+    nb = tmp_path / f"{page}.ipynb"
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(source_for(page, ROOT)), "-o", str(nb)],
+                   check=True, capture_output=True, text=True)
+    env = {**os.environ, "DYNN_PROGRESS": "0"}
+    return subprocess.run([sys.executable, "-m", "papermill", str(nb), str(tmp_path / "out.ipynb"), *params],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.slow  # a kernel start and a jupytext conversion: 34 s on a loaded 2-core machine
+@pytest.mark.book
+def test_plain_papermill_rejects_an_unknown_parameter_with_the_accepted_list(tmp_path):
+    run = _plain_route(tmp_path, "methods", "-p", "sede", "1")
+    assert run.returncode != 0
+    log = run.stdout + run.stderr
+    assert "unknown parameter(s) ['sede']" in log and "'seed'" in log and "'profile'" in log, log[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.book
+def test_plain_papermill_route_runs_a_page_with_new_parameters(tmp_path):
+    """A tiny synthetic RQ1 through plain papermill: lists and dicts passed as JSON text arrive as lists
+    and dicts (``-p eps_255 "[4]"``), and the published table holds exactly the requested budget."""
+    from dynn_lib.experiments import runner
+
+    tiny = json.dumps({"n_train": 64, "n_query": 32, "n_eval": 16, "ea_images": 4, "ea_iters": 5, "attack_steps": 2})
+    run = _plain_route(tmp_path, "rq1_transferability", "-p", "profile", "smoke", "-p", "dataset", "synthetic",
+                       "-p", "device", "cpu", "-p", "results_dir", str(tmp_path / "results"),
+                       "-p", "store", str(tmp_path / "store"), "-p", "eps_255", "[4]", "-p", "attacks", '["fgsm"]',
+                       "-p", "overrides", tiny)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    summary = runner.load_results(tmp_path / "results", "smoke", "synthetic", "rq1")["summary"]
+    assert sorted(set(summary["eps_255"].round(6))) == [4.0] and set(summary["attack"]) == {"fgsm"}
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in out["cells"] for o in c.get("outputs", []))
+    assert "dynn-verdict" in html and "[smoke · generated data]" in html  # findings as tagged boxes

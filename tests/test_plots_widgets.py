@@ -152,6 +152,11 @@ def no_pyplot_leak():
     assert set(plt.get_fignums()) == before, "a plot function left a pyplot figure open"
 
 
+def _panel_text(ax) -> str:
+    """The panel's title and the notes written inside it."""
+    return "\n".join([ax.get_title(), *(t.get_text() for t in ax.texts)])
+
+
 def check_fig(fig, n_axes, tmp_path, name):
     assert isinstance(fig, Figure)
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -204,7 +209,7 @@ def test_exit_used_density(tmp_path):
             by_color.setdefault(p.get_facecolor(), 0.0)
             by_color[p.get_facecolor()] += p.get_height()
         assert all(v == pytest.approx(1.0) for v in by_color.values())
-        assert "exits 0-2" in ax.get_title()
+        assert "exits 0-2" in _panel_text(ax)
 
 
 def test_exit_used_mean_loss_bar(tmp_path):
@@ -228,7 +233,7 @@ def test_plots_on_library_tables(tmp_path):
     fig = plots.first_changed_exit_density(rq3.add_first_changed(flips), "white-box")
     check_fig(fig, 1, tmp_path, "lib_rq3")
     assert sorted(p.get_height() for p in fig.axes[0].patches) == pytest.approx([0.0, 0.5, 0.5])
-    assert "FGSM 50% (n=2)" in fig.axes[0].get_title()
+    assert "FGSM 50% of 2" in _panel_text(fig.axes[0])
     summ = rq2.summarise(raw)
     check_fig(plots.eps_sweep(summ, col=None), 2, tmp_path, "lib_rq2_eps")  # share_raised_gt1, mean_delta_exit
     wide = rq4.table2(rq4_per_image())
@@ -244,13 +249,13 @@ def test_exit_change_density(tmp_path):
     fig = plots.exit_change_density(df, "white-box")
     check_fig(fig, 2, tmp_path, "exit_change")
     ax = fig.axes[0]
-    assert "exit +2 or more" in ax.get_title()
+    assert "exit +2 or more" in _panel_text(ax)
     # discrete bars: probabilities, x ticks are the integer changes present
     ticks = [t.get_text() for t in ax.get_xticklabels()]
     assert ticks == [str(k) for k in range(int(df["delta_exit"].min()), int(df["delta_exit"].max()) + 1)]
     sub = df[(df["pair"] == "resnet56") & (df["attack"] == "fgsm")]
     share = 100 * (sub["delta_exit"] > 1).mean()
-    title = next(a.get_title() for a in fig.axes if "ResNet-56" in a.get_title())
+    title = next(_panel_text(a) for a in fig.axes if "ResNet-56" in a.get_title())
     assert f"FGSM {share:.0f}%" in title
     with pytest.raises(ValueError, match="setting"):
         plots.exit_change_density(df, "black-box")
@@ -262,14 +267,14 @@ def test_first_changed_exit_density(tmp_path):
     check_fig(fig, 2, tmp_path, "first_changed")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(k) for k in range(7)]  # all 7 exits shown
-    assert "at exit 0" in ax.get_title()
+    assert "at exit 0" in _panel_text(ax)
     # a 6-exit target gets ticks 0..5 in its own panel
     mob = df[df["pair"] == "vgg16"].assign(pair="mobilenet")
     mob["pred_clean"] = [[3] * 6] * len(mob)
     mob["first_changed_exit"] = mob["first_changed_exit"].clip(upper=4)
     fig2 = plots.first_changed_exit_density(pd.concat([df, mob]), "white-box")
     check_fig(fig2, 3, tmp_path, "first_changed3")
-    ticks = {a.get_title().split(" ·")[0]: [t.get_text() for t in a.get_xticklabels()] for a in fig2.axes}
+    ticks = {a.get_title().split("\n")[0]: [t.get_text() for t in a.get_xticklabels()] for a in fig2.axes}
     assert ticks["MobileNet"] == [str(k) for k in range(6)] and ticks["VGG-16"] == [str(k) for k in range(7)]
     empty = plots.exit_change_density(df[df["attack"] == "none"], "white-box")
     assert isinstance(empty, Figure)
@@ -479,4 +484,212 @@ def test_alpha_selector_handler():
     assert box.last_result.set_index("arch").loc["resnet56", "success_rate"] == 25.0
     assert _has_png(box)
     tables = [o for o in box.children[-1].outputs if "text/html" in o.get("data", {})]
-    assert tables and "resnet56" in tables[-1]["data"]["text/html"]
+    assert tables and "ResNet-56" in tables[-1]["data"]["text/html"]  # display names, as on the page
+
+
+# ---------------------------------------------------------------- the book's legibility rules (issue 11)
+
+def _all_figures():
+    s = rq1_summary()
+    grid = np.random.default_rng(0).random((6, 3, 8, 8))
+    return {
+        "transfer": plots.transfer_success(s),
+        "transfer2": plots.transfer_success(pd.concat([s, s.assign(dataset="cifar100")])),
+        "exit_used": plots.exit_used_density(rq1_exit_used()),
+        "exit_change": plots.exit_change_density(rq2_with_delta(), "white-box"),
+        "first_changed": plots.first_changed_exit_density(rq3_rows(), "white-box"),
+        "alpha": plots.early_attack_alpha(table2_long()),
+        "sweep": plots.eps_sweep(s, ["success_rate", "success_rate_all"]),
+        "grid": plots.image_grid(grid, grid, grid, titles=["automobile"] * 6),
+        "zoo": plots.exit_accuracy(zoo()),
+        "paper": plots.paper_vs_reproduced(pd.DataFrame({"label": ["a", "b"], "paper": [1.0, 2.0],
+                                                         "reproduced": [1.5, float("nan")]})),
+    }
+
+
+def test_figures_fit_the_column_with_body_size_text():
+    """Every figure is at most the column wide (shown 1:1, never scaled down) and no text is smaller than
+    the body text (12 pt at 100 px/inch = 16.7 px)."""
+    from matplotlib.text import Text
+
+    for name, fig in _all_figures().items():
+        assert fig.get_figwidth() <= plots.COLUMN_WIDTH_IN + 1e-9, (name, fig.get_figwidth())
+        fig.canvas.draw()  # lays out legends, tick labels
+        small = sorted({(t.get_text(), t.get_fontsize()) for t in fig.findobj(Text)
+                        if t.get_visible() and t.get_text().strip() and t.get_fontsize() < plots.MIN_FONT_PT})
+        assert not small, f"{name}: text below {plots.MIN_FONT_PT} pt: {small[:5]}"
+
+
+def test_transfer_success_draws_intervals_when_the_table_has_them():
+    from matplotlib.collections import LineCollection
+
+    s = rq1_summary()
+    plain = plots.transfer_success(s)
+    assert not any(isinstance(c, LineCollection) for ax in plain.axes for c in ax.collections)
+    with_ci = plots.transfer_success(s.assign(success_rate_lo=s["success_rate"] - 5, success_rate_hi=s["success_rate"] + 7))
+    bars = [c for c in with_ci.axes[0].collections if isinstance(c, LineCollection)]
+    assert bars, "no error bars drawn"
+    segs = np.concatenate([b.get_segments() for b in bars])
+    spans = sorted({round(float(abs(seg[1][1] - seg[0][1])), 6) for seg in segs})
+    assert spans == [12.0]  # lo = value - 5, hi = value + 7: every bar spans 12 points
+    labels = [t.get_text() for t in with_ci.legends[0].get_texts()]
+    assert "95 % interval" in labels
+
+
+def _dropdowns(box):
+    import ipywidgets
+
+    return [c for c in box.children if isinstance(c, ipywidgets.Dropdown)]
+
+
+def test_every_dropdown_has_a_selection_to_save():
+    """A Dropdown whose value is None has index None: the static page shows it blank (issue 11.6)."""
+    boxes = [widgets.sweep_selector(rq1_summary()), widgets.alpha_selector(rq4_per_image()),
+             widgets.first_change_explorer(rq3_rows())]
+    try:
+        from dynn_lib.experiments.common import deployed  # noqa: F401
+        boxes.append(widgets.tau_explorer(per_image_rq2()))
+    except ImportError:
+        pass
+    for box in boxes:
+        for dd in _dropdowns(box):
+            assert dd.index is not None and dd.label, (dd.description, dd.options)
+    sweep = boxes[0]
+    eps_dd, attack_dd, model_dd, _ = sweep.children[1:5]
+    assert attack_dd.label == "all" and model_dd.label == "all"
+    eps_dd.value = widgets.ALL  # "all" still means every ε
+    assert len(sweep.last_result) == len(rq1_summary())
+
+
+def test_widget_tables_use_the_page_column_names():
+    box = widgets.sweep_selector(rq1_summary())
+    html = next(o["data"]["text/html"] for o in box.children[-1].outputs if "text/html" in o.get("data", {}))
+    assert "success % (target-correct)" in html and "ms / example" in html and "success_rate" not in html
+
+
+def test_first_change_explorer_shows_rq3_quantity_and_opens_on_data():
+    df = rq3_rows()
+    # the alphabetically first setting has no flipped input: the explorer must skip it
+    none_flipped = df[df["pair"] == "resnet56"].assign(pair="mobilenet", final_flipped=False, first_changed_exit=-1)
+    box = widgets.first_change_explorer(pd.concat([df, none_flipped]))
+    assert box.last_error is None, box.last_error
+    model_dd, attack_dd, eps_dd = _dropdowns(box)
+    assert model_dd.value[2] != "mobilenet"
+    res = box.last_result
+    ds, st, pr = model_dd.value
+    sub = df[(df["pair"] == pr) & (df["attack"] == attack_dd.value) & df["final_flipped"]]
+    assert res.attrs["n_flipped"] == len(sub)
+    assert res["fraction"].sum() == pytest.approx(1.0)
+    assert res.attrs["share_changed_exit0"] == pytest.approx(100 * (sub["first_changed_exit"] == 0).mean())
+    direct = widgets.first_change_at(df, st, pr, attack_dd.value, eps_dd.value, dataset=ds)
+    assert direct.equals(res)
+
+
+# ---------------------------------------------------------------- dynn_lib.display
+
+def test_table_formats_each_quantity_once():
+    import base64
+    import io
+    import re
+
+    from dynn_lib import display as show
+
+    df = pd.DataFrame({"dataset": ["cifar10", "cifar10"], "pair": ["resnet56→vgg16", "vgg16→resnet56"],
+                       "eps_255": [8.0, 8.0], "tau": [0.91234, 0.5], "success_rate": [12.345, -0.0001],
+                       "success_rate_lo": [5.0, 0.0], "success_rate_hi": [20.0, 3.25], "n": [16, 16],
+                       "seconds_per_example": [0.0123, float("nan")]})
+    t = show.table(df, "Table X.1. Something.")
+    shown = t.data
+    assert list(shown["eps_255"]) == ["8", "8"]                      # ε as an integer /255
+    assert list(shown["tau"]) == ["0.91", "0.50"]                    # τ with 2 decimals
+    assert list(shown["success_rate"]) == ["12.3 [5.0, 20.0]", "0.0 [0.0, 3.2]"]  # no "-0.0", interval inline
+    assert list(shown["seconds_per_example"]) == ["12.30", "—"]      # seconds shown in ms; empty is a dash
+    assert list(shown["pair"]) == ["ResNet-56 → VGG-16", "VGG-16 → ResNet-56"]
+    assert "dataset" not in shown.columns and "dataset: CIFAR-10" in t.markup  # constant column -> caption
+    assert "— : " in t.markup and "ms / example" in t.markup and "[95 % CI]" in t.markup
+    assert "nan" not in t.markup.lower().replace("dynn", "")
+    # the CSV link holds exactly the raw rows
+    payload = re.search(r'href="data:text/csv;charset=utf-8;base64,([^"]+)"', t.markup).group(1)
+    back = pd.read_csv(io.StringIO(base64.b64decode(payload).decode()))
+    assert list(back.columns) == list(df.columns) and back["success_rate"].tolist() == pytest.approx([12.345, -0.0001])
+    assert 'download="table-x-1.csv"' in t.markup
+    with pytest.raises(ValueError, match="csv filename"):
+        show.csv_link(df, "../x.csv")
+
+
+def test_verdict_boxes_carry_verdict_sample_and_profile_tag():
+    from dynn_lib import display as show
+
+    r = {"finding": 1, "verdict": "inconclusive", "evidence": "D2S − S2D = 3 [−2, 8] points", "n_images": 250}
+    smoke = show.verdict_box(r, profile="smoke", dataset="cifar10-jpeg")
+    assert 'class="admonition dynn-verdict dynn-verdict-inconclusive"' in smoke.markup
+    assert "[smoke]" in smoke.markup and "250 images" in smoke.markup and "D2S" in smoke.markup
+    real = show.verdict_box(r, profile="paper", dataset="cifar10-jpeg")
+    assert "[smoke]" not in real.markup and "dynn-tag" not in real.markup
+    assert "[generated data]" in show.verdict_box(r, profile="fast", dataset="synthetic").markup
+    assert "not stated" in show.verdict_box({**r, "n_images": None}, profile="paper").markup
+    fams = {v: show.normalise_verdict(v)[0] for v in ("holds", "does not hold", "mixed", "not testable: needs CIFAR-100")}
+    assert fams == {"holds": "holds", "does not hold": "does not hold", "mixed": "partly",
+                    "not testable: needs CIFAR-100": "not testable"}
+    with pytest.raises(ValueError, match="verdict"):
+        show.verdict_box({"finding": 1})
+    assert show.is_indicative("smoke", "cifar10") and show.is_indicative("paper", "synthetic")
+    assert not show.is_indicative("fast", "cifar10-jpeg") and not show.is_indicative("paper", ["cifar10", "tinyimagenet"])
+
+
+def test_rel_path_never_prints_an_absolute_path(tmp_path):
+    from dynn_lib import display as show
+
+    assert show.rel_path(tmp_path / "results" / "smoke" / "x", tmp_path / "results") == "smoke/x"
+    out = show.rel_path("/somewhere/else/deep/file.csv", tmp_path)
+    assert out == "…/deep/file.csv"
+
+
+def test_check_parameters_rejects_unknown_names_and_reads_json():
+    from dynn_lib.book import check_parameters, coerce_parameter
+
+    params = 'profile = "smoke"\neps_255 = [8]\noverrides = {}\ntau = 0.9\n'
+    ns = {"eps_255": "[4]", "overrides": '{"n_train": 64}', "tau": "[0.9, 0.8]"}
+    assert check_parameters(["import os", params, '# Parameters\neps_255 = "[4]"\noverrides = "{\\"n_train\\": 64}"\n'
+                             'tau = "[0.9, 0.8]"\n', "current cell"], ns) == ["eps_255", "overrides", "tau"]
+    assert ns == {"eps_255": [4], "overrides": {"n_train": 64}, "tau": [0.9, 0.8]}  # per-exit τ as a list
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['sede'\].*\['eps_255', 'overrides', 'profile', 'tau'\]"):
+        check_parameters([params, "# Parameters\nsede = 1\n"], {})
+    assert check_parameters(["x = 1", "y = 2"], {}) == []  # no injected cell (JupyterLab): nothing to check
+    assert coerce_parameter(8, [8]) == [8] and coerce_parameter("smoke", "paper") == "smoke"
+
+
+def test_progress_writes_plain_lines_when_not_a_terminal(monkeypatch):
+    import io
+
+    from dynn_lib import progress as prog
+
+    monkeypatch.delenv("DYNN_PROGRESS", raising=False)
+    buf = io.StringIO()  # not a TTY
+    assert list(prog.progress(range(8), desc="step", file=buf)) == list(range(8))
+    text = buf.getvalue()
+    assert "\r" not in text and text.count("\n") == 4 and "[step] done: 8/8" in text
+    bar = prog.progress(None, total=4, desc="jobs", file=buf)  # the engines' manual bar
+    bar.update(2)
+    bar.close()
+    assert "[jobs] 50% (2/4)" in buf.getvalue()
+    monkeypatch.setenv("DYNN_PROGRESS", "0")
+    quiet = io.StringIO()
+    assert list(prog.progress(range(3), file=quiet)) == [0, 1, 2] and quiet.getvalue() == ""
+
+
+def test_ledger_rows_this_build_cannot_decide_are_collapsed_and_the_summary_says_what_it_counts():
+    from dynn_lib import display as show
+
+    led = pd.DataFrame({"claim_id": ["F1", "F5", "T1-cifar10-vgg16-pgd"], "claim": ["a", "b", "c"],
+                        "verdict": ["holds", "not testable: needs CIFAR-100", "does not hold"],
+                        "evidence": ["e", "f", "g"], "n_seeds": [1, 1, 1], "dataset_used": ["synthetic", "", "synthetic"]})
+    t = show.ledger_table(led, ["claim_id", "claim", "verdict", "evidence", "n_seeds", "dataset_used"], "Table C.9. x.")
+    visible, _, collapsed = t.markup.partition("<details>")
+    assert "needs CIFAR-100" in collapsed and "needs CIFAR-100" not in visible
+    assert "2 row(s) decided by this build; 1 that its data cannot decide" in visible
+    assert ">seeds<" in visible and "n_seeds" not in visible.split("download=")[0]
+    md = show.site_summary_markdown(led, "smoke", ["synthetic"])
+    assert "**smoke**" in md and "[smoke · generated data]" in md
+    assert "lists 3 statements" in md and "decides 2 of them; 1 of those agree" in md
+    assert "| F1 | a | holds [smoke · generated data] |" in md and "| F5 | b | not testable" in md

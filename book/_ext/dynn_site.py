@@ -8,10 +8,21 @@
   would open that path in the repository, where it does not exist (executed copies are not
   committed). They are pointed at the committed source ``notebooks/<name>.md`` instead, which
   JupyterLab opens as a notebook when jupytext is installed (it is, in environment.yml).
+* **The profile travels with every page.** When any executed page ran a profile other than
+  ``paper``/``fast`` or on generated data (``dynn_lib.book.site_status``), every page of the
+  site, static ones included, opens with a banner saying so (CSS class ``dynn-profile-banner``).
+* **The landing page's results summary.** The line ``<!-- dynn:results-summary -->`` of the
+  root page is replaced by the Markdown the claims page glued under the name
+  ``site_summary`` (profile, data, headline verdicts, read from the same ledger), so the two
+  pages cannot disagree; without an executed claims page it says so.
 """
 from __future__ import annotations
 
+import html
+import json
 import re
+import sys
+from pathlib import Path
 
 _GENERATED = re.compile(r"book/_generated/([A-Za-z0-9_.-]+?)\.ipynb")
 _GENERATED_ESCAPED = re.compile(r"book%2F_generated%2F([A-Za-z0-9_.-]+?)\.ipynb")
@@ -53,7 +64,67 @@ def _launch_sources(app, pagename, templatename, context, doctree) -> None:
         _retarget(buttons)
 
 
+SUMMARY_MARKER = "<!-- dynn:results-summary -->"
+GLUE_NAME = "site_summary"
+
+
+def _status(app) -> dict:
+    if not hasattr(app, "_dynn_status"):
+        root = Path(app.srcdir)
+        sys.path.insert(0, str(root))
+        try:
+            from dynn_lib.book import site_status
+
+            app._dynn_status = site_status(root)
+        except Exception as e:  # a banner must never break the build; say why it is missing
+            app._dynn_status = {"indicative": False, "error": f"{type(e).__name__}: {e}"}
+    return app._dynn_status
+
+
+def _banner_html(status: dict) -> str:
+    profiles = ", ".join(status.get("profiles") or ["?"])
+    datasets = ", ".join(status.get("datasets") or ["?"])
+    return (f'<div class="dynn-profile-banner" role="note"><b>{html.escape(status.get("tag") or "[not real]")} '
+            f'Not a real result.</b> This site was built with profile <b>{html.escape(profiles)}</b> on '
+            f'<b>{html.escape(datasets)}</b>: its numbers only show that the code runs and must not be '
+            f'cited. Build it with <code>--profile paper</code> (or <code>fast</code>) on real data for '
+            f'results.</div>')
+
+
+def _add_banner(app, pagename, templatename, context, doctree) -> None:
+    status = _status(app)
+    if status.get("indicative") and "body" in context:
+        context["body"] = _banner_html(status) + context["body"]
+
+
+def _glued_summary(root: Path) -> str | None:
+    path = root / "book" / "_generated" / "claims.ipynb"
+    if not path.is_file():
+        return None
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            if (out.get("metadata", {}).get("scrapbook") or {}).get("name") == GLUE_NAME:
+                # glue stores its MIME types under a prefix ("application/papermill.record/text/markdown")
+                md = next((v for k, v in out.get("data", {}).items() if k.endswith("text/markdown")), None)
+                if md is not None:
+                    return "".join(md) if isinstance(md, list) else md
+    return None
+
+
+def _results_summary(app, docname, source) -> None:
+    if SUMMARY_MARKER not in source[0]:
+        return
+    md = _glued_summary(Path(app.srcdir))
+    if md is None:
+        md = ("*No results summary: the claims page has not been executed for this build "
+              "(`python -m dynn_lib.book --only claims`).*")
+    source[0] = source[0].replace(SUMMARY_MARKER, md)
+
+
 def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _launch_sources, priority=600)
+    app.connect("html-page-context", _add_banner, priority=700)
+    app.connect("source-read", _results_summary)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
