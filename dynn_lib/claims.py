@@ -81,7 +81,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import data, metrics, verdicts
+from . import data, metrics, verdicts, versions
 from .experiments import appendix, rq1, rq2, rq3, rq4
 from .experiments.common import larger_smaller
 from .experiments.runner import QUESTIONS, load_record, load_results, results_path
@@ -965,8 +965,9 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     """The data-honesty box of a page, computed from a published result's ``record.json``.
 
     States the dataset (with its label), whether it is GENERATED, the profile (``smoke`` numbers
-    are meaningless), the device, the git commit, the wall time, and whether the result was
-    computed by this execution (``started``: ``time.time()`` before ``publish``) or loaded.
+    are meaningless), the device, the git commit, the wall time, whether the result was
+    computed by this execution (``started``: ``time.time()`` before ``publish``) or loaded, and
+    a warning when it was computed by other library code (:func:`dynn_lib.versions.is_current`).
     ``details=False`` keeps the dataset, profile and device lines only (plus ``extra``), for a
     page that summarises several results.
     """
@@ -993,6 +994,14 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     if ds == "cifar10-jpeg":
         warnings_.append("CIFAR-10 here is a JPEG re-encoded copy (same labels, slightly different pixels), not the "
                          "official release.")
+    current = versions.is_current(record)
+    if current is False:
+        warnings_.append(f"This result predates the library code of this build (code version "
+                         f"{html.escape(str(record.get('code_version')))}, now {versions.code_version('results')}): "
+                         "it was computed by other code; run <code>dynn reproduce</code> again to recompute it.")
+    elif current is None:
+        warnings_.append("This result's record names no code version (it was computed before versions were "
+                         "recorded): it may predate the current code.")
     items = [("dataset", f"{ds} — {label}"), ("profile", prof),
              ("seed", str(cfg.get("seed", "?"))),
              ("device", f"{record.get('device', '?')} ({record.get('device_name', '?')})"),
@@ -1003,7 +1012,7 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
              *[(k, v) for k, v in (e.split(": ", 1) for e in extra)]]
     if not details:
         items = [it for it in items if it[0] in ("dataset", "profile", "device")] + items[7:]
-    level = "warning" if (generated or prof == "smoke") else "note"
+    level = "warning" if (generated or prof == "smoke" or not current) else "note"
     rows = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in items)
     warn = "".join(f"<p>{w}</p>" for w in warnings_)
     markup = (f'<div class="admonition {level} dynn-data-note"><p class="admonition-title">What these numbers '

@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from . import verdicts as _v
+
 __all__ = ["LABELS", "COLUMN_FORMATS", "VERDICT_STYLES", "REAL_PROFILES", "GENERATED_DATASETS", "EMPTY",
            "HTMLBlock", "table", "with_intervals", "ledger_table", "site_summary_markdown", "UNCOMPARED", "format_value", "formatter_for", "csv_link", "normalise_verdict",
            "verdict_box", "findings", "profile_tag", "is_indicative", "rel_path", "class_names",
@@ -311,37 +313,21 @@ def with_intervals(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- verdicts
 
 VERDICT_STYLES: dict[str, tuple[str, str]] = {
-    "holds": ("holds", "#1e7d34"), "matches": ("holds", "#1e7d34"),
-    "partly": ("partly", "#b8860b"), "mixed": ("partly", "#b8860b"),
-    "does not hold": ("fails", "#b02a37"), "differs": ("fails", "#b02a37"),
+    "holds": ("holds", "#1e7d34"),
+    "partly": ("partly", "#b8860b"),
+    "does not hold": ("fails", "#b02a37"),
     "inconclusive": ("inconclusive", "#495a8c"),
-    "not testable": ("untestable", "#6c757d"), "not comparable": ("untestable", "#6c757d"),
-    "not run": ("untestable", "#6c757d"),
+    "not testable": ("untestable", "#6c757d"),
 }
-"""Verdict family -> (CSS modifier of the box, colour of its edge). The vocabulary is
-``holds / partly / does not hold / inconclusive / not testable`` (``dynn_lib.verdicts``); the
-older words (matches, mixed, differs, not comparable, not run) are drawn like their kin."""
-
-_LEGACY = {"mixed": "partly", "not testable here": "not testable"}
+"""Verdict (:data:`dynn_lib.verdicts.VERDICTS`) -> (CSS modifier of the box, colour of its edge)."""
 
 
 def normalise_verdict(verdict: str) -> tuple[str, str]:
-    """(family, full text) of a verdict string: the family is the longest known verdict the text starts
-    with (``"not testable: needs CIFAR-100"`` -> ``"not testable"``); unknown text is its own family."""
+    """(family, full text) of a verdict: the family is the vocabulary word the text starts with
+    (``"not testable: needs CIFAR-100"`` -> ``"not testable"``, :func:`dynn_lib.verdicts.family`);
+    ValueError for a word outside the vocabulary, so an old or misspelt verdict cannot reach a page."""
     text = str(verdict).strip()
-    low = text.lower()
-    for old, new in _LEGACY.items():
-        if low.startswith(old):
-            return new, new + text[len(old):]
-    try:
-        from . import verdicts as _v  # the shared vocabulary, when present
-        known = list(_v.VERDICTS) + [k for k in VERDICT_STYLES if k not in _v.VERDICTS]
-    except ImportError:
-        known = list(VERDICT_STYLES)
-    for k in sorted(known, key=len, reverse=True):
-        if low.startswith(k):
-            return k, text
-    return text, text
+    return _v.family(text), text
 
 
 def is_indicative(profile: str | None, dataset: str | Sequence[str] | None = None,
@@ -424,7 +410,7 @@ def findings(results: Iterable[Mapping[str, Any]], *, profile: str | None = None
 
 # ---------------------------------------------------------------------------------- the claims ledger
 
-UNCOMPARED = ("not testable", "not comparable", "not run")
+UNCOMPARED = ("not testable",)
 """Verdict families of ledger rows that this build's data cannot decide (another dataset, nothing run)."""
 
 
@@ -473,13 +459,13 @@ def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence
     tag = profile_tag(profile, datasets, generated)
     fam = ledger["verdict"].map(_family)
     decided = ledger[~fam.isin(UNCOMPARED)]
-    agree = int(decided["verdict"].map(_family).isin(["holds", "matches"]).sum())
+    agree = int(decided["verdict"].map(_family).isin(["holds"]).sum())
     lines = [f"This site was built with profile **{profile}** on **{', '.join(datasets) or '?'}**"
              + (f" {tag}: its numbers only show that the code runs and are not results." if tag else "."),
              "",
              f"The {{doc}}`claims ledger <_generated/claims>` lists {len(ledger)} statements of the paper (the ten "
              f"findings, the cells of its Tables 1-3 and percentages quoted in its text). This build's data "
-             f"decides {len(decided)} of them; {agree} of those agree with the paper (holds / matches).",
+             f"decides {len(decided)} of them; {agree} of those agree with the paper (verdict: holds).",
              "", "| finding | the paper's statement | verdict of this build |", "|---|---|---|"]
     for r in ledger[ledger["claim_id"].astype(str).str.startswith("F")].itertuples():
         verdict = str(r.verdict).replace("|", "/")

@@ -33,6 +33,7 @@ weights on the CPU; on CUDA that holds only as far as its kernels are determinis
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -420,6 +421,20 @@ def checkpoint_due(cfg: TrainConfig, epochs_done: int, seconds_since_save: float
             or (minutes is not None and seconds_since_save >= 60 * minutes))
 
 
+@contextmanager
+def _save_on_interrupt(pending: Callable[[], dict | None], checkpoint: Path | None) -> Iterator[None]:
+    """On KeyboardInterrupt (a time limit's SIGINT, Ctrl-C) write ``pending()``, the state of the
+    last finished epoch not yet on disk, to ``checkpoint`` before re-raising, so a stopped
+    training resumes from its last finished epoch rather than from its last scheduled save."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        state = pending()
+        if checkpoint is not None and state is not None:
+            atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
+        raise
+
+
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_images: torch.Tensor,
           eval_labels: torch.Tensor, device: str | torch.device = "cpu", checkpoint: Path | None = None,
           base_state: dict | None = None, cuda_graph: bool | str = "auto") -> tuple[nn.Module, dict]:
@@ -469,9 +484,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
         _set_rng_state(state, device)
     num_ics = model.num_exits - 1 if cfg.exits else 0
     stepper = _Stepper(cfg, model, opt, lr, num_ics, amp, channels_last, device, graphed)
-    last_save, saves = time.monotonic(), 0
+    last_save, saves, unsaved = time.monotonic(), 0, None
     bar = progress(range(start, cfg.epochs), desc=f"train {cfg.arch}/{cfg.recipe}", initial=start, total=cfg.epochs)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _save_on_interrupt(lambda: unsaved, checkpoint):
         # Adam(capturable=True) warns once when a step runs outside a capture (rehearsals, last batch)
         warnings.filterwarnings("ignore", message=".*capturable=True.*running without", category=UserWarning)
         for epoch in bar:
@@ -494,11 +509,16 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
             done = epoch + 1
-            if checkpoint is not None and checkpoint_due(cfg, done, time.monotonic() - last_save):
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done,
-                         "history": history, "elapsed": elapsed, **_rng_state(device)}
+            if checkpoint is None:
+                continue
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done,
+                     "history": history, "elapsed": elapsed, **_rng_state(device)}
+            if checkpoint_due(cfg, done, time.monotonic() - last_save):
                 atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
-                last_save, saves = time.monotonic(), saves + 1
+                last_save, saves, unsaved = time.monotonic(), saves + 1, None
+            else:
+                # an in-memory copy of the last finished epoch, written if the run is interrupted
+                unsaved = copy.deepcopy(state)
     model.eval()
     model.to(memory_format=torch.contiguous_format)  # as a model loaded from the store
     acc = exit_accuracies(model, eval_images, eval_labels, device)

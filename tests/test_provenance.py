@@ -77,3 +77,13 @@ def test_numeric_flags_are_set_explicitly_and_recorded():
     assert "cpu (" not in store.device_name("cpu") and "cores" in store.device_name("cpu")
     with pytest.raises(ValueError, match="tf32 must be True or False"):
         numerics.configure(tf32="yes")
+
+
+def test_a_page_says_when_a_result_predates_the_code():
+    from dynn_lib import claims
+
+    rec = {"config": {"dataset": "synthetic", "profile": {"name": "paper"}}, "code_version": "0123456789ab"}
+    assert "predates the library code" in claims.data_note(rec).text
+    rec["code_version"] = versions.code_version("results")
+    assert "predates" not in claims.data_note(rec).text
+    assert "names no code version" in claims.data_note({"config": {"dataset": "synthetic"}}).text

@@ -63,6 +63,18 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
+def _tau_label(tau, g: pd.DataFrame) -> float | str:
+    """The τ a summary row used: a number for one global τ, else the per-exit list as text."""
+    if tau is None:
+        t = g["tau"].astype(float)
+        if t.notna().all():
+            return float(t.mean())
+        return str([round(float(v), 4) for v in g["taus"].iloc[0]]) if "taus" in g.columns else float("nan")
+    if isinstance(tau, dict):
+        tau = tau.get(str(g["target_arch"].iloc[0]))
+    return float(tau) if isinstance(tau, (int, float)) else str([float(v) for v in tau])
+
+
 def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per (setting, model, attack, ε): n (images), mean delta_exit, % raised by more than one exit
     (:func:`dynn_lib.metrics.share_exit_raised`), % raised / lowered at all, mean delta MACs,
@@ -81,7 +93,7 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
         mc, ma = g["macs_clean"].to_numpy(), g["macs_adv"].to_numpy()
         _, dlo, dhi = metrics.bootstrap_mean(g["image"].to_numpy(), d.astype(np.float64), n_boot=n_boot, seed=seed)
         rows.append({**dict(zip(GROUP_KEYS, key)), "model": key[GROUP_KEYS.index("target_arch")],
-                     "tau": float(tau) if tau is not None else float(g["tau"].mean()),
+                     "tau": _tau_label(tau, g),
                      "n": len(g), "mean_delta_exit": float(d.mean()), "mean_delta_exit_lo": dlo,
                      "mean_delta_exit_hi": dhi,
                      "share_raised_gt1": metrics.share_exit_raised(d, more_than=1),
