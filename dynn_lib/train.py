@@ -503,6 +503,11 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
                 stepper(x, y)
                 count += len(y)
             loss_sum = float(stepper.total)  # the one host read of the epoch
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(
+                    f"training of {cfg.arch}/{cfg.recipe} diverged: the summed loss of epoch {epoch + 1} is {loss_sum} "
+                    f"(lr {cfg.lr}, schedule {cfg.lr_schedule}); a NaN model would give meaningless results, so "
+                    f"nothing is stored: lower lr (profile field lr / ic_lr) or check the data")
             dt = time.perf_counter() - t0
             elapsed += dt
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(count, 1), "lr": current, "seconds": dt})

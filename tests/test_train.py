@@ -286,3 +286,14 @@ def test_colour_jitter_builds_its_weights_once():
     out = loader.colour_jitter(x, torch.ones(2, 3))
     assert loader._luma_weights.cache_info().hits == hits + 1
     assert torch.allclose(out, x, atol=1e-6)  # factors of 1 leave the image unchanged
+
+
+def test_a_diverged_training_fails_loudly_and_stores_nothing(small_data, tmp_path, monkeypatch):
+    """A NaN loss is an error naming the model, epoch and lr; no checkpoint is written."""
+    real = T.loss_fn
+    monkeypatch.setattr(T, "loss_fn", lambda *a: real(*a) * float("nan"))
+    cfg = replace(_cfg(epochs=2, n_train=16, checkpoint_every=1), lr=0.05)
+    ckpt = tmp_path / "partial.pt"
+    with pytest.raises(FloatingPointError, match=r"vgg16/cnn diverged.*epoch 1 is nan.*lr 0.05"):
+        T.train(cfg, *small_data, checkpoint=ckpt)
+    assert not ckpt.exists()

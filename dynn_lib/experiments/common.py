@@ -337,8 +337,9 @@ def _meta(ws, setting, direction, pair, s_arch, s_kind, t_arch, t_kind, attack, 
 def _normalise(df: pd.DataFrame) -> pd.DataFrame:
     """Same Python types whether the table was just computed or read back from parquet."""
     df = df.copy()
-    for c in LIST_COLUMNS:
-        df[c] = [v.tolist() if hasattr(v, "tolist") else list(v) for v in df[c]]
+    for c in LIST_COLUMNS:  # parquet reads a NaN inside a list back as None: restore NaN
+        df[c] = [[math.nan if x is None else x for x in (v.tolist() if hasattr(v, "tolist") else list(v))]
+                 for v in df[c]]
     for c in ("image", "label", "surrogate_exit", "gen_batch", "seed"):
         df[c] = df[c].astype(np.int64)
     for c in ("eps", "eps_255", "tau", "gen_seconds", "gen_macs", "psnr", "linf"):
