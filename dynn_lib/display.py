@@ -429,6 +429,12 @@ def ledger_table(rows: pd.DataFrame, columns: Sequence[str], caption: str, *, st
     if styler is None:
         from .claims import style_ledger as styler
     cols = [c for c in columns if c in rows.columns]
+    # a column constant over the table (the dataset used, the number of seeds) goes to the caption
+    const = [c for c in ("dataset_used", "n_seeds") if c in cols and len(rows) and rows[c].astype(str).nunique() == 1]
+    if const:
+        label = {"dataset_used": "dataset used", "n_seeds": "seeds"}
+        caption = caption.rstrip() + " " + "; ".join(f"{label[c]}: {rows[c].iloc[0]}" for c in const) + "."
+        cols = [c for c in cols if c not in const]
     undecided = rows["verdict"].map(_family).isin(UNCOMPARED)
     shown, hidden = rows[~undecided], rows[undecided]
 

@@ -689,7 +689,9 @@ def test_ledger_rows_this_build_cannot_decide_are_collapsed_and_the_summary_says
     visible, _, collapsed = t.markup.partition("<details>")
     assert "needs CIFAR-100" in collapsed and "needs CIFAR-100" not in visible
     assert "2 row(s) decided by this build; 1 that its data cannot decide" in visible
-    assert ">seeds<" in visible and "n_seeds" not in visible.split("download=")[0]
+    # n_seeds is constant (1): it moves to the caption; dataset_used varies and stays a column
+    assert "Table C.9. x. seeds: 1." in visible and ">seeds<" not in visible and ">dataset used<" in visible
+    assert "n_seeds" not in visible.split("download=")[0]
     md = show.site_summary_markdown(led, "smoke", ["synthetic"])
     assert "**smoke**" in md and "[smoke · generated data]" in md
     assert "lists 3 statements" in md and "decides 2 of them; 1 of those agree" in md
