@@ -314,6 +314,11 @@ def test_appendix_run(fake_ws):
     out = appendix.run(fake_ws, replace(CFG, attacks=("fgsm",)))
     assert set(out) == {"mifgsm_summary", "mifgsm_per_image", "mifgsm_exit_used", "eps_sweep", "psnr",
                         "psnr_equivalence", "grid_images"}
+    sw = out["eps_sweep"]  # pooled rates carry their Wilson interval and denominator
+    for c in ("s2d_success", "d2s_success", "wb_raised_gt1", "bb_raised_gt1"):
+        ok = sw[c].notna()
+        assert ((sw.loc[ok, f"{c}_lo"] <= sw.loc[ok, c] + 1e-9) & (sw.loc[ok, c] <= sw.loc[ok, f"{c}_hi"] + 1e-9)).all()
+    assert (sw["wb_raised_gt1_n"] == 3 * len(fake_ws.eval_half[1])).all()  # three white-box models pooled
     mi = out["mifgsm_per_image"]  # what Finding 1 on MI-FGSM is judged from (the appendix page)
     assert set(mi["attack"]) == {"mifgsm"} and len(mi) == 6 * len(fake_ws.eval_half[1])
     assert rq1.finding_1(mi)["verdict"].split(":")[0] in verdicts.VERDICTS

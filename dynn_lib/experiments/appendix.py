@@ -10,6 +10,7 @@ workspace's). :func:`tinyimagenet_rq1` is that one line.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -155,9 +156,11 @@ def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Se
               archs: Sequence[str] = models.ARCHS, pairs: Sequence[Pair] | None = None) -> pd.DataFrame:
     """Headline metrics per ε and attack (one row each):
 
-    s2d_success / d2s_success (RQ1: mean success rate % over target-correct images, by direction),
-    wb_raised_gt1 / bb_raised_gt1 (RQ2: mean % of inputs whose exit rises by more than one),
-    wb_changed_exit0 / bb_changed_exit0 (RQ3: mean % of flipped inputs changed at exit 0),
+    s2d_success / d2s_success (RQ1: success rate % over target-correct images, pooled over the
+    pairs of a direction), wb_raised_gt1 / bb_raised_gt1 (RQ2: % of inputs whose exit rises by
+    more than one, pooled over models / pairs), wb_changed_exit0 / bb_changed_exit0 (RQ3: % of
+    flipped inputs changed at exit 0, pooled), each with ``_lo``/``_hi`` (95 % Wilson interval of
+    the pooled counts) and ``_n`` (the pooled denominator: images, or flipped inputs);
     psnr_sdnn / psnr_dynn (mean PSNR dB of adversarial images by source).
     ``pairs`` restricts the black-box pairs (default all six; RQ2/RQ3 use the S2D ones among them).
     """
@@ -179,14 +182,23 @@ def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Se
                     m &= df[k] == v
                 return float(df.loc[m, col].mean())
 
+            def pooled(name, df, k, n, **eq):
+                m = (df["attack"] == atk) & (df["eps_255"] == e255)
+                for key, v in eq.items():
+                    m &= df[key] == v
+                kk, nn = float(df.loc[m, k].sum()), float(df.loc[m, n].sum())
+                lo, hi = metrics.wilson_interval(kk, nn)
+                return {name: 100.0 * kk / nn if nn else math.nan, f"{name}_lo": lo, f"{name}_hi": hi,
+                        f"{name}_n": int(nn)}
+
             s = r1["summary"]
             rows.append({"dataset": ws.dataset, "attack": atk, "eps": e, "eps_255": e255,
-                         "s2d_success": mean(s, "success_rate", direction="S2D"),
-                         "d2s_success": mean(s, "success_rate", direction="D2S"),
-                         "wb_raised_gt1": mean(r2, "share_raised_gt1", setting="white-box"),
-                         "bb_raised_gt1": mean(r2, "share_raised_gt1", setting="black-box"),
-                         "wb_changed_exit0": mean(r3, "share_changed_exit0", setting="white-box"),
-                         "bb_changed_exit0": mean(r3, "share_changed_exit0", setting="black-box"),
+                         **pooled("s2d_success", s, "n_success", "n_correct", direction="S2D"),
+                         **pooled("d2s_success", s, "n_success", "n_correct", direction="D2S"),
+                         **pooled("wb_raised_gt1", r2, "n_raised_gt1", "n", setting="white-box"),
+                         **pooled("bb_raised_gt1", r2, "n_raised_gt1", "n", setting="black-box"),
+                         **pooled("wb_changed_exit0", r3, "n_changed_exit0", "n_flipped", setting="white-box"),
+                         **pooled("bb_changed_exit0", r3, "n_changed_exit0", "n_flipped", setting="black-box"),
                          "psnr_sdnn": mean(ps, "mean_psnr", source="SDNN"),
                          "psnr_dynn": mean(ps, "mean_psnr", source="DyNN")})
     return pd.DataFrame(rows)
