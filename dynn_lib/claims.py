@@ -64,10 +64,10 @@ with several, ``mean ± std over k seeds`` (sample standard deviation) beside ev
 interval. The verdict over seeds is :func:`dynn_lib.verdicts.combine_verdicts` of the runs'
 verdicts (the common one when all agree; "partly" when some hold and some do not).
 
-The module also holds three helpers the book's pages share: :func:`page_overrides` (the
-``overrides`` parameter of every page, same meaning as ``dynn reproduce -p NAME VALUE``),
-:func:`data_note` (the data-honesty box computed from a result's record) and
-:func:`finding_report` (the closing "Finding" cell of a page).
+The module also holds two helpers the book's pages share: :func:`page_overrides` (the
+``overrides`` parameter of every page, same meaning as ``dynn reproduce -p NAME VALUE``) and
+:func:`data_note` (the data-honesty box computed from a result's record); findings are drawn by
+:func:`dynn_lib.display.verdict_box`.
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ from .experiments.common import larger_smaller
 from .experiments.runner import QUESTIONS, load_record, load_results, results_path
 
 __all__ = ["COLUMNS", "VERDICTS", "FINDINGS", "STAND_INS", "claims_ledger", "results_dirs", "summary_counts",
-           "style_ledger", "page_overrides", "data_note", "finding_report", "paper_dataset_for",
+           "style_ledger", "page_overrides", "data_note", "paper_dataset_for",
            "published_datasets", "paper_quote", "provenance_table"]
 
 COLUMNS = ("claim_id", "source", "claim", "paper_value", "reproduced_value", "n_seeds", "n_images", "dataset_used",
@@ -387,7 +387,7 @@ def _cell_measure(row: pd.Series, col: str, n_col: str, paper: float, tol: float
     ev = (f"reproduced {_num(v, digits, unit)} with 95 % interval {_ci(lo, hi, digits)} over {n} images, widened by "
           f"the tolerance {tol:g}{unit}: {_ci(lo - tol, hi + tol, digits)}; paper {paper:g}{unit} "
           + ("inside" if verdicts.family(verdict) != "does not hold" else "outside")
-          + (f"; interval wider than 2 × tolerance, so this n cannot decide" if verdict == "inconclusive" else ""))
+          + ("; interval wider than 2 × tolerance, so this n cannot decide" if verdict == "inconclusive" else ""))
     return _M(v, lo, hi, n, verdict, ev)
 
 
@@ -1020,29 +1020,3 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     text = "\n".join([*(html.unescape(w.replace("<b>", "").replace("</b>", "")) for w in warnings_),
                       *(f"{k}: {v}" for k, v in items)])
     return _HTML(markup, text)
-
-
-def finding_report(results: Sequence[dict], *, paper: str | None = None, width: int = 76) -> str:
-    """The closing lines of a page: one block per finding, verdict and deciding numbers.
-
-    ``results`` are the dicts of the ``finding_N`` functions (``verdict``, ``evidence`` and
-    ``finding``/``claim`` where present; an optional ``label`` replaces the "Finding N" heading). Returns text (print it), wrapped at ``width``.
-    """
-    import textwrap
-
-    def wrap(text: str, first: str, rest: str) -> list[str]:
-        return textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
-                             break_on_hyphens=False) or [first]
-
-    lines = []
-    for r in results:
-        n = r.get("finding")
-        head = r.get("label") or (f"Finding {n}" if n is not None else "Finding")
-        claim = FINDINGS.get(n, (None, None, r.get("claim", "")))[2] if n is not None else r.get("claim", "")
-        lines += wrap(claim, f"{head}: ", "  ")
-        lines.append(f"  verdict for this run: {r['verdict'].upper()}")
-        lines += wrap(r["evidence"], "  deciding numbers: ", "    ")
-        lines.append("")
-    if paper:
-        lines += wrap(paper, "", "")
-    return "\n".join(lines).rstrip() + "\n"

@@ -155,9 +155,6 @@ class Workspace:
         self.model(arch, kind)
         return self.store.record("models", cfg, slug=_slug(cfg))
 
-    def query_logits(self, model: nn.Module) -> torch.Tensor:
-        return early_exit.all_exit_logits(model, self.query_half[0], device=self.device, desc="query half")
-
     def tau(self, arch: str, kind: str) -> float | tuple[float, ...]:
         """The deployed τ of a DyNN: ``profile.tau`` when set (a global float, or a tuple of per-exit
         thresholds, see :func:`tau_setting_for`), else calibrated on the query half (protocol

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dynn_lib.cli import main
-from dynn_lib.engines import check_engine_options, run_plan
+from dynn_lib.engines import check_engine_options
 from dynn_lib.plan import build_plan, seed_results_dir
 
 TINY = {"n_train": 32, "n_query": 16, "n_eval": 8, "ea_images": 4, "ea_iters": 2, "attack_steps": 1, "batch_size": 16}

@@ -1,5 +1,4 @@
 """Stale results are never reused silently; every record states its numeric flags and code."""
-import json
 
 import pandas as pd
 import pytest
