@@ -5,7 +5,7 @@
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
     dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
-                   [--engine {local,ray} [--address ADDR] [--gpus-per-job F]]
+                   [--engine {local,ray} [--address ADDR] [--gpus-per-job F] [--threads-per-job T]]
     dynn plan --profile P [--datasets ...] [--seeds ...]   the job graph, each job's estimated cost
 """
 from __future__ import annotations
@@ -116,7 +116,7 @@ def cmd_reproduce(args) -> int:
     html = reproduce(args.profile, args.datasets, args.device, args.results, args.store, args.data_dir,
                      args.seed, overrides, build=not args.no_build, execute=not args.no_execute,
                      experiments=not args.no_experiments, engine=args.engine, address=args.address,
-                     gpus_per_job=args.gpus_per_job, seeds=args.seeds)
+                     gpus_per_job=args.gpus_per_job, seeds=args.seeds, threads_per_job=args.threads_per_job)
     if html is not None:
         print(f"book: {Path(html) / 'index.html'}")
     return 0
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Ray on this machine)")
     p_rep.add_argument("--gpus-per-job", type=float, default=None,
                        help="ray: GPUs per job in (0, 1] (default 1 with GPUs, 0 without)")
+    p_rep.add_argument("--threads-per-job", type=int, default=None,
+                       help="ray: CPU threads per job (default: this process's thread count for CPU jobs, so the "
+                       "numbers equal the local engine's; CPUs per GPU x F for GPU jobs)")
     p_rep.set_defaults(func=cmd_reproduce)
 
     p_plan = sub.add_parser("plan", help="print the job graph of a reproduction with each job's estimated cost")

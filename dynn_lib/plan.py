@@ -9,8 +9,10 @@ run first needs them (so plan order is a topological order):
 * ``labels``: one target's deployed answers on the query set (:func:`blackbox.query_labels`).
 * ``surrogate``: one pair's surrogate trained on those answers, then its τ
   (:func:`blackbox.surrogate`, :func:`blackbox.surrogate_tau`).
-* ``table``: one attack table: :func:`common.transfer_table`, :func:`common.whitebox_table` or
-  one RQ4 block (``rq4._attack_block``).
+* ``table``: one attack table: :func:`common.transfer_table`, :func:`common.whitebox_table`,
+  an RQ4 baseline block (``rq4._attack_block``) or an architecture's Early-Attack alpha grid
+  (:func:`rq4.early_attack_grid`, one joint batch as :func:`rq4.run` computes it, so both give
+  the same numbers).
 * ``publish``: one question's tables written to the results folder (:func:`runner.publish`);
   it depends on every job above that the question reads, and computes the rest itself (its
   summaries, the appendix image grids, the RQ4 transfer study: evaluation only).
@@ -298,15 +300,19 @@ class _Builder:
         spec = {"table": "whitebox", "arch": arch, "attack": attack, "eps": eps, "cfg": cfg, "exit_loss": exit_loss}
         return self._add("table", ws, "whitebox", key, slug, spec, deps, cost)
 
-    def rq4_block(self, ws, cfg, arch: str, method: str, alpha: float | None) -> str:
+    def rq4_block(self, ws, cfg, arch: str, method: str) -> str:
+        """One RQ4 job: the PGD or FGSM block of ``arch``, or (``early_attack``) all its alpha
+        blocks at once, as :func:`rq4.run` computes them (one joint batch; the job is named by
+        the first alpha's block and done when every alpha's block exists)."""
         from .experiments import rq4
-        bcfg, slug = rq4._block_config(ws, cfg, arch, method, alpha), rq4._slug(ws, cfg, arch, method, alpha)
+        alphas = cfg.alphas if method == "early_attack" else (None,)
+        outs = [(rq4._block_config(ws, cfg, arch, method, a), rq4._slug(ws, cfg, arch, method, a)) for a in alphas]
         n = cfg.resolved_n_images(ws)
         steps = {"early_attack": cfg.resolved_iters(ws), "pgd": cfg.resolved_steps(ws), "fgsm": 1}[method]
-        cost = (BACKWARD_FACTOR * steps * n + 2 * n) * self._macs(ws, arch, cfg.kind) / 1e9
-        spec = {"table": "rq4", "cfg": cfg, "arch": arch, "method": method, "alpha": alpha,
-                "need_adv": method == "early_attack" and alpha == cfg.transfer_alpha}
-        return self._add("table", ws, "rq4", bcfg, slug, spec, (self.train(ws, arch, cfg.kind),), cost)
+        cost = len(alphas) * (BACKWARD_FACTOR * steps * n + 2 * n) * self._macs(ws, arch, cfg.kind) / 1e9
+        spec = {"table": "rq4", "cfg": cfg, "arch": arch, "method": method}
+        (bcfg, slug), rest = outs[0], tuple(("rq4", c, s) for c, s in outs[1:])
+        return self._add("table", ws, "rq4", bcfg, slug, spec, (self.train(ws, arch, cfg.kind),), cost, rest)
 
     def _settings(self, ws, cfg, pairs, exit_loss_whitebox="final", exit_loss_surrogate=None) -> list[str]:
         """Keys of :func:`common.setting_tables` (RQ2/RQ3): white-box of every arch, then ``pairs``."""
@@ -347,8 +353,7 @@ class _Builder:
             deps += self._settings(ws, sweep, get_pairs("S2D"), sweep.exit_loss_rq3, sweep.exit_loss_rq3)
             deps += [self.surrogate(ws, p) for p in get_pairs()]  # the image grids attack surrogates again
         elif question == "rq4":
-            blocks = [(a, "early_attack", al) for a in cfg.archs for al in cfg.alphas]
-            blocks += [(a, m, None) for a in cfg.archs for m in ("pgd", "fgsm")]
+            blocks = [(a, m) for a in cfg.archs for m in ("early_attack", "pgd", "fgsm")]
             deps = [self.rq4_block(ws, cfg, *b) for b in blocks] + [self.train(ws, a, cfg.kind) for a in cfg.archs]
         else:  # split_overrides/make_config have rejected anything else
             raise ValueError(f"unknown question {question!r}")
@@ -391,8 +396,10 @@ def run_job(job: Job, ctx: Context, ws=None) -> float:
         common.transfer_table(ws, s["pair"], s["attack"], s["eps"], s["cfg"], exit_loss=s["exit_loss"])
     elif job.kind == "table" and s["table"] == "whitebox":
         common.whitebox_table(ws, s["arch"], s["attack"], s["eps"], s["cfg"], exit_loss=s["exit_loss"])
+    elif job.kind == "table" and s["table"] == "rq4" and s["method"] == "early_attack":
+        rq4.early_attack_grid(ws, s["cfg"], s["arch"])
     elif job.kind == "table" and s["table"] == "rq4":
-        rq4._attack_block(ws, s["cfg"], s["arch"], s["method"], s["alpha"], need_adv=s["need_adv"])
+        rq4._attack_block(ws, s["cfg"], s["arch"], s["method"], None)
     elif job.kind == "publish":
         publish(s["question"], ws, s["results_dir"], s["conf"])
     else:

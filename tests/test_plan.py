@@ -2,6 +2,7 @@
 dependents, jobs named by the store's keys (a finished job is skipped), clear errors for bad
 engine options before any work, and no Ray import on the default path."""
 import json
+import re
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from dynn_lib.cli import main
 from dynn_lib.engines import check_engine_options
@@ -45,6 +47,17 @@ def test_job_counts_per_kind_are_exact(rq1_plan):
         # 6 pairs x 2 attacks x 1 eps; zoo + rq1
         assert counts[seed].to_dict() == {"train": 9, "labels": 5, "surrogate": 6, "table": 12, "publish": 2}
     assert len(rq1_plan) == 2 * 34 and len(rq1_plan.pending()) == len(rq1_plan)
+
+
+def test_rq4_runs_each_architectures_alpha_grid_as_one_job(tmp_path):
+    plan = build_plan("smoke", ["synthetic"], [0], ["rq4"], {**TINY, "alphas": [0.01, 0.1, 1.0]},
+                      store=tmp_path / "store", results_dir=tmp_path / "results", device="cpu")
+    tables = [j for j in plan.jobs.values() if j.kind == "table"]
+    by_method = {m: [j for j in tables if j.spec["method"] == m] for m in ("early_attack", "pgd", "fgsm")}
+    assert {m: len(js) for m, js in by_method.items()} == {"early_attack": 3, "pgd": 3, "fgsm": 3}
+    for j in by_method["early_attack"]:  # done only when every alpha's block is stored
+        assert [cfg["alpha"] for _, cfg, _ in j.outputs] == [0.01, 0.1, 1.0]
+    assert all(len(j.outputs) == 1 for m in ("pgd", "fgsm") for j in by_method[m])
 
 
 def test_dependencies_come_first_and_follow_the_protocol(rq1_plan):
@@ -133,10 +146,31 @@ def test_bad_engine_options_are_clear_errors(engine, address, gpus, needle):
     assert needle in str(e.value)
 
 
+@pytest.mark.parametrize("engine, threads, needle", [
+    ("local", 2, "threads_per_job apply only to engine 'ray'"),
+    ("ray", 0, "integer >= 1, got 0"),
+    ("ray", 1.5, "integer >= 1, got 1.5"),
+    ("ray", True, "integer >= 1, got True"),
+])
+def test_bad_thread_counts_are_clear_errors(engine, threads, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        check_engine_options(engine, threads_per_job=threads)
+
+
+def test_default_threads_follow_the_local_engine_on_cpu_and_the_cpus_per_gpu_on_gpu():
+    from dynn_lib.engines.ray_engine import default_threads
+    assert default_threads(64, 0, 0.0, 64) == torch.get_num_threads()  # what the local engine uses
+    assert default_threads(64, 0, 0.0, 1) == 1  # capped at the largest node
+    assert default_threads(16, 1, 1.0, 16) == 16 and default_threads(16, 1, 0.25, 16) == 4
+    assert default_threads(8, 8, 0.5, 8) == 1  # at least one
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--engine", "spark"], "unknown engine 'spark'"),
     (["--engine", "ray", "--gpus-per-job", "0"], "(0, 1]"),
     (["--address", "10.0.0.1:6379"], "only to engine 'ray'"),
+    (["--threads-per-job", "2"], "threads_per_job apply only to engine 'ray'"),
+    (["--engine", "ray", "--threads-per-job", "0"], "integer >= 1, got 0"),
 ])
 def test_reproduce_rejects_bad_engine_options_before_any_work(tmp_path, capsys, extra, needle):
     rc = main(["reproduce", "--datasets", "synthetic", "--results", str(tmp_path / "r"), "--store",

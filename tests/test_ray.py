@@ -1,6 +1,7 @@
 """The ray engine on a local Ray instance (num_cpus=2, started once for this module): the same
 published tables as the local engine, a worker killed mid-training retried and resumed from its
 checkpoint, clear errors before any work. Skipped when Ray is not installed (the cluster extra)."""
+import json
 import os
 import signal
 import threading
@@ -59,19 +60,37 @@ def test_gpu_fraction_on_a_cluster_without_gpu_is_an_error_before_any_work(ray_i
 
 
 @pytest.mark.slow
-def test_ray_and_local_publish_identical_tables(ray_instance, tmp_path, one_thread):
-    """zoo + RQ1 (FGSM) on generated data: every published table equal, timings aside (Ray
-    workers run one thread, as the local run here, so the numbers agree bit for bit)."""
-    local = _plan(tmp_path / "local", ("zoo", "rq1"), attacks=["fgsm"])
-    ray_plan = _plan(tmp_path / "ray", ("zoo", "rq1"), attacks=["fgsm"])
-    assert list(local.jobs) == list(ray_plan.jobs)  # the keys do not depend on where the store is
-    run_plan(local, "local")
+def test_ray_and_local_publish_identical_tables(ray_instance, tmp_path):
+    """zoo + RQ1 (FGSM) + RQ4 on generated data, at this process's default thread count: every
+    published table equal, timings aside. The local side is what ``dynn reproduce`` runs (each
+    question's ``publish``, RQ4's alpha grid as one joint batch); the Ray jobs run with the
+    driver's thread count (the engine's default), so the numbers agree bit for bit."""
+    from dataclasses import fields
+
+    from dynn_lib.experiments.runner import publish, split_overrides
+    from dynn_lib.profiles import Profile
+    from dynn_lib.reproduce import _accepted
+    from dynn_lib.zoo import Workspace
+
+    qs = ("zoo", "rq1", "rq4")
+    overrides = {**TINY, "attacks": ["fgsm"], "alphas": [0.1, 1.0], "archs": ["resnet56", "mobilenet"]}
+    ray_plan = _plan(tmp_path / "ray", qs, **overrides)
+    assert list(_plan(tmp_path / "local", qs, **overrides).jobs) == list(ray_plan.jobs)  # keys: not the store path
+    # the local side exactly as `dynn reproduce` runs it (one workspace, each question's publish)
+    prof = {k: v for k, v in overrides.items() if k in {f.name for f in fields(Profile)}}
+    ws = Workspace("synthetic", "smoke", store=tmp_path / "local" / "store", device="cpu", seed=0, **prof)
+    for q in qs:
+        _, conf = split_overrides(q, {k: v for k, v in overrides.items() if k in _accepted(q)})
+        publish(q, ws, tmp_path / "local" / "results", conf)
     times = run_plan(ray_plan, "ray")
     assert set(times) == set(ray_plan.jobs) and ray_plan.pending() == []
     a, b = _published(tmp_path / "local" / "results"), _published(tmp_path / "ray" / "results")
-    assert sorted(a) == sorted(b) and len(a) == 5  # zoo: models; rq1: per_image, summary, exit_used, generation_time
+    assert sorted(a) == sorted(b) and len(a) == 10, sorted(a)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+    threads = {json.loads(r.read_text())["numerics"]["cpu_threads"]
+               for r in (tmp_path / "ray" / "store").rglob("record.json")}
+    assert threads == {torch.get_num_threads()}
     assert run_plan(ray_plan, "ray") == {}  # finished jobs are skipped
 
 

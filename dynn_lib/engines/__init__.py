@@ -16,18 +16,25 @@ from numbers import Real
 ENGINES: tuple[str, ...] = ("local", "ray")
 
 
-def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None) -> None:
+def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None,
+                         threads_per_job: int | None = None) -> None:
     """Validate engine options without importing Ray or doing any work.
 
     engine: one of :data:`ENGINES`. address: a Ray cluster (``host:port``, ``ray://host:port`` or
     ``auto``; ``ray`` only; ``host:port`` forms are probed over TCP). gpus_per_job: GPUs per job,
-    a fraction in (0, 1] (``ray`` only; several small jobs then share one GPU).
+    a fraction in (0, 1] (``ray`` only; several small jobs then share one GPU). threads_per_job:
+    CPU threads (and Ray CPUs) per job, an integer >= 1 (``ray`` only; see
+    :func:`dynn_lib.engines.ray_engine.run` for the default and why it matters).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
-    if engine != "ray" and (address is not None or gpus_per_job is not None):
-        given = [n for n, v in (("address", address), ("gpus_per_job", gpus_per_job)) if v is not None]
+    given = [n for n, v in (("address", address), ("gpus_per_job", gpus_per_job),
+                            ("threads_per_job", threads_per_job)) if v is not None]
+    if engine != "ray" and given:
         raise ValueError(f"{' and '.join(given)} apply only to engine 'ray' (engine is {engine!r})")
+    if threads_per_job is not None and (not isinstance(threads_per_job, int) or isinstance(threads_per_job, bool)
+                                        or threads_per_job < 1):
+        raise ValueError(f"threads_per_job must be an integer >= 1, got {threads_per_job!r}")
     if gpus_per_job is not None and (not isinstance(gpus_per_job, Real) or isinstance(gpus_per_job, bool)
                                      or not 0 < float(gpus_per_job) <= 1):
         raise ValueError(f"gpus_per_job must be a fraction of one GPU in (0, 1], got {gpus_per_job!r} "
@@ -41,12 +48,12 @@ def check_engine_options(engine: str, address: str | None = None, gpus_per_job: 
 
 
 def run_plan(plan, engine: str = "local", address: str | None = None, gpus_per_job: float | None = None,
-             retries: int = 2) -> dict[str, float]:
+             retries: int = 2, threads_per_job: int | None = None) -> dict[str, float]:
     """Run every pending job of ``plan`` on ``engine``; returns {job key: wall seconds} of the jobs
     run (done jobs are skipped). ``retries``: times a job whose worker died is run again (Ray)."""
-    check_engine_options(engine, address, gpus_per_job)
+    check_engine_options(engine, address, gpus_per_job, threads_per_job)
     if engine == "local":
         from .local import run
         return run(plan)
     from .ray_engine import run
-    return run(plan, address=address, gpus_per_job=gpus_per_job, retries=retries)
+    return run(plan, address=address, gpus_per_job=gpus_per_job, retries=retries, threads_per_job=threads_per_job)

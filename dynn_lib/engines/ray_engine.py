@@ -3,7 +3,17 @@ passed as object references, so Ray starts a job when the jobs it needs have fin
 
 * Resources: each job asks ``num_gpus=F`` (``gpus_per_job``; a fraction lets several small
   trainings share one GPU; default 1 on a cluster with GPUs, 0 on a CPU-only one, where the jobs
-  then run on the CPU) and one CPU.
+  then run on the CPU) and ``num_cpus=T`` (``threads_per_job``), and runs with ``T`` PyTorch
+  threads (:func:`torch.set_num_threads`).
+* Same numbers as the local engine: a CPU reduction (a convolution, a sum) splits its work by
+  thread, so its last bits depend on the thread count, and a one-epoch model already differs
+  after a few hundred steps. ``T`` therefore defaults to this process's thread count (what the
+  local engine would use) for CPU jobs, so on the same machine the ``ray`` and ``local`` engines
+  publish identical tables (measured on the smoke reproduction; every artefact's record states
+  its ``cpu_threads`` under ``numerics``). For GPU jobs the default is the cluster's CPUs per GPU times ``F`` (the GPU
+  does the arithmetic; the CPU decodes and evaluates small reductions, e.g. RQ4's L2 norms,
+  whose last bits then follow ``T``: pass ``threads_per_job`` equal to the local run's thread
+  count for bit-equal tables). ``T`` is capped at the largest node's CPUs.
 * Faults: a job whose worker process dies (killed, out of memory, node lost) is run again, up to
   ``retries`` times (Ray's ``max_retries``; application errors are not retried:
   ``retry_exceptions=False``). A training resumes from its per-epoch checkpoint in the store;
@@ -77,9 +87,21 @@ def _probe(store: str, token: str, results: str, data_dir: str | None) -> tuple[
     return socket.gethostname(), check_paths(store, token, results, data_dir)
 
 
-def _execute(job: Job, ctx: Context, *deps) -> float:
-    """A job as a Ray task; ``deps`` (the dependencies' results) only order it."""
+def _execute(job: Job, ctx: Context, threads: int, *deps) -> float:
+    """A job as a Ray task with ``threads`` PyTorch threads; ``deps`` (the dependencies' results)
+    only order it."""
+    import torch
+    torch.set_num_threads(threads)
     return run_job(job, ctx)
+
+
+def default_threads(cluster_cpus: float, cluster_gpus: float, gpus_per_job: float, max_node_cpus: float) -> int:
+    """Threads per job when ``threads_per_job`` is not given (module docstring): this process's
+    torch thread count for CPU jobs, ``floor(CPUs per GPU x gpus_per_job)`` for GPU jobs; at
+    least 1, at most ``max_node_cpus``."""
+    import torch
+    t = torch.get_num_threads() if not gpus_per_job else int(cluster_cpus / max(cluster_gpus, 1) * gpus_per_job)
+    return int(max(1, min(t, max_node_cpus)))
 
 
 def _connect(address: str | None):
@@ -123,13 +145,15 @@ def _check_workers(ray, ctx: Context, plan: Plan) -> None:
 
 
 def run(plan: Plan, address: str | None = None, gpus_per_job: float | None = None,
-        retries: int = DEFAULT_RETRIES) -> dict[str, float]:
+        retries: int = DEFAULT_RETRIES, threads_per_job: int | None = None) -> dict[str, float]:
     """Run ``plan``'s pending jobs as Ray tasks; returns {job key: wall seconds}.
 
     address: None = the Ray instance this process already joined, else a new one on this machine
-    (or ``$RAY_ADDRESS``); otherwise the cluster at ``address``. Raises ``ValueError`` before any
-    job when the cluster cannot be reached, has no GPU for ``gpus_per_job``, or a node cannot see
-    the store; ``RuntimeError`` naming the job when a job fails after its retries.
+    (or ``$RAY_ADDRESS``); otherwise the cluster at ``address``. threads_per_job: CPU threads
+    and Ray CPUs per job (default :func:`default_threads`). Raises ``ValueError`` before any job
+    when the cluster cannot be reached, has no GPU for ``gpus_per_job``, has no node with
+    ``threads_per_job`` CPUs, or a node cannot see the store; ``RuntimeError`` naming the job
+    when a job fails after its retries.
     """
     import ray
 
@@ -144,6 +168,13 @@ def run(plan: Plan, address: str | None = None, gpus_per_job: float | None = Non
         frac = float(gpus_per_job) if gpus_per_job is not None else (1.0 if gpus and plan.context.device != "cpu"
                                                                      else 0.0)
         ctx = plan.context if frac else replace(plan.context, device="cpu")
+        node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if threads_per_job is None:
+            threads = default_threads(ray.cluster_resources().get("CPU", 1), gpus, frac, node_cpus)
+        elif threads_per_job > node_cpus:
+            raise ValueError(f"threads_per_job={threads_per_job} but the largest Ray node has {node_cpus:g} CPUs")
+        else:
+            threads = int(threads_per_job)
         _check_workers(ray, ctx, plan)
         pending = plan.pending()
         task = ray.remote(_execute)
@@ -151,8 +182,8 @@ def run(plan: Plan, address: str | None = None, gpus_per_job: float | None = Non
         refs: dict[str, object] = {}
         for job in pending:
             deps = [refs[d] for d in job.deps if d in refs]
-            refs[job.key] = task.options(num_cpus=1, num_gpus=frac, max_retries=retries, retry_exceptions=False,
-                                         name=job.name).remote(job, ctx_ref, *deps)
+            refs[job.key] = task.options(num_cpus=threads, num_gpus=frac, max_retries=retries,
+                                         retry_exceptions=False, name=job.name).remote(job, ctx_ref, threads, *deps)
         return _collect(ray, plan, refs)
     finally:
         if started:

@@ -67,7 +67,7 @@ from ..zoo import Workspace
 
 __all__ = [
     "RQ4Config", "DYNN_KINDS", "METHODS", "TRANSFER_EXAMPLES", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
-    "PAPER_ALPHAS", "dataset_family", "alpha_column", "paper_column", "run", "load_adversarial",
+    "PAPER_ALPHAS", "dataset_family", "alpha_column", "paper_column", "run", "early_attack_grid", "load_adversarial",
     "table1", "table2", "table3", "finding_9", "finding_10",
 ]
 
@@ -420,6 +420,20 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
     return _as_int_lists(df, ["pred_adv"])
 
 
+def early_attack_grid(ws: Workspace, cfg: RQ4Config, arch: str) -> dict[float, pd.DataFrame]:
+    """Every Early-Attack block of ``arch`` (one per alpha of ``cfg.alphas``), loaded or computed.
+
+    The alphas whose blocks are missing run **together** (:func:`_early_attack_runs`), so the
+    numbers do not depend on which blocks were already stored, nor on the engine: :func:`run`
+    and the job graph's RQ4 job (:mod:`dynn_lib.plan`, one job per architecture) both call this.
+    Returns alpha -> per-image table of the block.
+    """
+    todo = [a for a in cfg.alphas if _block_missing(ws, cfg, arch, "early_attack", a, a == cfg.transfer_alpha)]
+    joint = _early_attack_runs(ws, cfg, arch, todo) if todo else {}
+    return {a: _attack_block(ws, cfg, arch, "early_attack", a, need_adv=a == cfg.transfer_alpha,
+                             precomputed=joint.get(a)) for a in cfg.alphas}
+
+
 def _adv_ok(d) -> bool:
     try:
         load_checkpoint(d / _ADV_FILE)
@@ -650,17 +664,15 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
     blocks += [(arch, m, None) for arch in cfg.archs for m in ("pgd", "fgsm")]
     done, exits, transfer_rows = {}, {}, {}
     for arch in progress(cfg.archs, desc="RQ4 blocks"):
-        # the alphas whose blocks must be computed run together, one batch per cfg.batch_size images
-        todo = [a for a in cfg.alphas if _block_missing(ws, cfg, arch, "early_attack", a, a == cfg.transfer_alpha)]
-        joint = _early_attack_runs(ws, cfg, arch, todo) if todo else {}
+        grid = early_attack_grid(ws, cfg, arch)
         for _, method, alpha in [b for b in blocks if b[0] == arch]:
             for_transfer = method == "early_attack" and alpha == cfg.transfer_alpha
-            df = _attack_block(ws, cfg, arch, method, alpha, need_adv=for_transfer, precomputed=joint.get(alpha))
+            df = grid[alpha] if method == "early_attack" else _attack_block(ws, cfg, arch, method, alpha)
             exits[arch] = len(df["pred_adv"].iloc[0])
             done[(arch, method, alpha)] = df
             if for_transfer:
                 transfer_rows[arch] = df
-        del joint
+        del grid
     per_image = pd.concat([done[b] for b in blocks], ignore_index=True)[_PER_IMAGE_COLS]
 
     pairs = [(a, b) for a in cfg.archs for b in cfg.archs if a != b] if cfg.transfer_alpha is not None else []
