@@ -48,12 +48,21 @@ def default_root() -> Path:
     return Path(os.environ.get("DYNN_STORE", "artefacts"))
 
 
+KEY_NEUTRAL: frozenset[str] = frozenset({"checkpoint_every", "checkpoint_minutes"})
+"""Config fields that decide only when a training saves its resumable state, never what it
+computes (a resumed training equals an uninterrupted one, tested): :func:`canonical` leaves
+them out at every depth, so they are in no artefact key and no recorded config, and changing
+them (e.g. ``-p checkpoint_minutes 1`` for a short GPU slot) reuses every finished artefact."""
+
+
 def canonical(config: Any) -> Any:
-    """JSON-ready form of a config (dataclasses, tuples, paths, floats kept exact)."""
+    """JSON-ready form of a config (dataclasses, tuples, paths, floats kept exact), without the
+    :data:`KEY_NEUTRAL` fields."""
     if is_dataclass(config) and not isinstance(config, type):
         return canonical(asdict(config))
     if isinstance(config, dict):
-        return {str(k): canonical(v) for k, v in sorted(config.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(config.items(), key=lambda kv: str(kv[0]))
+                if str(k) not in KEY_NEUTRAL}
     if isinstance(config, (list, tuple)):
         return [canonical(v) for v in config]
     if isinstance(config, Path):

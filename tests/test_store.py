@@ -61,3 +61,26 @@ def test_corrupt_table_reported(tmp_path):
     with pytest.raises(CorruptArtefactError, match="unreadable table"):
         st.load_table("t", {"k": 1})
     json.loads((st.dir("t", {"k": 1}) / "record.json").read_text())
+
+
+def test_checkpoint_cadence_is_in_no_key(tmp_path):
+    """When a training saves its resumable state never changes what it computes, so it changes
+    no artefact key: a model, a surrogate, an attack table and a published result are reused."""
+    from dynn_lib import blackbox
+    from dynn_lib.experiments import common
+    from dynn_lib.experiments.runner import make_config, publish_config
+    from dynn_lib.zoo import Workspace
+
+    a = Workspace("synthetic", "smoke", store=tmp_path, device="cpu")
+    b = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", checkpoint_every=1, checkpoint_minutes=None)
+    assert a.model_config("vgg16", "cnn") != b.model_config("vgg16", "cnn")  # the trainer still sees them
+    for arch, kind in (("vgg16", "cnn"), ("vgg16", "ic_only"), ("mobilenet", "sdn")):
+        assert a.model_dir(arch, kind) == b.model_dir(arch, kind)
+    pair = blackbox.PAIRS[0]
+    assert blackbox.surrogate_config(a, pair) != blackbox.surrogate_config(b, pair)
+    cfg = make_config("rq1", {})
+    assert a.store.dir("transfer", *common.transfer_key(a, pair, "fgsm", 8 / 255, cfg, None, n=8)) == \
+        b.store.dir("transfer", *common.transfer_key(b, pair, "fgsm", 8 / 255, cfg, None, n=8))
+    assert config_key(publish_config("rq1", a)) == config_key(publish_config("rq1", b))
+    c = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", amp=False)  # numerics do change the key
+    assert a.model_dir("vgg16", "cnn") != c.model_dir("vgg16", "cnn")
