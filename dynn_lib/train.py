@@ -15,7 +15,9 @@ Those are the ``paper`` profile's numbers; a profile may change the batch, the e
 learning rate and the schedule (``multistep`` or ``onecycle``: see :func:`learning_rate`).
 
 Precision and layout: bf16 autocast and channels-last in training follow the config's ``amp`` /
-``channels_last`` (``"auto"``: on on CUDA and on a CPU with native bf16, see :func:`resolve_flag`);
+``channels_last`` (``"auto"``: on on CUDA and on a CPU with native bf16, see :func:`resolve_flag`;
+on a CPU, MobileNet's depthwise convolutions stay fp32, see
+:class:`dynn_lib.models.mobilenet.DepthwiseConv2d`);
 the resolved values are in the training record. The returned model is fp32 and in the default
 (contiguous) memory format, exactly as a model loaded from the store; evaluation is fp32.
 

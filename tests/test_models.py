@@ -153,3 +153,24 @@ def test_attach_exits_initialises_ics_like_the_anchor_sdn():
     for ic in dyn.ics:
         w = ic.linear.weight.detach()
         assert abs(float(w.std()) - 0.01) < 0.002 and float(ic.linear.bias.detach().abs().max()) == 0.0
+
+
+def test_mobilenet_depthwise_convolutions_stay_fp32_under_cpu_autocast():
+    """Training speed on a CPU (oneDNN's bf16 depthwise kernels are slow): under CPU bf16 autocast
+    a depthwise convolution computes exactly the fp32 convolution; the pointwise ones still run
+    in bf16; the model's parameters and state-dict keys are those of plain convolutions."""
+    from torch.nn import functional as F
+
+    from dynn_lib.models.mobilenet import DepthwiseConv2d
+    conv = DepthwiseConv2d(8, 8, 3, padding=1, groups=8, bias=False)
+    x = torch.randn(2, 8, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        pointwise = torch.nn.Conv2d(8, 4, 1, bias=False)(y)
+    assert y.dtype == torch.float32 and torch.equal(y, F.conv2d(x, conv.weight, padding=1, groups=8))
+    assert pointwise.dtype == torch.bfloat16
+    model = build("mobilenet", 10, 32, exits=False)
+    dw = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
+    assert len(dw) == 13 and all(m.groups == m.in_channels == m.out_channels for m in dw)
+    assert all(type(m) is torch.nn.Conv2d for m in model.modules() if isinstance(m, torch.nn.Conv2d)
+               and m.groups == 1)

@@ -6,6 +6,7 @@ blocks; ICs after blocks 3, 5, 7, 9, 12 (1-based).
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .base import Backbone, ModelSpec
@@ -18,13 +19,30 @@ IC_AFTER_BLOCK = (3, 5, 7, 9, 12)
 FINAL_POOL = {32: 2, 64: 4}
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise convolution (``groups`` = channels) that runs in fp32 when bf16 autocast is on
+    **on a CPU**: there oneDNN's bf16 depthwise kernels are slower than its fp32 ones, while the
+    pointwise convolutions gain from bf16. One MobileNet training epoch (quiet 2-core
+    AVX-512-BF16 machine, 1,024 images, batch 128, channels-last) against a plain fp32 loop:
+    all bf16 1.5x, all fp32 1.6x, bf16 with fp32 depthwise 2.3x. Everywhere else (CUDA,
+    evaluation, attacks: no CPU autocast) it is an ``nn.Conv2d``, with the same parameters and
+    state-dict keys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 def separable_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     """Depthwise Conv3x3(stride)-BN-ReLU then pointwise Conv1x1-BN-ReLU, no biases.
 
     ``[B, c_in, s, s] -> [B, c_out, s/stride, s/stride]``.
     """
     return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(),
+        DepthwiseConv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in),
+        nn.ReLU(),
         nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
     )
 
