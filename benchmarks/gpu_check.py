@@ -57,6 +57,12 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
     49,500), B the profile's batch, ``t_step`` the measured graphed step (eager on a CPU) at B, or
     scaled per image from the other batch when B was not measured. Training only (about 94 % of
     the run by the CUDA review); models whose step was not measured are listed as missing.
+12. ``concurrency``: total training throughput of 1, 2 and 3 trainings started together, each in
+    its own process (a ResNet-56 CNN, 15,360 images x 2 epochs at batch 512 on CUDA), against
+    one at a time, and the largest worker count whose every step up gains at least
+    :data:`CONCURRENCY_GAIN_MIN` (``data.concurrency.recommended_workers``; ``gpu_run.sh`` then
+    runs the job graph with that many workers: ``dynn reproduce --workers K``). Runs last: the
+    sections above matter more when the budget is short.
 
 Usage::
 
@@ -89,7 +95,7 @@ import torch
 from torch.nn import functional as F
 
 SECTIONS = ("environment", "forward", "loader", "attacks", "early_attack", "early_exit", "resume",
-            "sync_audit", "pgd_speed", "timings", "extrapolation")
+            "sync_audit", "pgd_speed", "timings", "extrapolation", "concurrency")
 """Every section, in the order they run."""
 
 FWD_TOL = 1e-4
@@ -110,6 +116,9 @@ SURROGATE_IMAGES = 11 * 5_000 * 0.9
 """Images a surrogate trains on: 11 copies of the 5,000 query images less the 10 % hold-out."""
 FULL_TRAIN = 50_000
 """Training images of the zoo models on cifar10-jpeg."""
+CONCURRENCY_GAIN_MIN = 1.15
+"""Least total-throughput gain (k concurrent trainings against one at a time) for which
+``gpu_run.sh`` runs k jobs at once (each further worker must add this much again)."""
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")
 
@@ -822,20 +831,119 @@ def sec_extrapolation(r: Report, ctx: dict) -> None:
     r.data["extrapolation"] = out
 
 
+def _concurrent_training_worker(spec: str) -> None:
+    """``gpu_check.py --training-worker JSON``: one training in its own process. Prints ``ready``
+    once CUDA and the data are up, waits for a line on stdin, trains, prints ``done T0 T1``
+    (wall-clock times of the training)."""
+    arch, kind, n, epochs, batch, seed, device = json.loads(spec)
+    from dynn_lib import data, train as T
+    dev = torch.device(device)
+    torch.zeros(1, device=dev)  # the CUDA context, outside the timed part
+    tr, te = data.make_synthetic(n_train=n, n_test=64, seed=seed)
+    cfg = T.recipe_config(kind, arch, "synthetic", "smoke", seed=seed, epochs=epochs, batch_size=batch,
+                          n_train=n, checkpoint_minutes=None)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.time()
+    T.train(cfg, tr.images, tr.labels, te.images, te.labels, device=dev)
+    print(f"done {t0!r} {time.time()!r}", flush=True)
+
+
+def _run_concurrently(k: int, ctx: dict, timeout: float) -> float:
+    """Wall seconds from the first start to the last end of ``k`` identical trainings started
+    together, each in its own process (this script with ``--training-worker``)."""
+    import subprocess
+    arch, kind, n, epochs, batch = ctx["conc_job"]
+    import tempfile
+    env = {**os.environ, "DYNN_PROGRESS": "0"}
+    errs = [tempfile.TemporaryFile(mode="w+") for _ in range(k)]  # a pipe could fill up and block the child
+    procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--training-worker",
+                               json.dumps([arch, kind, n, epochs, batch, ctx["seed"] + i, str(ctx["device"])])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+             for i, err in enumerate(errs)]
+    deadline = time.monotonic() + timeout
+
+    def line(p) -> str:
+        import selectors
+        with selectors.DefaultSelector() as sel:
+            sel.register(p.stdout, selectors.EVENT_READ)
+            if not sel.select(max(0.1, deadline - time.monotonic())):
+                raise TimeoutError("a training process did not answer within the budget")
+        out = p.stdout.readline().strip()
+        if not out:
+            p.wait(timeout=10)
+            err = errs[procs.index(p)]
+            err.seek(0)
+            raise RuntimeError(f"a training process failed (exit {p.returncode}): {err.read()[-500:]}")
+        return out
+
+    try:
+        for p in procs:
+            if line(p) != "ready":
+                raise RuntimeError("a training process did not start")
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        spans = [tuple(float(v) for v in line(p).split()[1:]) for p in procs]
+        return max(e for _, e in spans) - min(b for b, _ in spans)
+    finally:
+        for p, err in zip(procs, errs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            err.close()
+
+
+def sec_concurrency(r: Report, ctx: dict) -> None:
+    """Total training throughput of k = 1, 2, 3 trainings sharing the device, each in its own
+    process (what ``dynn reproduce --workers k`` does), against one at a time; the largest k
+    whose every step up gains >= CONCURRENCY_GAIN_MIN is recommended (``gpu_run.sh`` reads it)."""
+    arch, kind, n, epochs, batch = ctx["conc_job"]
+    r.info("job", f"{arch}/{kind}, {n} images x {epochs} epochs at batch {batch}, per process; "
+                  "speed-up = k x (one training's wall time) / (k trainings' wall time)")
+    walls: dict[int, float] = {}
+    speedups: dict[int, float] = {1: 1.0}
+    best = 1
+    out = {"seconds": walls, "speedup": speedups, "recommended_workers": best, "gain_min": CONCURRENCY_GAIN_MIN,
+           "job": dict(zip(("arch", "kind", "n", "epochs", "batch"), ctx["conc_job"]))}
+    r.data["concurrency"] = out  # updated after every level: a budget cut keeps what was measured
+    for k in ctx["conc_levels"]:
+        r.need_time(10.0 + 4 * k)
+        try:
+            walls[k] = _run_concurrently(k, ctx, r.left())
+        except Exception as e:  # noqa: BLE001 -- a measurement, not a correctness check: WARN, run on 1 worker
+            r.check(f"k{k}_ran", False, note=f"{type(e).__name__}: {e}; stays at {best} worker(s)", level="WARN")
+            break
+        if k == 1:
+            r.check("k1_seconds", walls[1] > 0, walls[1])
+            continue
+        speedups[k] = k * walls[1] / walls[k]
+        gain = speedups[k] / speedups[max(j for j in speedups if j < k)]
+        if best == k - 1 and gain >= CONCURRENCY_GAIN_MIN:
+            best = out["recommended_workers"] = k
+        r.check(f"k{k}_speedup", True, speedups[k], note=f"{k} trainings in {walls[k]:.1f} s; "
+                f"gain over k-1: {gain:.2f}x" + ("" if ctx["device"].type == "cuda" else "; on a CPU the "
+                                                   "processes share the same cores"))
+    r.info("recommended_workers", best)
+
+
 # ================================================================================ main
 def _sizes(tiny: bool, device: torch.device) -> dict:
     if tiny:
         return dict(fwd_batch=2, loader_n=20, loader_batch=8, attack_batch=2, attack_steps=1, ea_batch=2,
                     ea_iters=3, ee_batch=8, resume_n=8, resume_batch=4, resume_epochs=2, eval_n=4,
                     timing_steps=2, timing_batches=(8,), timing_archs=("resnet56",), timing_kinds=("cnn",),
-                    pgd_batch=4, pgd_steps=2, archs=("resnet56",), attack_archs=("resnet56",))
+                    pgd_batch=4, pgd_steps=2, archs=("resnet56",), attack_archs=("resnet56",),
+                    conc_job=("resnet56", "cnn", 16, 1, 8), conc_levels=(1, 2))
     big = device.type == "cuda"
     return dict(fwd_batch=4, loader_n=1000, loader_batch=128, attack_batch=16, attack_steps=5, ea_batch=8,
                 ea_iters=50, ee_batch=64, resume_n=256 if big else 32, resume_batch=64 if big else 16,
                 resume_epochs=3, eval_n=64, timing_steps=8, timing_batches=(128, 512),
                 timing_archs=("resnet56", "vgg16", "mobilenet"), timing_kinds=("cnn", "sdn", "ic_only"),
                 pgd_batch=512 if big else 32, pgd_steps=10, archs=("vgg16", "resnet56", "mobilenet"),
-                attack_archs=("vgg16", "resnet56", "mobilenet"))
+                attack_archs=("vgg16", "resnet56", "mobilenet"),
+                conc_job=("resnet56", "cnn", 512 * 30, 2, 512) if big else ("resnet56", "cnn", 256, 1, 64),
+                conc_levels=(1, 2, 3))
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -860,6 +968,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     p.add_argument("--archs", default=None, help="comma-separated architectures (default: all; --tiny: resnet56)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--training-worker", default=None, help=argparse.SUPPRESS)  # the concurrency section's children
     args = p.parse_args(argv)
     secs = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in secs if s not in SECTIONS]
@@ -880,6 +989,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the check; returns the report's data (``selfcheck.json``). ``sys.exit`` is the caller's."""
     args = parse_args(argv)
+    if args.training_worker is not None:
+        _concurrent_training_worker(args.training_worker)
+        return {"summary": {}}
     device = _resolve_device(args.device)
     os.environ.setdefault("DYNN_PROGRESS", "0")  # the library's progress bars would drown the lines
     out = Path(args.out)

@@ -16,6 +16,8 @@
 #   data     ARCHIVE linked as $STATE/data/cifar10-jpeg.tar.gz: the library reads the archive in
 #            place, as a stream, and caches the decoded tensors in $STATE/cache (no extraction)
 #   check    benchmarks/gpu_check.py, at most DYNN_GPU_RUN_CHECK_S seconds; a FAIL stops the run
+#   jobs     only with more than one worker (DYNN_GPU_RUN_WORKERS): the questions' job graph,
+#            K jobs at once sharing the GPU (`dynn plan --run --workers K`)
 #   zoo rq1 rq2 rq3 rq4 appendix
 #            `python -m dynn_lib.cli run Q --profile P --dataset D --results $STATE/results
 #            --store $STATE/store`, each under `timeout -s INT` so that it stops before the limit
@@ -37,6 +39,8 @@
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq1 rq2 rq3 rq4 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
+#   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured
+#                          recommendation (concurrency section; 1 when it did not run) [auto]
 #
 # Exit status: 0 every stage done; 75 stopped before the limit with work left (call again);
 # 1 the check failed or a stage crashed; 2 bad usage. The last line printed is a one-line summary.
@@ -61,6 +65,7 @@ DATASET=${DYNN_GPU_RUN_DATASET:-cifar10-jpeg}
 QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq1 rq2 rq3 rq4 appendix}
 PARAMS=${DYNN_GPU_RUN_PARAMS:-}
 DEVICE=${DYNN_GPU_RUN_DEVICE:-auto}
+WORKERS=${DYNN_GPU_RUN_WORKERS:-auto}
 PY=${PYTHON:-python3}
 MIN_STAGE_S=20   # a stage is not started with less time than this left
 MAX_FILE=16777216
@@ -68,6 +73,7 @@ MAX_FILE=16777216
 for pair in "DYNN_GPU_RUN_LIMIT_S=$LIMIT" "DYNN_GPU_RUN_RESERVE_S=$RESERVE" "DYNN_GPU_RUN_CHECK_S=$CHECK_S"; do
   [[ ${pair#*=} =~ ^[0-9]+$ ]] || die "${pair%%=*} must be a whole number of seconds, got '${pair#*=}'"
 done
+[ "$WORKERS" = auto ] || [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "DYNN_GPU_RUN_WORKERS must be auto or a whole number >= 1, got '$WORKERS'"
 [ "$LIMIT" -gt $((RESERVE + MIN_STAGE_S)) ] || die "DYNN_GPU_RUN_LIMIT_S=$LIMIT leaves no time: it must exceed DYNN_GPU_RUN_RESERVE_S + $MIN_STAGE_S = $((RESERVE + MIN_STAGE_S))"
 for q in $QUESTIONS; do
   case $q in zoo|rq1|rq2|rq3|rq4|appendix) ;; *) die "unknown question '$q' in DYNN_GPU_RUN_QUESTIONS; accepted: zoo rq1 rq2 rq3 rq4 appendix";; esac
@@ -217,6 +223,25 @@ if [ "$CHECK_S" -gt 0 ]; then
 fi
 
 # -- experiments ---------------------------------------------------------------------------------
+# Workers: DYNN_GPU_RUN_WORKERS, or (auto) what the check measured (concurrency section); with more
+# than one, a `jobs` stage first runs the job graph of the questions with that many processes
+# sharing the GPU (`dynn plan --run --workers K`, which publishes as the stages below would), and
+# the question stages then find their tables published.
+if [ "$WORKERS" = auto ]; then
+  WORKERS=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("concurrency", {}).get("recommended_workers", 1))' \
+            "$STATE/check/selfcheck.json" 2>/dev/null || echo 1)
+  echo "workers: $WORKERS (from the self-check's concurrency section; 1 when it did not run)"
+fi
+if [ "$WORKERS" -gt 1 ]; then
+  PLAN_PARAMS=()
+  for p in $PARAMS; do PLAN_PARAMS+=(-p "${p%%=*}" "${p#*=}"); done
+  # shellcheck disable=SC2086
+  run_stage jobs "$FP|$QUESTIONS" "$PY" -m dynn_lib.cli plan --run --workers "$WORKERS" --profile "$PROFILE" \
+    --datasets "$DATASET" --questions $QUESTIONS --device "$DEVICE" --results "$STATE/results" \
+    --store "$STATE/store" "${PLAN_PARAMS[@]}"
+  rc=$?
+  [ $rc -eq 0 ] || finish $rc
+fi
 for q in $QUESTIONS; do
   run_stage "$q" "$FP" "$PY" -m dynn_lib.cli run "$q" --dataset "$DATASET" --profile "$PROFILE" \
     --device "$DEVICE" --results "$STATE/results" --store "$STATE/store" "${OVERRIDES[@]}"

@@ -5,8 +5,9 @@
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
     dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
-                   [--engine {local,ray} [--address ADDR] [--gpus-per-job F] [--threads-per-job T]]
-    dynn plan --profile P [--datasets ...] [--seeds ...]   the job graph, each job's estimated cost
+                   [--engine {local [--workers K],ray [--address ADDR] [--gpus-per-job F] [--threads-per-job T]}]
+    dynn plan --profile P [--datasets ...] [--seeds ...] [--questions ...]
+              [--run [--workers K]]                   the job graph, each job's estimated cost; --run runs it
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def parse_overrides(items: list[str] | None) -> dict:
 def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
     if dataset:
         p.add_argument("--dataset", required=True, help="cifar10, cifar100, cifar10-jpeg, tinyimagenet or synthetic")
-    p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper (full recipe, GPU)")
+    p.add_argument("--profile", default="smoke", help="smoke (CPU, minutes), fast (GPU, short schedule) or paper (full recipe, GPU)")
     p.add_argument("--data-dir", default=None, help="data directory (default: $DYNN_DATA_DIR or the user cache)")
     p.add_argument("--store", default=None, help="artefact store (default: $DYNN_STORE or ./artefacts)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -116,7 +117,8 @@ def cmd_reproduce(args) -> int:
     html = reproduce(args.profile, args.datasets, args.device, args.results, args.store, args.data_dir,
                      args.seed, overrides, build=not args.no_build, execute=not args.no_execute,
                      experiments=not args.no_experiments, engine=args.engine, address=args.address,
-                     gpus_per_job=args.gpus_per_job, seeds=args.seeds, threads_per_job=args.threads_per_job)
+                     gpus_per_job=args.gpus_per_job, seeds=args.seeds, threads_per_job=args.threads_per_job,
+                     workers=args.workers)
     if html is not None:
         print(f"book: {Path(html) / 'index.html'}")
     return 0
@@ -131,9 +133,18 @@ def cmd_plan(args) -> int:
     datasets, notes = choose_datasets(args.profile, args.datasets, args.data_dir)
     for n in notes:
         print(f"[plan] {n}", file=sys.stderr)
+    if args.run:
+        from .engines import check_engine_options
+        check_engine_options("local", workers=args.workers)  # before the plan loads any data
     plan = build_plan(args.profile, datasets, args.seeds, args.questions, overrides, args.store, args.data_dir,
-                      args.results)
-    print(plan.render())
+                      args.results, args.device)
+    print(plan.render(), flush=True)
+    if args.run:
+        from .engines import run_plan
+        t0 = time.perf_counter()
+        times = run_plan(plan, "local", workers=args.workers)
+        print(f"ran {len(times)} job(s) with {args.workers} worker(s) in {time.perf_counter() - t0:.1f} s; "
+              f"{len(plan.pending())} left")
     return 0
 
 
@@ -188,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Ray on this machine)")
     p_rep.add_argument("--gpus-per-job", type=float, default=None,
                        help="ray: GPUs per job in (0, 1] (default 1 with GPUs, 0 without)")
+    p_rep.add_argument("--workers", type=int, default=1,
+                       help="local: jobs at once, each in its own process (several trainings sharing one GPU; "
+                       "default 1: in this process)")
     p_rep.add_argument("--threads-per-job", type=int, default=None,
                        help="ray: CPU threads per job (default: this process's thread count for CPU jobs, so the "
                        "numbers equal the local engine's; CPUs per GPU x F for GPU jobs)")
@@ -204,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--data-dir", default=None)
     p_plan.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                         help="override a profile or experiment parameter (repeatable)")
+    p_plan.add_argument("--device", default="auto")
+    p_plan.add_argument("--run", action="store_true",
+                        help="then run its pending jobs on the local engine (tables published as by reproduce)")
+    p_plan.add_argument("--workers", type=int, default=1,
+                        help="with --run: jobs at once, each in its own process (default 1: in this process)")
     p_plan.set_defaults(func=cmd_plan)
     return parser
 

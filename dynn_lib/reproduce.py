@@ -60,7 +60,8 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
               data_dir: str | Path | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
               build: bool = True, execute: bool = True, experiments: bool = True, engine: str = "local",
               address: str | None = None, gpus_per_job: float | None = None,
-              seeds: Sequence[int] | None = None, threads_per_job: int | None = None) -> Path | None:
+              seeds: Sequence[int] | None = None, threads_per_job: int | None = None,
+              workers: int = 1) -> Path | None:
     """Run the whole pipeline; returns the HTML folder (or None when ``build`` is False).
 
     seeds: run the experiments once per seed (workspace seed: training, surrogates, corruptions),
@@ -71,10 +72,11 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     engine: ``local`` (in this process) or ``ray`` (the job graph of :mod:`dynn_lib.plan` as Ray
     tasks on this machine or the cluster at ``address``, ``gpus_per_job`` GPUs and
     ``threads_per_job`` CPU threads each; the results are then published here as by the local
-    run); see :mod:`dynn_lib.engines`.
+    run); see :mod:`dynn_lib.engines`. workers (local engine): up to that many jobs of the graph
+    at once, each in its own process (trainings sharing one GPU), before the usual publishing loop.
     """
     from .engines import check_engine_options
-    check_engine_options(engine, address, gpus_per_job, threads_per_job)
+    check_engine_options(engine, address, gpus_per_job, threads_per_job, workers)
     overrides = dict(overrides or {})
     seeds = _check_seeds((seed,) if seeds is None else seeds)
     chosen, notes = choose_datasets(profile, datasets, data_dir)
@@ -87,13 +89,13 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; accepted: {sorted(known)}")
-    if experiments and engine != "local":
+    if experiments and (engine != "local" or workers > 1):
         from .engines import run_plan
         from .plan import build_plan
         t0 = time.perf_counter()
         plan = build_plan(profile, chosen, seeds, None, overrides, store, data_dir, results_dir, device)
-        run_plan(plan, engine, address, gpus_per_job, threads_per_job=threads_per_job)
-        stages[engine] = time.perf_counter() - t0  # the loop below then finds every result published
+        run_plan(plan, engine, address, gpus_per_job, threads_per_job=threads_per_job, workers=workers)
+        stages[engine if workers == 1 else f"{engine} x{workers}"] = time.perf_counter() - t0  # the loop below then finds every result published
     if experiments:
         pfields = {f.name for f in fields(Profile)} - {"name"}
         prof = {k: v for k, v in overrides.items() if k in pfields}

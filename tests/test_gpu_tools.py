@@ -134,8 +134,10 @@ SMOKE_PARAMS = ("n_train=100 n_query=50 n_eval=20 attack_steps=1 ea_iters=2 ea_i
                 "cnn_epochs=1 ic_epochs=1")
 
 
-def _run(out: Path, state: Path, archive: Path, limit: int = 3000) -> subprocess.CompletedProcess:
+def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str = "auto"
+         ) -> subprocess.CompletedProcess:
     env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
+           "DYNN_GPU_RUN_WORKERS": workers,
            "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_CHECK_S": "600",
            "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
            "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0"}
@@ -152,14 +154,20 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "8m" in p.stderr
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_WORKERS": "two"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
 
 
 @pytest.mark.slow
 def test_gpu_run_rehearsal_on_cpu(tmp_path):
-    """The one-command GPU run end to end at smoke sizes on a fake archive; the second call reuses all."""
+    """The one-command GPU run end to end at smoke sizes on a fake archive, with 2 workers (the
+    `jobs` stage: the job graph in 2 processes, then the question stages find their tables);
+    the second call reuses all."""
     archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz")
     out, state = tmp_path / "out", tmp_path / "state"
-    p = _run(out, state, archive)
+    p = _run(out, state, archive, workers="2")
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     files = sorted(f.name for f in out.iterdir())
     assert len(files) <= 8 and all((out / f).stat().st_size < 16 * 2**20 for f in files)
@@ -176,12 +184,15 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert last.startswith("gpu_run call 1:") and ", done;" in last and "zoo" in last
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
-    p2 = _run(out, state, archive)
+    assert [s["stage"] for s in json.loads((out / "timings.json").read_text())["stages"]][:5] == \
+        ["install", "data", "check", "jobs", "zoo"]
+
+    p2 = _run(out, state, archive, workers="2")
     assert p2.returncode == 0, p2.stdout[-4000:]
     t = json.loads((out / "timings.json").read_text())
     second = [s for s in t["stages"] if s["call"] == 2]
-    assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "zoo", "rq1", "rq2", "rq3",
-                                                                      "rq4", "appendix"}
+    assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "jobs", "zoo", "rq1", "rq2",
+                                                                      "rq3", "rq4", "appendix"}
     assert {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()} == stamp
     assert "gpu_run call 2:" in p2.stdout.strip().splitlines()[-1]
 
@@ -196,3 +207,13 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     t = json.loads((out / "timings.json").read_text())
     assert [s["stage"] for s in t["stages"]] == ["install", "pack"] and t["last_call"]["status"] == "incomplete"
     assert sorted(f.name for f in out.iterdir()) == ["log.txt", "timings.json"]
+
+
+def test_concurrency_measurement_names_a_failed_training(tmp_path):
+    """A training process that dies is an error carrying its exit code and message (the section
+    then WARNs and recommends one worker), never a hang."""
+    import torch
+    gc = _gpu_check()
+    ctx = {"conc_job": ("nonet", "cnn", 8, 1, 4), "seed": 0, "device": torch.device("cpu")}
+    with pytest.raises(RuntimeError, match=r"failed \(exit 2\).*unknown architecture .nonet"):
+        gc._run_concurrently(1, ctx, timeout=120)

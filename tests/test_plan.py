@@ -146,6 +146,37 @@ def test_bad_engine_options_are_clear_errors(engine, address, gpus, needle):
     assert needle in str(e.value)
 
 
+@pytest.mark.slow
+def test_local_workers_publish_what_one_process_publishes(tmp_path):
+    """The zoo's 9 trainings on 2 worker processes (a job starts when its CNN is done): the same
+    models, bit for bit, and the same published table as in one process; nothing left half-done."""
+    import pandas as pd
+
+    from dynn_lib.engines.local import run
+
+    plans = {w: build_plan("smoke", ["synthetic"], [0], ["zoo"], TINY, store=tmp_path / f"w{w}" / "store",
+                           results_dir=tmp_path / f"w{w}" / "results", device="cpu") for w in (1, 2)}
+    times = {w: run(p, workers=w) for w, p in plans.items()}
+    assert set(times[2]) == set(plans[2].jobs) and plans[2].pending() == []
+    for key, job in plans[1].jobs.items():
+        if job.kind == "train":
+            a, b = (torch.load(tmp_path / f"w{w}" / "store" / key / "model.pt", weights_only=True) for w in (1, 2))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), key
+    tables = [pd.read_parquet(next((tmp_path / f"w{w}" / "results").rglob("models.parquet"))) for w in (1, 2)]
+    keep = [c for c in tables[0].columns if "second" not in c and "time" not in c and c != "device"]
+    pd.testing.assert_frame_equal(tables[0][keep], tables[1][keep], check_exact=True)
+    assert not list((tmp_path / "w2").rglob("partial.pt")) and not list((tmp_path / "w2").rglob("*.tmp"))
+    assert run(plans[2], workers=2) == {}
+    # `dynn run zoo` with the same parameters finds the plan's publication and writes nothing
+    # (gpu_run.sh runs the question stages after `dynn plan --run --workers K`)
+    rec = next((tmp_path / "w2" / "results").rglob("record.json"))
+    before = rec.stat().st_mtime_ns
+    argv = ["run", "zoo", "--dataset", "synthetic", "--profile", "smoke", "--device", "cpu",
+            "--store", str(tmp_path / "w2" / "store"), "--results", str(tmp_path / "w2" / "results")]
+    assert main(argv + [a for k, v in TINY.items() for a in ("-o", f"{k}={v}")]) == 0
+    assert rec.stat().st_mtime_ns == before
+
+
 @pytest.mark.parametrize("engine, threads, needle", [
     ("local", 2, "threads_per_job apply only to engine 'ray'"),
     ("ray", 0, "integer >= 1, got 0"),
@@ -155,6 +186,18 @@ def test_bad_engine_options_are_clear_errors(engine, address, gpus, needle):
 def test_bad_thread_counts_are_clear_errors(engine, threads, needle):
     with pytest.raises(ValueError, match=re.escape(needle)):
         check_engine_options(engine, threads_per_job=threads)
+
+
+@pytest.mark.parametrize("engine, workers, needle", [
+    ("local", 0, "workers must be an integer >= 1, got 0"),
+    ("local", 2.0, "workers must be an integer >= 1, got 2.0"),
+    ("ray", 2, "workers applies only to engine 'local'"),
+])
+def test_bad_worker_counts_are_clear_errors(engine, workers, needle):
+    if engine == "ray" and not _ray_installed():
+        pytest.skip("Ray not installed (pip install -e '.[cluster]')")
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        check_engine_options(engine, workers=workers)
 
 
 def test_default_threads_follow_the_local_engine_on_cpu_and_the_cpus_per_gpu_on_gpu():
@@ -171,6 +214,7 @@ def test_default_threads_follow_the_local_engine_on_cpu_and_the_cpus_per_gpu_on_
     (["--address", "10.0.0.1:6379"], "only to engine 'ray'"),
     (["--threads-per-job", "2"], "threads_per_job apply only to engine 'ray'"),
     (["--engine", "ray", "--threads-per-job", "0"], "integer >= 1, got 0"),
+    (["--workers", "0"], "workers must be an integer >= 1, got 0"),
 ])
 def test_reproduce_rejects_bad_engine_options_before_any_work(tmp_path, capsys, extra, needle):
     rc = main(["reproduce", "--datasets", "synthetic", "--results", str(tmp_path / "r"), "--store",

@@ -1,8 +1,9 @@
 """Engines that run a reproduction's job graph (:mod:`dynn_lib.plan`), behind one call, :func:`run_plan`.
 
 * ``local`` (default): every pending job in plan order, in this process, one workspace per
-  (dataset, seed) shared by its jobs: the order ``dynn reproduce`` has always used; needs nothing
-  beyond the default install and never imports Ray.
+  (dataset, seed) shared by its jobs: the order ``dynn reproduce`` has always used; or, with
+  ``workers=K``, up to K jobs at once in their own processes (several trainings sharing one
+  GPU); needs nothing beyond the default install and never imports Ray.
 * ``ray``: each job a Ray task (:mod:`dynn_lib.engines.ray_engine`), on a local Ray instance or
   an existing cluster (``address``); needs the ``cluster`` extra (``pip install -e ".[cluster]"``).
 
@@ -17,14 +18,15 @@ ENGINES: tuple[str, ...] = ("local", "ray")
 
 
 def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None,
-                         threads_per_job: int | None = None) -> None:
+                         threads_per_job: int | None = None, workers: int = 1) -> None:
     """Validate engine options without importing Ray or doing any work.
 
     engine: one of :data:`ENGINES`. address: a Ray cluster (``host:port``, ``ray://host:port`` or
     ``auto``; ``ray`` only; ``host:port`` forms are probed over TCP). gpus_per_job: GPUs per job,
     a fraction in (0, 1] (``ray`` only; several small jobs then share one GPU). threads_per_job:
     CPU threads (and Ray CPUs) per job, an integer >= 1 (``ray`` only; see
-    :func:`dynn_lib.engines.ray_engine.run` for the default and why it matters).
+    :func:`dynn_lib.engines.ray_engine.run` for the default and why it matters). workers: jobs
+    at once in their own processes, an integer >= 1 (``local`` only; :mod:`dynn_lib.engines.local`).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
@@ -35,6 +37,11 @@ def check_engine_options(engine: str, address: str | None = None, gpus_per_job: 
     if threads_per_job is not None and (not isinstance(threads_per_job, int) or isinstance(threads_per_job, bool)
                                         or threads_per_job < 1):
         raise ValueError(f"threads_per_job must be an integer >= 1, got {threads_per_job!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if engine != "local" and workers != 1:
+        raise ValueError(f"workers applies only to engine 'local' (engine is {engine!r}; Ray schedules its own "
+                         "jobs: use gpus_per_job)")
     if gpus_per_job is not None and (not isinstance(gpus_per_job, Real) or isinstance(gpus_per_job, bool)
                                      or not 0 < float(gpus_per_job) <= 1):
         raise ValueError(f"gpus_per_job must be a fraction of one GPU in (0, 1], got {gpus_per_job!r} "
@@ -48,12 +55,13 @@ def check_engine_options(engine: str, address: str | None = None, gpus_per_job: 
 
 
 def run_plan(plan, engine: str = "local", address: str | None = None, gpus_per_job: float | None = None,
-             retries: int = 2, threads_per_job: int | None = None) -> dict[str, float]:
+             retries: int = 2, threads_per_job: int | None = None, workers: int = 1) -> dict[str, float]:
     """Run every pending job of ``plan`` on ``engine``; returns {job key: wall seconds} of the jobs
-    run (done jobs are skipped). ``retries``: times a job whose worker died is run again (Ray)."""
-    check_engine_options(engine, address, gpus_per_job, threads_per_job)
+    run (done jobs are skipped). ``retries``: times a job whose worker died is run again (Ray);
+    ``workers``: jobs at once on the local engine."""
+    check_engine_options(engine, address, gpus_per_job, threads_per_job, workers)
     if engine == "local":
         from .local import run
-        return run(plan)
+        return run(plan, workers=workers)
     from .ray_engine import run
     return run(plan, address=address, gpus_per_job=gpus_per_job, retries=retries, threads_per_job=threads_per_job)

@@ -1,18 +1,50 @@
-"""The ``local`` engine: a plan's pending jobs one after another in this process, in plan order
-(the order ``dynn reproduce`` has always computed things), one workspace per (dataset, seed), so
-data and trained models are loaded once. No dependency beyond the default install."""
+"""The ``local`` engine: a plan's pending jobs on this machine, no dependency beyond the default
+install.
+
+* ``workers=1`` (default): one after another in this process, in plan order (the order
+  ``dynn reproduce`` has always computed things), one workspace per (dataset, seed), so data
+  and trained models are loaded once.
+* ``workers=K > 1``: up to ``K`` jobs at once, each in its own process (``spawn``; a job starts
+  when the jobs it needs have finished, in plan order among those ready). Meant for one GPU
+  that a single training leaves partly idle: several trainings then share it (processes
+  time-share a GPU; whether that raises total throughput depends on the model and the GPU,
+  so ``benchmarks/gpu_check.py`` measures it, section ``concurrency``, and
+  ``benchmarks/gpu_run.sh`` uses more than one worker only when that measurement says so).
+  Every worker runs with this process's PyTorch thread count, so its numbers equal the
+  sequential run's (see :mod:`dynn_lib.engines.ray_engine` on thread counts); on a CPU the
+  workers then compete for the same cores and nothing is gained. For a cluster use the
+  ``ray`` engine.
+"""
 from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ..plan import Plan, run_job
 from ..progress import progress
 
 
-def run(plan: Plan) -> dict[str, float]:
-    """Run ``plan``'s pending jobs in order; returns {job key: wall seconds}."""
+def _init_worker(threads: int) -> None:
+    import torch
+    os.environ["DYNN_PROGRESS"] = "0"  # one bar: the parent's
+    torch.set_num_threads(threads)
+
+
+def run(plan: Plan, workers: int = 1) -> dict[str, float]:
+    """Run ``plan``'s pending jobs (module docstring); returns {job key: wall seconds}."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     pending = plan.pending()
+    bar = progress(None, total=len(plan), initial=len(plan) - len(pending), desc="jobs (local)", unit="job")
+    try:
+        return (_run_in_process if workers == 1 else _run_in_pool)(plan, pending, bar, workers)
+    finally:
+        bar.close()
+
+
+def _run_in_process(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
     workspaces: dict[tuple[str, int], object] = {}
     times: dict[str, float] = {}
-    bar = progress(None, total=len(plan), initial=len(plan) - len(pending), desc="jobs (local)", unit="job")
     for job in pending:
         ws = workspaces.get((job.dataset, job.seed))
         if ws is None:
@@ -20,5 +52,36 @@ def run(plan: Plan) -> dict[str, float]:
         times[job.key] = run_job(job, plan.context, ws)
         bar.update(1)
         bar.set_postfix_str(f"{job.name} {times[job.key]:.1f}s")
-    bar.close()
+    return times
+
+
+def _run_in_pool(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
+    import multiprocessing
+
+    import torch
+
+    todo = {j.key for j in pending}
+    queue = list(pending)
+    times: dict[str, float] = {}
+    running: dict = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(torch.get_num_threads(),)) as pool:
+        while queue or running:
+            ready = [j for j in queue if all(d not in todo or d in times for d in j.deps)]
+            for job in ready[:workers - len(running)]:
+                queue.remove(job)
+                running[pool.submit(run_job, job, plan.context)] = job
+            if not running:  # cannot happen for a plan (its order is topological); never spin
+                raise RuntimeError(f"no job can start: {[j.key for j in queue]} wait for jobs not in the plan")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job = running.pop(fut)
+                try:
+                    times[job.key] = fut.result()
+                except Exception as e:
+                    for other in running:
+                        other.cancel()
+                    raise RuntimeError(f"job {job.key} failed in a local worker: {e!r}") from e
+                bar.update(1)
+                bar.set_postfix_str(f"{job.name} {times[job.key]:.1f}s")
     return times
