@@ -138,6 +138,8 @@ def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str 
          ) -> subprocess.CompletedProcess:
     env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
            "DYNN_GPU_RUN_WORKERS": workers,
+           # one thread per process: 2 workers x 2 busy-waiting threads on 2 cores take twice as long
+           **({"OMP_NUM_THREADS": "1"} if workers != "auto" else {}),
            "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_CHECK_S": "600",
            "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
            "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0"}
