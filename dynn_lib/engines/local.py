@@ -13,9 +13,9 @@ install.
   Every worker runs with this process's PyTorch thread count, so its numbers equal the
   sequential run's (see :mod:`dynn_lib.engines.ray_engine` on thread counts), and keeps its
   workspaces across the jobs it runs. On a CPU the workers compete for the same cores: measured
-  on 2 cores (the job graph of a tiny rehearsal, 113 jobs), one process with 2 threads took
-  91 s, 2 workers with 2 threads each 145 s (oversubscribed), 2 workers started under
-  ``OMP_NUM_THREADS=1`` 68 s, whose numbers are those of a 1-thread run. For a cluster use
+  on 2 cores (the 113 jobs of the tiny ``gpu_run.sh`` rehearsal), computed question by question
+  with 2 threads they took 91 s, on 2 workers with 2 threads each 145 s (oversubscribed), on 2
+  workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a cluster use
   the ``ray`` engine.
 """
 from __future__ import annotations
