@@ -229,3 +229,53 @@ def test_plan_command_prints_the_graph(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "20 jobs (20 to run)" in out and "seed0" in out and "seed3" in out
     assert not (tmp_path / "s").exists()  # planning trains nothing
+
+
+@pytest.mark.slow
+def test_interrupted_workers_save_their_trainings_and_a_rerun_resumes_them(tmp_path):
+    """What `timeout -s INT` does to gpu_run.sh's jobs stage: SIGINT to the process group of a
+    2-worker run while trainings run. Each training saves its last finished epoch, no worker
+    outlives the run, and the next run resumes them (record: resumed_from_epoch >= 1)."""
+    import signal
+    import time
+
+    store = tmp_path / "store"
+    argv = [sys.executable, "-m", "dynn_lib.cli", "plan", "--run", "--workers", "2", "--datasets", "synthetic",
+            "--questions", "zoo", "--store", str(store), "--results", str(tmp_path / "results"), "--device", "cpu",
+            "-p", "n_train", "192", "-p", "cnn_epochs", "4", "-p", "checkpoint_every", "1", "-p", "n_eval", "8"]
+    env = {**os.environ, "DYNN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while len(list(store.rglob("partial.pt"))) < 2:  # both workers are mid-training
+        assert p.poll() is None and time.time() < deadline, "no two trainings checkpointed"
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGINT)
+    assert p.wait(timeout=120) != 0
+    time.sleep(1)
+    left = [d for d in Path("/proc").glob("[0-9]*") if _pgid(d) == p.pid and _state(d) != "Z"]  # Z: exited
+    assert not left, f"processes outlived the run: {[(d / 'cmdline').read_bytes()[:200] for d in left]}"
+    partial = {d.parent.name for d in store.rglob("partial.pt")}
+    assert len(partial) >= 2 and not list(store.rglob("*.tmp"))
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = {d.name for d in (store / "models").iterdir()
+               if json.loads((d / "record.json").read_text()).get("resumed_from_epoch", 0) >= 1}
+    assert partial <= resumed and not list(store.rglob("partial.pt"))
+
+
+def _stat(proc_dir: Path) -> list[str]:
+    """Fields of /proc/PID/stat after the command name: state, ppid, pgrp, ..."""
+    try:
+        return (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _pgid(proc_dir: Path) -> int | None:
+    f = _stat(proc_dir)
+    return int(f[2]) if len(f) > 2 else None
+
+
+def _state(proc_dir: Path) -> str | None:
+    f = _stat(proc_dir)
+    return f[0] if f else None
