@@ -227,7 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def restore_sigint() -> None:
+    """Turn SIGINT into ``KeyboardInterrupt`` even when it was inherited as ignored.
+
+    A command started as a background job of a script (``cmd &``, ``nohup``) inherits an ignored
+    SIGINT, and Python then leaves it ignored. ``timeout -s INT`` (``benchmarks/gpu_run.sh``) stops
+    a stage with SIGINT so that a training writes its checkpoint on the way out; an ignored
+    SIGINT would instead let it run on until the hard kill. Main thread only (else a no-op)."""
+    import signal
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    restore_sigint()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -66,3 +66,17 @@ def test_reproduce_seeds_publish_each_seed_into_its_own_folder(tmp_path, monkeyp
             R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", seeds=bad, build=False, execute=False)
     args = build_parser().parse_args(["reproduce", "--seeds", "0", "1", "2"])
     assert args.seeds == [0, 1, 2]
+
+
+def test_an_inherited_ignored_sigint_is_restored():
+    """A `dynn` started as a script's background job inherits an ignored SIGINT; the command
+    turns it back into KeyboardInterrupt (gpu_run.sh stops stages with SIGINT)."""
+    import signal
+    import subprocess
+    import sys
+    code = ("import signal; from dynn_lib.cli import restore_sigint; "
+            "before = signal.getsignal(signal.SIGINT) is signal.SIG_IGN; restore_sigint(); "
+            "print(before, signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]

@@ -34,6 +34,9 @@ _WORKSPACES: dict = {}
 
 def _init_worker(threads: int) -> None:
     import torch
+
+    from ..cli import restore_sigint
+    restore_sigint()  # an interrupted run's trainings save their checkpoints (see cli.restore_sigint)
     os.environ["DYNN_PROGRESS"] = "0"  # one bar: the parent's
     torch.set_num_threads(threads)
 
