@@ -852,9 +852,10 @@ def _concurrent_training_worker(spec: str) -> None:
 def _run_concurrently(k: int, ctx: dict, timeout: float) -> float:
     """Wall seconds from the first start to the last end of ``k`` identical trainings started
     together, each in its own process (this script with ``--training-worker``)."""
+    import selectors
     import subprocess
-    arch, kind, n, epochs, batch = ctx["conc_job"]
     import tempfile
+    arch, kind, n, epochs, batch = ctx["conc_job"]
     env = {**os.environ, "DYNN_PROGRESS": "0"}
     errs = [tempfile.TemporaryFile(mode="w+") for _ in range(k)]  # a pipe could fill up and block the child
     procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--training-worker",
@@ -863,8 +864,7 @@ def _run_concurrently(k: int, ctx: dict, timeout: float) -> float:
              for i, err in enumerate(errs)]
     deadline = time.monotonic() + timeout
 
-    def line(p) -> str:
-        import selectors
+    def line(p, err) -> str:
         with selectors.DefaultSelector() as sel:
             sel.register(p.stdout, selectors.EVENT_READ)
             if not sel.select(max(0.1, deadline - time.monotonic())):
@@ -872,19 +872,18 @@ def _run_concurrently(k: int, ctx: dict, timeout: float) -> float:
         out = p.stdout.readline().strip()
         if not out:
             p.wait(timeout=10)
-            err = errs[procs.index(p)]
             err.seek(0)
             raise RuntimeError(f"a training process failed (exit {p.returncode}): {err.read()[-500:]}")
         return out
 
     try:
-        for p in procs:
-            if line(p) != "ready":
+        for p, err in zip(procs, errs):
+            if line(p, err) != "ready":
                 raise RuntimeError("a training process did not start")
         for p in procs:
             p.stdin.write("go\n")
             p.stdin.flush()
-        spans = [tuple(float(v) for v in line(p).split()[1:]) for p in procs]
+        spans = [tuple(float(v) for v in line(p, err).split()[1:]) for p, err in zip(procs, errs)]
         return max(e for _, e in spans) - min(b for b, _ in spans)
     finally:
         for p, err in zip(procs, errs):

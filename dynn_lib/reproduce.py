@@ -95,7 +95,8 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
         t0 = time.perf_counter()
         plan = build_plan(profile, chosen, seeds, None, overrides, store, data_dir, results_dir, device)
         run_plan(plan, engine, address, gpus_per_job, threads_per_job=threads_per_job, workers=workers)
-        stages[engine if workers == 1 else f"{engine} x{workers}"] = time.perf_counter() - t0  # the loop below then finds every result published
+        # the loop below then finds every result published
+        stages[engine if workers == 1 else f"{engine} x{workers}"] = time.perf_counter() - t0
     if experiments:
         pfields = {f.name for f in fields(Profile)} - {"name"}
         prof = {k: v for k, v in overrides.items() if k in pfields}

@@ -15,8 +15,8 @@ install.
   workspaces across the jobs it runs. On a CPU the workers compete for the same cores: measured
   on 2 cores (the 113 jobs of the tiny ``gpu_run.sh`` rehearsal), computed question by question
   with 2 threads they took 91 s, on 2 workers with 2 threads each 145 s (oversubscribed), on 2
-  workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a cluster use
-  the ``ray`` engine.
+  workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a
+  cluster use the ``ray`` engine.
 """
 from __future__ import annotations
 
@@ -52,17 +52,17 @@ def _run_pooled(job, ctx) -> float:
 
 def run(plan: Plan, workers: int = 1) -> dict[str, float]:
     """Run ``plan``'s pending jobs (module docstring); returns {job key: wall seconds}."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    from . import check_engine_options
+    check_engine_options("local", workers=workers)
     pending = plan.pending()
     bar = progress(None, total=len(plan), initial=len(plan) - len(pending), desc="jobs (local)", unit="job")
     try:
-        return (_run_in_process if workers == 1 else _run_in_pool)(plan, pending, bar, workers)
+        return _run_in_process(plan, pending, bar) if workers == 1 else _run_in_pool(plan, pending, bar, workers)
     finally:
         bar.close()
 
 
-def _run_in_process(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
+def _run_in_process(plan: Plan, pending, bar) -> dict[str, float]:
     workspaces: dict[tuple[str, int], object] = {}
     times: dict[str, float] = {}
     for job in pending:

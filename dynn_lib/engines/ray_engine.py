@@ -10,10 +10,10 @@ passed as object references, so Ray starts a job when the jobs it needs have fin
   after a few hundred steps. ``T`` therefore defaults to this process's thread count (what the
   local engine would use) for CPU jobs, so on the same machine the ``ray`` and ``local`` engines
   publish identical tables (measured on the smoke reproduction; every artefact's record states
-  its ``cpu_threads`` under ``numerics``). For GPU jobs the default is the cluster's CPUs per GPU times ``F`` (the GPU
-  does the arithmetic; the CPU decodes and evaluates small reductions, e.g. RQ4's L2 norms,
-  whose last bits then follow ``T``: pass ``threads_per_job`` equal to the local run's thread
-  count for bit-equal tables). ``T`` is capped at the largest node's CPUs.
+  its ``cpu_threads`` under ``numerics``). For GPU jobs the default is the cluster's CPUs per
+  GPU times ``F`` (the GPU does the arithmetic; the CPU decodes and evaluates small reductions,
+  e.g. RQ4's L2 norms, whose last bits then follow ``T``: pass ``threads_per_job`` equal to the
+  local run's thread count for bit-equal tables). ``T`` is capped at the largest node's CPUs.
 * Faults: a job whose worker process dies (killed, out of memory, node lost) is run again, up to
   ``retries`` times (Ray's ``max_retries``; application errors are not retried:
   ``retry_exceptions=False``). A training resumes from its per-epoch checkpoint in the store;

@@ -176,17 +176,19 @@ def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Se
         for e in c.eps:
             e255 = eps_255(e)
 
-            def mean(df, col, **eq):
-                m = (df["attack"] == atk) & (df["eps_255"] == e255)
-                for k, v in eq.items():
-                    m &= df[k] == v
-                return float(df.loc[m, col].mean())
-
-            def pooled(name, df, k, n, **eq):
+            def rows_of(df, **eq):
+                """Rows of this attack and ε with the given column values."""
                 m = (df["attack"] == atk) & (df["eps_255"] == e255)
                 for key, v in eq.items():
                     m &= df[key] == v
-                kk, nn = float(df.loc[m, k].sum()), float(df.loc[m, n].sum())
+                return df.loc[m]
+
+            def mean(df, col, **eq):
+                return float(rows_of(df, **eq)[col].mean())
+
+            def pooled(name, df, k, n, **eq):
+                sub = rows_of(df, **eq)
+                kk, nn = float(sub[k].sum()), float(sub[n].sum())
                 lo, hi = metrics.wilson_interval(kk, nn)
                 return {name: 100.0 * kk / nn if nn else math.nan, f"{name}_lo": lo, f"{name}_hi": hi,
                         f"{name}_n": int(nn)}
