@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--no-build", action="store_true", help="run experiments and notebooks, skip the site")
     p_rep.add_argument("--no-execute", action="store_true", help="build the site from executed notebooks")
     p_rep.add_argument("--no-experiments", action="store_true",
-                       help="skip the experiment stage (notebooks read the results folder)")
+                       help="skip the experiment stage: the pages only render the results folder "
+                            "(compute=False; a missing result is an error, never recomputed)")
     p_rep.add_argument("--engine", default="local", help="local (in this process, default) or ray (Ray tasks; "
                        "needs pip install -e '.[cluster]')")
     p_rep.add_argument("--address", default=None, help="ray: cluster address (host:port or auto; default: start "

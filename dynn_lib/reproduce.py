@@ -74,6 +74,10 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
     ``threads_per_job`` CPU threads each; the results are then published here as by the local
     run); see :mod:`dynn_lib.engines`. workers (local engine): up to that many jobs of the graph
     at once, each in its own process (trainings sharing one GPU), before the usual publishing loop.
+
+    experiments=False (``--no-experiments``): the pages run with ``compute=False`` and only render
+    what ``results_dir`` holds (:func:`dynn_lib.experiments.runner.publish`): results made elsewhere
+    (a GPU slot, ``benchmarks/gpu_run.sh``) are shown, never recomputed here.
     """
     from .engines import check_engine_options
     check_engine_options(engine, address, gpus_per_job, threads_per_job, workers)
@@ -119,6 +123,9 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
         from .book import build_book, execute_all
         params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seeds[0],
                   "results_dir": str(results_dir),
+                  # --no-experiments: pages render the published results and never compute (a missing
+                  # one is an error; one made by other code is shown with the page's warning)
+                  "compute": experiments,
                   # JSON round trip: papermill would turn tuples into strings
                   "overrides": json.loads(json.dumps(overrides, default=list))}
         if store is not None:

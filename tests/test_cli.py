@@ -68,6 +68,23 @@ def test_reproduce_seeds_publish_each_seed_into_its_own_folder(tmp_path, monkeyp
     assert args.seeds == [0, 1, 2]
 
 
+def test_reproduce_without_experiments_runs_the_pages_with_compute_off(tmp_path, monkeypatch):
+    """--no-experiments: no question is published here and every page gets compute=False (it
+    renders the results folder, e.g. a GPU slot's, and never recomputes); otherwise compute=True."""
+    from dynn_lib import book
+    from dynn_lib import reproduce as R
+
+    published, seen = [], []
+    monkeypatch.setattr(R, "publish", lambda *a, **k: published.append(a[0]))
+    monkeypatch.setattr(book, "execute_all", lambda root, params: seen.append(dict(params)))
+    R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False, experiments=False)
+    assert published == [] and seen[-1]["compute"] is False
+    R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False)
+    assert published == list(R.PRIMARY_QUESTIONS) and seen[-1]["compute"] is True
+    args = build_parser().parse_args(["reproduce", "--no-experiments"])
+    assert args.no_experiments
+
+
 def test_an_inherited_ignored_sigint_is_restored():
     """A `dynn` started as a script's background job inherits an ignored SIGINT; the command
     turns it back into KeyboardInterrupt (gpu_run.sh stops stages with SIGINT)."""

@@ -29,6 +29,25 @@ def test_code_version_ignores_docstrings_but_not_code(tmp_path, monkeypatch):
         versions.code_version("nope")
 
 
+def test_code_version_text_is_the_same_on_every_python():
+    """A GPU machine's Python (3.12) and the book's (3.11) must fingerprint the same code alike:
+    ``ast.dump`` does not (3.12 adds ``type_params=[]``, 3.12.1 empty strings in f-string format
+    specs, 3.13 drops empty fields), so the fingerprint is taken from this fixed text."""
+    import ast
+
+    src = 'def f(x: int = 1):\n    return f"{x:>{w}}!"\n'
+    assert versions.canonical_dump(ast.parse(src)) == (
+        "Module(body=[FunctionDef(name='f', args=arguments(args=[arg(arg='x', annotation=Name(id='int', "
+        "ctx=Load()))], defaults=[Constant(value=1)]), body=[Return(value=JoinedStr(values=[FormattedValue("
+        "value=Name(id='x', ctx=Load()), conversion=-1, format_spec=JoinedStr(values=[Constant(value='>'), "
+        "FormattedValue(value=Name(id='w', ctx=Load()), conversion=-1)])), Constant(value='!')]))])])")
+    # a format spec as 3.12.1 parses it (an empty literal part) dumps as the one above
+    spec = ast.JoinedStr(values=[ast.Constant(value=">"), ast.FormattedValue(
+        value=ast.Name(id="w", ctx=ast.Load()), conversion=-1), ast.Constant(value="")])
+    assert versions.canonical_dump(spec) == ("JoinedStr(values=[Constant(value='>'), FormattedValue(value="
+                                             "Name(id='w', ctx=Load()), conversion=-1)])")
+
+
 def test_store_keys_and_records_carry_the_code_version(tmp_path, monkeypatch):
     st = store.Store(tmp_path)
     calls = []
@@ -65,6 +84,36 @@ def test_publish_recomputes_results_from_older_code(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "is_current", lambda record: False)
     runner.publish("rq2", ws, tmp_path / "res")
     assert calls == ["rq2", "rq2"]
+
+
+def test_publish_without_compute_only_renders(tmp_path, monkeypatch):
+    """compute=False (dynn reproduce --no-experiments): a result from other code is shown (results
+    from a GPU slot render on a CPU), a missing one or one of another config is an error naming
+    the folder and the field, and nothing is ever computed."""
+    ws = Workspace("synthetic", "smoke", store=tmp_path / "st", device="cpu")
+    res = tmp_path / "res"
+    calls = []
+
+    def run_question(question, w, conf=None):
+        calls.append(question)
+        return {"t": pd.DataFrame({"x": [len(calls)]})}
+
+    monkeypatch.setattr(runner, "run_question", run_question)
+    with pytest.raises(FileNotFoundError, match=r"no published rq2 result.*res/smoke/synthetic/rq2 \(no record"):
+        runner.publish("rq2", ws, res, compute=False)
+    assert calls == []
+    runner.publish("rq2", ws, res)
+    assert calls == ["rq2"]
+    monkeypatch.setattr(runner, "is_current", lambda record: False)  # made by other code
+    assert int(runner.publish("rq2", ws, res, compute=False)["t"]["x"].iloc[0]) == 1
+    assert calls == ["rq2"]
+    with pytest.raises(FileNotFoundError, match=r"config differs in experiment\.n_images \(.*published, 7 asked\)"):
+        runner.publish("rq2", ws, res, {"n_images": 7}, compute=False)
+    with pytest.raises(ValueError, match="choose one"):
+        runner.publish("rq2", ws, res, force=True, compute=False)
+    with pytest.raises(TypeError, match="compute and force must be True or False"):
+        runner.publish("rq2", ws, res, compute="no")
+    assert calls == ["rq2"]
 
 
 def test_numeric_flags_are_set_explicitly_and_recorded():

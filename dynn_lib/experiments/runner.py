@@ -100,6 +100,18 @@ def load_record(results_dir: str | Path, profile: str, dataset: str, question: s
     return json.loads((results_path(results_dir, profile, dataset, question) / "record.json").read_text())
 
 
+def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the fields in which two configs differ."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differing(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k} ({va!r} published, {vb!r} asked)")
+    return out
+
+
 def publish_config(question: str, ws: Workspace, conf: dict | None = None) -> dict:
     """The configuration a published result is recorded under (``record.json["config"]``): a
     result with the same configuration is reused, never published twice."""
@@ -109,17 +121,37 @@ def publish_config(question: str, ws: Workspace, conf: dict | None = None) -> di
 
 
 def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | None = None,
-            force: bool = False) -> dict[str, pd.DataFrame]:
+            force: bool = False, compute: bool = True) -> dict[str, pd.DataFrame]:
     """Run ``question`` and write its tables; an existing published result is reused when its config
     and its code version (:func:`dynn_lib.versions.code_version`) both match, recomputed otherwise
-    (stored intermediates whose own code is unchanged are still reused)."""
+    (stored intermediates whose own code is unchanged are still reused).
+
+    ``compute=False`` (a page's ``compute`` parameter; ``dynn reproduce --no-experiments``) never
+    computes: a published result of the same config is loaded even when other library code made it
+    (the page's data note says so, :func:`dynn_lib.claims.data_note`) -- results from a GPU slot
+    render on a CPU without retraining -- and a missing one, or one of another config, is a
+    ``FileNotFoundError`` naming the folder, the differing config fields and the command to run.
+    """
+    if not isinstance(compute, bool) or not isinstance(force, bool):
+        raise TypeError(f"compute and force must be True or False; got compute={compute!r}, force={force!r}")
+    if force and not compute:
+        raise ValueError("force=True recomputes, compute=False never computes: choose one")
     path = results_path(results_dir, ws.profile.name, ws.dataset, question)
     config = publish_config(question, ws, conf)
+    rec = None
     if not force and (path / "record.json").is_file():
         rec = json.loads((path / "record.json").read_text())
+        same = rec.get("config") == canonical(config)
         # reused only when computed from the same configuration by the same code
-        if rec.get("config") == canonical(config) and is_current(rec):
+        if same and (is_current(rec) or not compute):
             return load_results(results_dir, ws.profile.name, ws.dataset, question)
+    if not compute:
+        why = "no record.json there" if rec is None else (
+            "its config differs in " + ", ".join(_differing(rec.get("config") or {}, canonical(config))))
+        raise FileNotFoundError(
+            f"compute=False: no published {question} result of this configuration in {path} ({why}); "
+            f"run `dynn run {question} --dataset {ws.dataset} --profile {ws.profile.name}` with the same "
+            f"parameters, or `dynn reproduce` without --no-experiments")
     t0 = time.perf_counter()
     tables = run_question(question, ws, conf)
     record = {"config": config, "wall_time_s": time.perf_counter() - t0, "dataset_label": ws.info.label,
