@@ -162,6 +162,13 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
 
 
+def test_gpu_carry_names_a_missing_archive(tmp_path):
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_carry.sh"), str(tmp_path), str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and f"no {tmp_path}/cifar10-jpeg.tar.gz" in p.stderr
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.slow
 def test_gpu_run_rehearsal_on_cpu(tmp_path):
     """The one-command GPU run end to end at smoke sizes on a fake archive, with 2 workers (the
