@@ -39,6 +39,8 @@
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq1 rq2 rq3 rq4 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
+#   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
+#                          copy sent to a GPU machine carries no .git) []
 #   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured
 #                          recommendation (concurrency section; 1 when it did not run) [auto]
 #
@@ -189,8 +191,14 @@ try:
     installed = "yes"
 except metadata.PackageNotFoundError:
     installed = "no"
-print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}",
-      file=sys.stderr)
+from dynn_lib.store import git_commit
+
+print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}, "
+      f"git commit recorded: {git_commit()}", file=sys.stderr)
+if git_commit() == "unknown":
+    print("gpu_run: warning: these files are no git checkout and DYNN_GIT_COMMIT is unset, so every record "
+          "will say git_commit 'unknown'; set DYNN_GIT_COMMIT to the commit of the files sent here",
+          file=sys.stderr)
 print(installed, code_version("results"))
 PY
 ) || { echo "gpu_run: python3 with torch cannot import dynn_lib from $REPO"; STATUS=failed

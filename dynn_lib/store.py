@@ -97,16 +97,23 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def git_commit() -> str:
-    """Commit of the library's checkout (``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    """Commit of the library's checkout (``+dirty`` when it has uncommitted changes). Where the
+    files are no git checkout (a copy sent to a GPU machine carries no ``.git``), the commit the
+    caller declares in ``$DYNN_GIT_COMMIT``, marked ``(declared)``; else ``unknown``."""
     here = Path(__file__).resolve().parent
+    sha = dirty = ""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+        if sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        sha = ""
+    if sha:
+        return sha + ("+dirty" if dirty else "")
+    declared = os.environ.get("DYNN_GIT_COMMIT", "").strip()
+    return f"{declared} (declared)" if declared else "unknown"
 
 
 def device_name(device: torch.device | str | None) -> str:

@@ -35,6 +35,22 @@ def test_table_roundtrip_record_and_reuse(tmp_path):
     assert len(calls) == 2
 
 
+def test_git_commit_of_a_copy_without_git_is_the_declared_one(tmp_path, monkeypatch):
+    """A checkout gives its sha; files sent to a GPU machine carry no .git, and then the commit
+    the caller declares in DYNN_GIT_COMMIT is recorded, marked as declared, or else 'unknown'."""
+    import re
+    import subprocess
+
+    from dynn_lib import store
+
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", store.git_commit())
+    monkeypatch.setattr(store.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 128, "", "no git"))
+    monkeypatch.delenv("DYNN_GIT_COMMIT", raising=False)
+    assert store.git_commit() == "unknown"
+    monkeypatch.setenv("DYNN_GIT_COMMIT", "e55b243")
+    assert store.git_commit() == "e55b243 (declared)"
+
+
 def test_model_roundtrip_and_corrupt_checkpoint(tmp_path):
     st = Store(tmp_path)
     sd = {"w": torch.arange(6.0).view(2, 3)}
