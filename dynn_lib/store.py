@@ -124,6 +124,24 @@ def device_name(device: torch.device | str | None) -> str:
     return f"{platform.machine() or platform.processor() or 'unknown'} CPU, {os.cpu_count()} cores"
 
 
+PACKAGES = ("torchvision", "numpy", "pillow", "pandas", "pyarrow")
+"""Libraries besides torch whose versions every record states (pillow decodes the JPEG datasets;
+a GPU machine brings its own versions of all of them)."""
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`PACKAGES` (None for one that is not installed)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def provenance(device: torch.device | str | None = None) -> dict:
     """Where and with what a result was computed."""
     return {
@@ -133,6 +151,7 @@ def provenance(device: torch.device | str | None = None) -> dict:
         "device": str(device) if device is not None else "cpu",
         "device_name": device_name(device),
         "python": platform.python_version(),
+        "packages": package_versions(),
         "numerics": numerics.state(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

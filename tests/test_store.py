@@ -30,6 +30,11 @@ def test_table_roundtrip_record_and_reuse(tmp_path):
     rec = st.record("results", cfg)
     for field in ("config", "git_commit", "torch", "device", "wall_time_s", "created"):
         assert field in rec
+    import numpy
+    import torchvision
+
+    assert rec["packages"]["numpy"] == numpy.__version__ and rec["packages"]["pandas"] == pd.__version__
+    assert rec["packages"]["torchvision"].split("+")[0] == torchvision.__version__.split("+")[0]
     assert rec["config"] == {"q": 1} and rec["note"] == "hi"
     st.cached_table("results", cfg, compute, recompute=True)
     assert len(calls) == 2
