@@ -193,9 +193,10 @@ except metadata.PackageNotFoundError:
     installed = "no"
 from dynn_lib.store import git_commit
 
+commit = git_commit()
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}, "
-      f"git commit recorded: {git_commit()}", file=sys.stderr)
-if git_commit() == "unknown":
+      f"git commit recorded: {commit}", file=sys.stderr)
+if commit == "unknown":
     print("gpu_run: warning: these files are no git checkout and DYNN_GIT_COMMIT is unset, so every record "
           "will say git_commit 'unknown'; set DYNN_GIT_COMMIT to the commit of the files sent here",
           file=sys.stderr)

@@ -138,16 +138,16 @@ def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | 
         raise ValueError("force=True recomputes, compute=False never computes: choose one")
     path = results_path(results_dir, ws.profile.name, ws.dataset, question)
     config = publish_config(question, ws, conf)
+    wanted = canonical(config)
     rec = None
     if not force and (path / "record.json").is_file():
         rec = json.loads((path / "record.json").read_text())
-        same = rec.get("config") == canonical(config)
         # reused only when computed from the same configuration by the same code
-        if same and (is_current(rec) or not compute):
+        if rec.get("config") == wanted and (is_current(rec) or not compute):
             return load_results(results_dir, ws.profile.name, ws.dataset, question)
     if not compute:
         why = "no record.json there" if rec is None else (
-            "its config differs in " + ", ".join(_differing(rec.get("config") or {}, canonical(config))))
+            "its config differs in " + ", ".join(_differing(rec.get("config") or {}, wanted)))
         raise FileNotFoundError(
             f"compute=False: no published {question} result of this configuration in {path} ({why}); "
             f"run `dynn run {question} --dataset {ws.dataset} --profile {ws.profile.name}` with the same "
