@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -53,6 +54,7 @@ class Workspace:
         self.seed = seed
         self.recompute = recompute
         self._models: dict[tuple, nn.Module] = {}
+        self._memo: dict[tuple, Any] = {}
         # explicit numeric flags (TF32 off: fp32 attacks and evaluation), recorded with every artefact
         self.numerics = numerics.configure(tf32=tf32)
 
@@ -99,6 +101,20 @@ class Workspace:
             return ts.images, ts.labels
         idx = data.stratified_subset(ts.labels, n, seed)
         return ts.images[idx], ts.labels[idx]
+
+    def memo(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()``, computed once per workspace and then kept in memory under ``key``.
+
+        For values that several experiments would otherwise recompute identically, such as a
+        target's outputs on the clean evaluation images (every attack table of that target reads
+        them) or a surrogate's labels for them (every attack and ε through that surrogate), never
+        for results (those go to the store). ``key`` is a hashable tuple naming everything the value
+        depends on; a model in it counts by identity (the workspace keeps each model it hands out,
+        so a model is never replaced while the workspace lives).
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # -- models -----------------------------------------------------------------------------
     def model_config(self, arch: str, kind: str) -> TrainConfig:

@@ -162,6 +162,46 @@ def test_second_call_reuses_cache(fake_ws, monkeypatch):
         transfer_table(fake_ws, S2D_MNET, "fgsm", 3 / 255, CFG)
 
 
+def test_clean_outputs_and_surrogate_labels_computed_once_per_workspace(tmp_path, monkeypatch):
+    """Every table of a target reads the target's clean outputs, and every attack and ε through a
+    surrogate its labels: computed once per workspace, and the tables equal those of workspaces that
+    compute them afresh for each table."""
+    from dynn_lib.experiments import common
+
+    makers = [lambda ws, a=a, e=e, t=t: t(ws, *( (S2D_MNET,) if t is transfer_table else ("mobilenet",)), a, e, CFG)
+              for t in (transfer_table, whitebox_table) for a in ("fgsm", "pgd") for e in (2 / 255, 8 / 255)]
+
+    def new_ws(name):
+        ws = Workspace("synthetic", "smoke", store=tmp_path / name, device="cpu", **TINY)
+        fake_zoo(ws)
+        return ws
+
+    fresh = [make(new_ws(f"fresh{i}")) for i, make in enumerate(makers)]  # empty memo, own store per table
+    calls = {"exit_outputs": 0, "deployed_predict": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(common, "exit_outputs", counting("exit_outputs", common.exit_outputs))
+    monkeypatch.setattr(common.blackbox, "deployed_predict",
+                        counting("deployed_predict", common.blackbox.deployed_predict))
+    ws = new_ws("memo")
+    for make, b in zip(makers, fresh):
+        pd.testing.assert_frame_equal(make(ws).drop(columns="gen_seconds"), b.drop(columns="gen_seconds"))
+    # 8 tables: 8 adversarial evaluations + the clean outputs of 2 targets (S2D target, IC-only DyNN);
+    # one set of surrogate labels
+    assert calls == {"exit_outputs": 8 + 2, "deployed_predict": 1}
+    y = common.clean_surrogate_labels(ws, common.blackbox.surrogate(ws, S2D_MNET), *common._images(ws, CFG)[::2],
+                                      common.blackbox.surrogate_tau(ws, S2D_MNET))
+    y[:] = -1  # a caller's copy: the memo is untouched
+    assert (common.clean_surrogate_labels(ws, common.blackbox.surrogate(ws, S2D_MNET),
+                                          *common._images(ws, CFG)[::2], common.blackbox.surrogate_tau(ws, S2D_MNET))
+            >= 0).all()
+
+
 def test_deployed(fake_ws):
     df = pd.concat([transfer_table(fake_ws, S2D_MNET, "fgsm", 8 / 255, CFG),
                     transfer_table(fake_ws, D2S_MNET, "fgsm", 8 / 255, CFG)], ignore_index=True)

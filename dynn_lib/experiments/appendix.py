@@ -21,8 +21,8 @@ from .. import blackbox, metrics, models, verdicts
 from ..blackbox import PAIRS, Pair
 from ..zoo import Workspace
 from . import rq1, rq2, rq3
-from .common import (ExperimentConfig, _check_attack, _images, _run_attack_batches, attack_steps, eps_255,
-                     surrogate_exit_loss, surrogate_labels)
+from .common import (ExperimentConfig, _check_attack, _images, _run_attack_batches, attack_steps,
+                     clean_surrogate_labels, eps_255, surrogate_exit_loss)
 
 PAPER_EPS: tuple[float, ...] = (2 / 255, 4 / 255, 8 / 255, 16 / 255)
 """The ε sweep of the book (protocol section 6)."""
@@ -232,13 +232,13 @@ def image_grid(ws: Workspace, pair: Pair, attack: str, eps: float, n: int = 8,
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     c = replace(cfg, n_images=n)
-    images, _, _ = _images(ws, c)
+    images, _, ids = _images(ws, c)
     s2d, d2s = (pair, reverse_pair(pair)) if pair.direction == "S2D" else (reverse_pair(pair), pair)
     out = []
     for p in (s2d, d2s):
         sur = blackbox.surrogate(ws, p)
         tau = blackbox.surrogate_tau(ws, p)
-        y = surrogate_labels(sur, images, tau, ws.device)
+        y = clean_surrogate_labels(ws, sur, images, ids, tau)
         x_adv, *_ = _run_attack_batches(sur, images, y, attack, eps, c, surrogate_exit_loss(p, c), tau, ws.device,
                                         torch.Generator().manual_seed(c.seed), attack_steps(ws, c))
         out.append(x_adv)

@@ -36,6 +36,7 @@ Schema (:data:`COLUMNS`, in order)::
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import math
 import time
@@ -57,7 +58,7 @@ from ..zoo import Workspace
 
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
            "run_attack", "transfer_table", "whitebox_table", "transfer_key", "whitebox_key", "deployed", "verdict",
-           "eps_255", "attack_steps", "surrogate_labels", "num_exits", "setting_tables", "compare_datasets",
+           "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits", "setting_tables", "compare_datasets",
            "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
 TABLE_VERSION = 3
@@ -298,14 +299,39 @@ def surrogate_labels(model: nn.Module, images: torch.Tensor, tau: float | None, 
     return pred.long().cpu()
 
 
+def _positions_digest(positions: torch.Tensor) -> str:
+    return hashlib.sha1(positions.detach().cpu().long().numpy().tobytes()).hexdigest()
+
+
+def clean_exit_outputs(ws: Workspace, model: nn.Module, images: torch.Tensor, positions: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exit_outputs` of ``model`` on the clean evaluation images at ``positions``
+    (``images`` are those images), computed once per workspace (:meth:`Workspace.memo`): every
+    attack table of a target reads the same clean outputs, so a target's clean predictions are
+    identical in all of its tables."""
+    return ws.memo(("clean exit outputs", model, _positions_digest(positions), str(ws.device)),
+                   lambda: exit_outputs(model, images, ws.device))
+
+
+def clean_surrogate_labels(ws: Workspace, model: nn.Module, images: torch.Tensor, positions: torch.Tensor,
+                           tau: float | None) -> torch.Tensor:
+    """:func:`surrogate_labels` on the clean evaluation images at ``positions``, computed once per
+    workspace, surrogate and τ (every attack and ε through a surrogate uses the same labels)."""
+    key = ("surrogate labels", model, tau, _positions_digest(positions), str(ws.device))
+    return ws.memo(key, lambda: surrogate_labels(model, images, tau, ws.device)).clone()
+
+
 # ---------------------------------------------------------------- the two tables
 
 def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, image_ids: torch.Tensor, x_adv: torch.Tensor,
           tau: float | None, surrogate_exit: torch.Tensor, seconds: torch.Tensor, target: nn.Module, device,
-          gen_macs: torch.Tensor | None = None, gen_batch: torch.Tensor | None = None) -> pd.DataFrame:
+          gen_macs: torch.Tensor | None = None, gen_batch: torch.Tensor | None = None,
+          clean: tuple[torch.Tensor, torch.Tensor] | None = None) -> pd.DataFrame:
+    """The per-image rows of one attack table; ``clean``: the target's :func:`exit_outputs` on
+    ``images`` when already known (:func:`clean_exit_outputs`), else computed here."""
     images = early_exit.to_float_pixels(images)  # the exact float pixels the attack started from
     macs = [float(m) for m in models.exit_macs(target)]
-    conf_c, pred_c = exit_outputs(target, images, device)
+    conf_c, pred_c = exit_outputs(target, images, device) if clean is None else clean
     conf_a, pred_a = exit_outputs(target, x_adv, device)
     n = len(labels)
     df = pd.DataFrame({
@@ -418,7 +444,7 @@ def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: Expe
         s_tau = blackbox.surrogate_tau(ws, pair)
         tgt = blackbox.target(ws, pair)
         t_tau = blackbox.target_tau(ws, pair.target_arch, pair.target_kind)
-        y_sur = surrogate_labels(sur, images, s_tau, ws.device)
+        y_sur = clean_surrogate_labels(ws, sur, images, ids, s_tau)
         g = torch.Generator().manual_seed(cfg.seed)
         x_adv, used, secs, gmacs, gbatch = _run_attack_batches(sur, images, y_sur, attack, eps, cfg, loss, s_tau,
                                                                ws.device, g, attack_steps(ws, cfg))
@@ -426,7 +452,8 @@ def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: Expe
             used = torch.zeros_like(used)
         meta = _meta(ws, "black-box", pair.direction, pair.short, pair.surrogate_arch, pair.surrogate_kind,
                      pair.target_arch, pair.target_kind, attack, eps, loss, cfg.seed)
-        df = _rows(meta, images, labels, ids, x_adv, t_tau, used, secs, tgt, ws.device, gmacs, gbatch)
+        df = _rows(meta, images, labels, ids, x_adv, t_tau, used, secs, tgt, ws.device, gmacs, gbatch,
+                   clean=clean_exit_outputs(ws, tgt, images, ids))
         extra = {"surrogate_tau": s_tau, "target_tau": t_tau,
                  "surrogate_label_agreement": float((y_sur == labels).double().mean()),
                  "attack_seconds": float(secs.sum())}
@@ -460,7 +487,7 @@ def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: Exper
         meta = _meta(ws, "white-box", "white-box", arch, arch, "cnn", arch, "ic_only", attack, eps, exit_loss,
                      cfg.seed)
         df = _rows(meta, images, labels, ids, x_adv, tau, torch.zeros_like(used), secs, dynn, ws.device, gmacs,
-                   gbatch)
+                   gbatch, clean=clean_exit_outputs(ws, dynn, images, ids))
         return df, {"target_tau": tau, "attack_seconds": float(secs.sum())}
 
     df = ws.store.cached_table("whitebox", key, compute, slug=slug, device=ws.device, recompute=ws.recompute)
