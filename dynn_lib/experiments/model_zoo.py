@@ -1,5 +1,5 @@
 """The model zoo: every model a dataset needs, trained (or loaded), with its exit accuracies,
-calibrated τ, mean exit and mean MACs on the evaluation half. One row per model."""
+calibrated τ, mean exit and mean MACs on the evaluation half (``n_eval`` images). One row per model."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -34,7 +34,7 @@ def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequenc
                    "params": _recipe_params(model, kind), "full_macs": macs[-1],
                    "train_seconds": rec.get("train_seconds"), "seconds_per_epoch": rec.get("seconds_per_epoch"),
                    "epochs": rec["config"]["epochs"], "n_train": rec.get("n_train"), "device": rec.get("device_name"),
-                   "exit_accuracy": [float(a) for a in rec["exit_accuracy"]]}
+                   "exit_accuracy": [float(a) for a in rec["exit_accuracy"]], "n_eval": int(rec["n_eval"])}
             if model.num_exits > 1:
                 tau = ws.tau(arch, kind)
                 z = early_exit.all_exit_logits(model, ev_x, device=ws.device, desc="evaluation half")

@@ -1,0 +1,50 @@
+"""The fast schedule's accuracy floors: verdicts from Wilson intervals, records read back."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from dynn_lib import floors, metrics
+
+
+def test_judge_uses_the_wilson_interval():
+    # 4,500 of 5,000 = 90 %: interval about [89.2, 90.8], wholly above 88
+    above = floors.judge("cifar10-jpeg", "resnet56", 0.9, 5000)
+    assert above["verdict"] == "above the floor" and above["floor"] == 88.0
+    assert (above["accuracy_lo"], above["accuracy_hi"]) == pytest.approx(metrics.wilson_interval(4500, 5000))
+    assert floors.judge("cifar10-jpeg", "vgg16", 0.86, 5000)["verdict"] == "below the floor"
+    # 88.5 % of 5,000: the interval straddles 88
+    assert floors.judge("cifar10-jpeg", "vgg16", 0.885, 5000)["verdict"] == "inconclusive"
+    # the same accuracy over 100 images cannot tell 90 % from 88 %
+    assert floors.judge("cifar10-jpeg", "resnet56", 0.9, 100)["verdict"] == "inconclusive"
+    # MobileNet's floor is 85
+    assert floors.judge("cifar10-jpeg", "mobilenet", 0.87, 5000)["verdict"] == "above the floor"
+    none = floors.judge("synthetic", "resnet56", 0.9, 5000)
+    assert none["verdict"].startswith("no floor") and math.isnan(none["floor"])
+
+
+@pytest.mark.parametrize("acc,n", [(1.2, 10), (-0.1, 10), (0.5, 0), (0.5, 2.5)])
+def test_judge_rejects_bad_input(acc, n):
+    with pytest.raises(ValueError, match="accuracy|n must"):
+        floors.judge("cifar10-jpeg", "resnet56", acc, n)
+
+
+def _record(arch, recipe, acc, n_eval=5000):
+    return {"config": {"dataset": "cifar10-jpeg", "arch": arch, "recipe": recipe, "epochs": 30, "batch_size": 512,
+                       "lr_schedule": "onecycle", "lr": 0.4},
+            "device_name": "x86_64 CPU, 2 cores", "n_eval": n_eval, "n_train": 50000, "train_seconds": 7200.0,
+            "git_commit": "0123456789abcdef", "exit_accuracy": [0.1, acc]}
+
+
+def test_schedule_checks_read_static_networks_only(tmp_path):
+    assert floors.schedule_checks(tmp_path / "absent").empty
+    (tmp_path / "a.json").write_text(json.dumps(_record("resnet56", "cnn", 0.91)))
+    (tmp_path / "b.json").write_text(json.dumps(_record("vgg16", "sdn", 0.2)))  # a DyNN: no floor
+    (tmp_path / "c.json").write_text(json.dumps(_record("mobilenet", "cnn", 0.80)))
+    t = floors.schedule_checks(tmp_path)
+    assert list(t["arch"]) == ["resnet56", "mobilenet"]
+    assert list(t["verdict"]) == ["above the floor", "below the floor"]
+    assert list(t["accuracy"]) == pytest.approx([91.0, 80.0])
+    assert list(t["n"]) == [5000, 5000] and t["train_hours"].iloc[0] == pytest.approx(2.0)
