@@ -61,7 +61,7 @@ def judge(dataset: str, arch: str, accuracy: float, n: int) -> dict:
 
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per training record (a model's ``record.json`` as a dict) of a static network:
-    what it is, how it was trained (device, epochs, batch, schedule, peak lr, wall time) and
+    what it is, how it was trained (device, epochs, batch, schedule, peak lr, training images) and
     :func:`judge` of its final-exit accuracy over its ``n_eval`` evaluation images."""
     rows = []
     for rec in records:
@@ -73,11 +73,10 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
                      "device": rec.get("device_name", rec.get("device")), "epochs": int(cfg["epochs"]),
                      "batch": int(cfg["batch_size"]), "schedule": cfg.get("lr_schedule", "multistep"),
                      "peak_lr": float(cfg["lr"]), "n_train": rec.get("n_train"),
-                     "train_hours": float(rec.get("train_seconds", float("nan"))) / 3600,
                      "git_commit": str(rec.get("git_commit", "unknown"))[:12], "n": n,
                      **judge(cfg["dataset"], cfg["arch"], float(rec["exit_accuracy"][-1]), n)})
     return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "epochs", "batch", "schedule", "peak_lr",
-                                       "n_train", "train_hours", "git_commit", "n", "accuracy", "accuracy_lo",
+                                       "n_train", "git_commit", "n", "accuracy", "accuracy_lo",
                                        "accuracy_hi", "floor", "verdict"])
 
 
