@@ -18,6 +18,7 @@ results: a check trained on a CPU differs from the GPU run in its bits, not in i
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -25,7 +26,7 @@ import pandas as pd
 
 from . import metrics, verdicts
 
-__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "floor_rows", "schedule_checks"]
+__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -59,24 +60,45 @@ def judge(dataset: str, arch: str, accuracy: float, n: int) -> dict:
             "floor": float("nan") if floor is None else floor, "verdict": verdict}
 
 
+_CADENCE = ("checkpoint_every", "checkpoint_minutes")  # when the state is saved: changes no weight
+
+
+def _plain(v):
+    return tuple(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def schedule_differences(config: Mapping) -> list[str]:
+    """Fields in which a training config (a record's ``"config"``) differs from the current
+    ``fast`` recipe for the same recipe, architecture, dataset and seed; checkpoint cadence
+    aside. Empty: the record tests today's ``fast`` schedule."""
+    from .train import recipe_config
+
+    ref = asdict(recipe_config(config["recipe"], config["arch"], config["dataset"], "fast", seed=config["seed"]))
+    return [k for k in sorted(ref) if k not in _CADENCE and _plain(config.get(k)) != _plain(ref[k])]
+
+
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per training record (a model's ``record.json`` as a dict) of a static network:
     what it is, how it was trained (device, epochs, batch, schedule, peak lr, training images) and
-    :func:`judge` of its final-exit accuracy over its ``n_eval`` evaluation images."""
+    :func:`judge` of its final-exit accuracy over its ``n_eval`` evaluation images;
+    ``current_fast``: "yes" when its config is today's ``fast`` recipe
+    (:func:`schedule_differences`), else "no: " and the differing fields."""
     rows = []
     for rec in records:
         cfg = rec["config"]
         if cfg["recipe"] != "cnn":
             continue
         n = int(rec["n_eval"])
+        diff = schedule_differences(cfg)
         rows.append({"dataset": cfg["dataset"], "arch": cfg["arch"], "kind": cfg["recipe"],
                      "device": rec.get("device_name", rec.get("device")), "epochs": int(cfg["epochs"]),
                      "batch": int(cfg["batch_size"]), "schedule": cfg.get("lr_schedule", "multistep"),
                      "peak_lr": float(cfg["lr"]), "n_train": rec.get("n_train"),
-                     "git_commit": str(rec.get("git_commit", "unknown"))[:12], "n": n,
+                     "git_commit": str(rec.get("git_commit", "unknown"))[:12],
+                     "current_fast": "no: " + ", ".join(diff) if diff else "yes", "n": n,
                      **judge(cfg["dataset"], cfg["arch"], float(rec["exit_accuracy"][-1]), n)})
     return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "epochs", "batch", "schedule", "peak_lr",
-                                       "n_train", "git_commit", "n", "accuracy", "accuracy_lo",
+                                       "n_train", "git_commit", "current_fast", "n", "accuracy", "accuracy_lo",
                                        "accuracy_hi", "floor", "verdict"])
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 
 from dynn_lib import floors, metrics
+from dynn_lib.train import recipe_config
 
 
 def test_judge_uses_the_wilson_interval():
@@ -31,9 +33,9 @@ def test_judge_rejects_bad_input(acc, n):
         floors.judge("cifar10-jpeg", "resnet56", acc, n)
 
 
-def _record(arch, recipe, acc, n_eval=5000):
-    return {"config": {"dataset": "cifar10-jpeg", "arch": arch, "recipe": recipe, "epochs": 30, "batch_size": 512,
-                       "lr_schedule": "onecycle", "lr": 0.4},
+def _record(arch, recipe, acc, n_eval=5000, **changed):
+    cfg = json.loads(json.dumps(asdict(recipe_config(recipe, arch, "cifar10-jpeg", "fast")), default=list))
+    return {"config": {**cfg, "checkpoint_every": 3, **changed},  # the cadence changes no weight
             "device_name": "x86_64 CPU, 2 cores", "n_eval": n_eval, "n_train": 50000, "train_seconds": 7200.0,
             "git_commit": "0123456789abcdef", "exit_accuracy": [0.1, acc]}
 
@@ -42,9 +44,10 @@ def test_schedule_checks_read_static_networks_only(tmp_path):
     assert floors.schedule_checks(tmp_path / "absent").empty
     (tmp_path / "a.json").write_text(json.dumps(_record("resnet56", "cnn", 0.91)))
     (tmp_path / "b.json").write_text(json.dumps(_record("vgg16", "sdn", 0.2)))  # a DyNN: no floor
-    (tmp_path / "c.json").write_text(json.dumps(_record("mobilenet", "cnn", 0.80)))
+    (tmp_path / "c.json").write_text(json.dumps(_record("mobilenet", "cnn", 0.80, epochs=20, lr=0.1)))
     t = floors.schedule_checks(tmp_path)
     assert list(t["arch"]) == ["resnet56", "mobilenet"]
     assert list(t["verdict"]) == ["above the floor", "below the floor"]
+    assert list(t["current_fast"]) == ["yes", "no: epochs, lr"]  # a check of another schedule says so
     assert list(t["accuracy"]) == pytest.approx([91.0, 80.0])
     assert list(t["n"]) == [5000, 5000]
