@@ -24,7 +24,9 @@ networks reach the accuracy floors of :data:`dynn_lib.floors.FAST_FLOORS` (final
 ``fast`` run against them; single models trained with this schedule on a CPU before any GPU run
 (``results/schedule-checks/``) are shown on the methods page. The choice of 0.4 / 2e-3 / 15 %
 warm-up has not been tuned: it is the linear (SGD) and square-root (Adam) scaling of the paper's
-rates to batch 512.
+rates to batch 512. The first such check (ResNet-56, trained on a CPU with bf16 autocast) ended
+*below* its floor, with a training loss still falling at the last epoch: the schedule is likely too
+short, and must be revised and checked again before a GPU run is taken as the real book.
 """
 from __future__ import annotations
 
