@@ -168,15 +168,15 @@ def test_clean_outputs_and_surrogate_labels_computed_once_per_workspace(tmp_path
     compute them afresh for each table."""
     from dynn_lib.experiments import common
 
-    makers = [lambda ws, a=a, e=e, t=t: t(ws, *( (S2D_MNET,) if t is transfer_table else ("mobilenet",)), a, e, CFG)
-              for t in (transfer_table, whitebox_table) for a in ("fgsm", "pgd") for e in (2 / 255, 8 / 255)]
+    tables = [(table, source, a, e) for table, source in ((transfer_table, S2D_MNET), (whitebox_table, "mobilenet"))
+              for a in ("fgsm", "pgd") for e in (2 / 255, 8 / 255)]
 
     def new_ws(name):
         ws = Workspace("synthetic", "smoke", store=tmp_path / name, device="cpu", **TINY)
         fake_zoo(ws)
         return ws
 
-    fresh = [make(new_ws(f"fresh{i}")) for i, make in enumerate(makers)]  # empty memo, own store per table
+    fresh = [t(new_ws(f"fresh{i}"), src, a, e, CFG) for i, (t, src, a, e) in enumerate(tables)]  # empty memo each
     calls = {"exit_outputs": 0, "deployed_predict": 0}
 
     def counting(name, fn):
@@ -189,8 +189,8 @@ def test_clean_outputs_and_surrogate_labels_computed_once_per_workspace(tmp_path
     monkeypatch.setattr(common.blackbox, "deployed_predict",
                         counting("deployed_predict", common.blackbox.deployed_predict))
     ws = new_ws("memo")
-    for make, b in zip(makers, fresh):
-        pd.testing.assert_frame_equal(make(ws).drop(columns="gen_seconds"), b.drop(columns="gen_seconds"))
+    for (t, src, a, e), b in zip(tables, fresh):
+        pd.testing.assert_frame_equal(t(ws, src, a, e, CFG).drop(columns="gen_seconds"), b.drop(columns="gen_seconds"))
     # 8 tables: 8 adversarial evaluations + the clean outputs of 2 targets (S2D target, IC-only DyNN);
     # one set of surrogate labels
     assert calls == {"exit_outputs": 8 + 2, "deployed_predict": 1}

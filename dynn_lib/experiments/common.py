@@ -58,8 +58,8 @@ from ..zoo import Workspace
 
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
            "run_attack", "transfer_table", "whitebox_table", "transfer_key", "whitebox_key", "deployed", "verdict",
-           "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits", "setting_tables", "compare_datasets",
-           "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
+           "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits",
+           "setting_tables", "compare_datasets", "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
 TABLE_VERSION = 3
 """Bumped when the content of a stored table changes meaning (part of every cache key).
@@ -325,13 +325,13 @@ def clean_surrogate_labels(ws: Workspace, model: nn.Module, images: torch.Tensor
 
 def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, image_ids: torch.Tensor, x_adv: torch.Tensor,
           tau: float | None, surrogate_exit: torch.Tensor, seconds: torch.Tensor, target: nn.Module, device,
-          gen_macs: torch.Tensor | None = None, gen_batch: torch.Tensor | None = None,
-          clean: tuple[torch.Tensor, torch.Tensor] | None = None) -> pd.DataFrame:
+          gen_macs: torch.Tensor | None, gen_batch: torch.Tensor | None,
+          clean: tuple[torch.Tensor, torch.Tensor]) -> pd.DataFrame:
     """The per-image rows of one attack table; ``clean``: the target's :func:`exit_outputs` on
-    ``images`` when already known (:func:`clean_exit_outputs`), else computed here."""
+    ``images`` (:func:`clean_exit_outputs`)."""
     images = early_exit.to_float_pixels(images)  # the exact float pixels the attack started from
     macs = [float(m) for m in models.exit_macs(target)]
-    conf_c, pred_c = exit_outputs(target, images, device) if clean is None else clean
+    conf_c, pred_c = clean
     conf_a, pred_a = exit_outputs(target, x_adv, device)
     n = len(labels)
     df = pd.DataFrame({
@@ -453,7 +453,7 @@ def transfer_table(ws: Workspace, pair: Pair, attack: str, eps: float, cfg: Expe
         meta = _meta(ws, "black-box", pair.direction, pair.short, pair.surrogate_arch, pair.surrogate_kind,
                      pair.target_arch, pair.target_kind, attack, eps, loss, cfg.seed)
         df = _rows(meta, images, labels, ids, x_adv, t_tau, used, secs, tgt, ws.device, gmacs, gbatch,
-                   clean=clean_exit_outputs(ws, tgt, images, ids))
+                   clean_exit_outputs(ws, tgt, images, ids))
         extra = {"surrogate_tau": s_tau, "target_tau": t_tau,
                  "surrogate_label_agreement": float((y_sur == labels).double().mean()),
                  "attack_seconds": float(secs.sum())}
@@ -487,7 +487,7 @@ def whitebox_table(ws: Workspace, arch: str, attack: str, eps: float, cfg: Exper
         meta = _meta(ws, "white-box", "white-box", arch, arch, "cnn", arch, "ic_only", attack, eps, exit_loss,
                      cfg.seed)
         df = _rows(meta, images, labels, ids, x_adv, tau, torch.zeros_like(used), secs, dynn, ws.device, gmacs,
-                   gbatch, clean=clean_exit_outputs(ws, dynn, images, ids))
+                   gbatch, clean_exit_outputs(ws, dynn, images, ids))
         return df, {"target_tau": tau, "attack_seconds": float(secs.sum())}
 
     df = ws.store.cached_table("whitebox", key, compute, slug=slug, device=ws.device, recompute=ws.recompute)
