@@ -53,7 +53,7 @@ from .data import GpuLoader, get_info
 from .early_exit import all_exit_logits
 from .profiles import Profile, check_training_fields, get_profile
 from .progress import progress
-from .store import atomic_write, load_checkpoint
+from .store import atomic_write, git_commit, load_checkpoint
 
 RECIPES = ("cnn", "sdn", "ic_only")
 SDN_MAX_WEIGHTS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
@@ -448,11 +448,14 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     base_state: the trained CNN's state dict (``ic_only`` only).
     cuda_graph: ``"auto"`` (graph the step on CUDA, eager elsewhere), True (CUDA only) or False.
     The record holds per-exit accuracies, times, the per-epoch history (mean loss, lr of the
-    epoch's last step, seconds), the resolved ``amp`` / ``channels_last``, the ``step_mode``
+    epoch's last step, seconds), ``git_commit`` (the checkout's when this call started: the code
+    that ran, even if the checkout moves on before the save; ``git_commit_before_resume`` when a
+    resumed training began under another), the resolved ``amp`` / ``channels_last``, the ``step_mode``
     (``cuda_graph``, ``eager`` or ``eager (CUDA graph capture failed)`` with ``graph_fallback``
     giving the reason) and the steps replayed / run eagerly in this call.
     """
     validate(cfg)
+    commit = git_commit()  # the code that runs now; a save hours later may see a newer checkout
     device = torch.device(device)
     graphed = _use_graph(cuda_graph, device)
     info = get_info(cfg.dataset)
@@ -476,6 +479,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     lr = torch.tensor(learning_rate(cfg, 0, 0, steps_per_epoch), dtype=torch.float32, device=device)
     opt = _optimizer(cfg, _trainable(cfg, model), lr, graphed)
     start, history, elapsed = 0, [], 0.0
+    first_commit = commit
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
@@ -483,6 +487,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
         for group in opt.param_groups:
             group["lr"] = lr  # the schedule sets it; keep the one device tensor a graph reads
         start, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
+        first_commit = state.get("git_commit", commit)
         _set_rng_state(state, device)
     num_ics = model.num_exits - 1 if cfg.exits else 0
     stepper = _Stepper(cfg, model, opt, lr, num_ics, amp, channels_last, device, graphed)
@@ -519,7 +524,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
             if checkpoint is None:
                 continue
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done,
-                     "history": history, "elapsed": elapsed, **_rng_state(device)}
+                     "history": history, "elapsed": elapsed, "git_commit": first_commit, **_rng_state(device)}
             if checkpoint_due(cfg, done, time.monotonic() - last_save):
                 atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
                 last_save, saves, unsaved = time.monotonic(), saves + 1, None
@@ -535,7 +540,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
               "resumed_from_epoch": start,  # > 0 when an interrupted training resumed from its checkpoint
               "amp": amp, "channels_last": channels_last, "step_mode": stepper.mode,
               "graph_fallback": stepper.fallback, "graph_replays": stepper.replays,
-              "eager_steps": stepper.eager_steps, "checkpoints_saved": saves}
+              "eager_steps": stepper.eager_steps, "checkpoints_saved": saves, "git_commit": commit}
+    if first_commit != commit:  # resumed under other code: say which commit ran the earlier epochs
+        record["git_commit_before_resume"] = first_commit
     return model, record
 
 

@@ -297,3 +297,21 @@ def test_a_diverged_training_fails_loudly_and_stores_nothing(small_data, tmp_pat
     with pytest.raises(FloatingPointError, match=r"vgg16/cnn diverged.*epoch 1 is nan.*lr 0.05"):
         T.train(cfg, *small_data, checkpoint=ckpt)
     assert not ckpt.exists()
+
+
+def test_record_names_the_commit_that_started_the_training(vgg_data, tmp_path, monkeypatch):
+    """The record's commit is the checkout's when training starts, not when it is saved; a training
+    resumed under another commit names both."""
+    commits = iter(["aaa", "bbb", "ccc", "ddd"])
+    monkeypatch.setattr(T, "git_commit", lambda: next(commits))
+    cfg = replace(_cfg(epochs=2, milestones=(), n_train=8, checkpoint_every=1, checkpoint_minutes=None), seed=2)
+    _, rec = T.train(cfg, *vgg_data)  # one call of git_commit, at the start
+    assert rec["git_commit"] == "aaa" and "git_commit_before_resume" not in rec
+    ckpt = tmp_path / "partial.pt"
+    undo = _crash_at_epoch(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, *vgg_data, checkpoint=ckpt)  # starts under "bbb", stops after epoch 1
+    undo()
+    _, rec = T.train(cfg, *vgg_data, checkpoint=ckpt)  # resumes under "ccc"
+    assert rec["resumed_from_epoch"] == 1
+    assert rec["git_commit"] == "ccc" and rec["git_commit_before_resume"] == "bbb"
