@@ -16,6 +16,11 @@
 #   data     ARCHIVE linked as $STATE/data/cifar10-jpeg.tar.gz: the library reads the archive in
 #            place, as a stream, and caches the decoded tensors in $STATE/cache (no extraction)
 #   check    benchmarks/gpu_check.py, at most DYNN_GPU_RUN_CHECK_S seconds; a FAIL stops the run
+#   schedule the schedule probe (`dynn schedule-probe`, dynn_lib.floors.probe_epochs): ResNet-56's
+#            static network trained at each cnn_epochs of DYNN_GPU_RUN_EPOCHS in turn until one clears
+#            its accuracy floor; every later stage runs with cnn_epochs = that choice (the longest
+#            tried when none clears it) and reuses the model; the records go to
+#            results/schedule-checks/, which the methods page shows
 #   jobs     only with more than one worker (DYNN_GPU_RUN_WORKERS): the questions' job graph,
 #            K jobs at once sharing the GPU (`dynn plan --run --workers K`)
 #   zoo rq1 rq2 rq3 rq4 appendix
@@ -41,6 +46,9 @@
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
 #                          copy sent to a GPU machine carries no .git) []
+#   DYNN_GPU_RUN_EPOCHS    the schedule probe's cnn_epochs values in order, or none (no probe)
+#                          [for fast on cifar10-jpeg: the profile's cnn_epochs, then 15 more; else none;
+#                          none as well when DYNN_GPU_RUN_PARAMS sets cnn_epochs]
 #   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured
 #                          recommendation (concurrency section; 1 when it did not run) [auto]
 #
@@ -68,6 +76,7 @@ QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq1 rq2 rq3 rq4 appendix}
 PARAMS=${DYNN_GPU_RUN_PARAMS:-}
 DEVICE=${DYNN_GPU_RUN_DEVICE:-auto}
 WORKERS=${DYNN_GPU_RUN_WORKERS:-auto}
+LADDER=${DYNN_GPU_RUN_EPOCHS-default}
 PY=${PYTHON:-python3}
 MIN_STAGE_S=20   # a stage is not started with less time than this left
 MAX_FILE=16777216
@@ -85,6 +94,13 @@ for p in $PARAMS; do
   [[ $p == *=* ]] || die "DYNN_GPU_RUN_PARAMS entries look like NAME=VALUE, got '$p'"
   OVERRIDES+=(-o "$p")
 done
+if [ "$LADDER" != default ] && [ "$LADDER" != none ]; then
+  for e in $LADDER; do
+    [[ $e =~ ^[1-9][0-9]*$ ]] || die "DYNN_GPU_RUN_EPOCHS must be none or whole numbers >= 1 (cnn_epochs to try, in order), got '$LADDER'"
+  done
+  [ -n "${LADDER// /}" ] || die "DYNN_GPU_RUN_EPOCHS is empty: give cnn_epochs values to try, or none"
+  [[ " $PARAMS " == *" cnn_epochs="* ]] && die "DYNN_GPU_RUN_EPOCHS and cnn_epochs in DYNN_GPU_RUN_PARAMS both choose the epochs: give one of them"
+fi
 
 mkdir -p "$OUTDIR" "$STATE/done" "$STATE/data" "$STATE/cache" || die "cannot create $OUTDIR or $STATE"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -229,6 +245,28 @@ if [ "$CHECK_S" -gt 0 ]; then
   rc=$?
   if [ $rc -eq 1 ]; then echo "gpu_run: the self-check FAILED (see selfcheck.json): no experiment is run"; finish 1; fi
   [ $rc -eq 0 ] || finish $rc
+fi
+
+# -- schedule probe ------------------------------------------------------------------------------
+if [ "$LADDER" = default ]; then
+  LADDER=none
+  if [ "$PROFILE" = fast ] && [ "$DATASET" = cifar10-jpeg ] && [[ " $PARAMS " != *" cnn_epochs="* ]]; then
+    E=$("$PY" -c 'from dynn_lib.profiles import PROFILES; print(PROFILES["fast"].cnn_epochs)') && LADDER="$E $((E + 15))"
+  fi
+fi
+if [ "$LADDER" != none ]; then
+  # shellcheck disable=SC2086
+  run_stage schedule "$FP|$LADDER" "$PY" -m dynn_lib.cli schedule-probe --dataset "$DATASET" --profile "$PROFILE" \
+    --device "$DEVICE" --store "$STATE/store" --arch resnet56 --epochs $LADDER --out "$STATE/results/schedule-checks" \
+    --choice "$STATE/schedule-choice.json" "${OVERRIDES[@]}"
+  rc=$?
+  [ $rc -eq 0 ] || finish $rc
+  E=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen_epochs"])' "$STATE/schedule-choice.json") \
+    || { echo "gpu_run: no readable $STATE/schedule-choice.json"; STATUS=failed; finish 1; }
+  echo "schedule: cnn_epochs=$E for every later stage (the probe's choice of: $LADDER)"
+  PARAMS="${PARAMS:+$PARAMS }cnn_epochs=$E"
+  OVERRIDES+=(-o "cnn_epochs=$E")
+  FP="${INFO#* }|$PROFILE|$DATASET|$PARAMS"
 fi
 
 # -- experiments ---------------------------------------------------------------------------------

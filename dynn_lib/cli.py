@@ -3,6 +3,8 @@
     dynn data check DATASET [--data-dir DIR]
     dynn train --dataset D --arch A --kind {cnn,sdn,ic_only} [--profile P] [-o field=value ...]
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
+    dynn schedule-probe --dataset D --arch A --epochs E [E ...] [--profile fast] [--floor PCT]
+                   [--out DIR] [--choice FILE]     the fewest epochs whose static network clears its floor
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
     dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
                    [--engine {local [--workers K],ray [--address ADDR] [--gpus-per-job F] [--threads-per-job T]}]
@@ -94,6 +96,36 @@ def cmd_zoo(args) -> int:
     return 0
 
 
+def cmd_schedule_probe(args) -> int:
+    import json
+    from dataclasses import fields
+    from . import floors
+    from .profiles import Profile
+    from .store import atomic_write_text
+    ov = parse_overrides(args.override)
+    pfields = {f.name for f in fields(Profile)} - {"name"}
+    if any(k not in pfields for k in ov):
+        raise SystemExit(f"unknown override(s) {sorted(k for k in ov if k not in pfields)}; accepted: {sorted(pfields)}")
+    try:
+        res = floors.probe_epochs(args.dataset, args.arch, args.epochs, args.out, profile=args.profile,
+                                  floor=args.floor, store=args.store, data_dir=args.data_dir, device=args.device,
+                                  seed=args.seed, **ov)
+    except ValueError as e:
+        raise SystemExit(f"schedule-probe: {e}")
+    for p in res["probes"]:
+        print(f"{args.dataset} {args.arch} cnn, {p['epochs']} epochs: final exit {p['accuracy']:.1f} % "
+              f"[{p['accuracy_lo']:.1f}, {p['accuracy_hi']:.1f}] on {p['n']} images, floor {p['floor']:g} %: "
+              f"{p['verdict']} ({Path(args.out) / p['file']})")
+    if res["passed"]:
+        print(f"schedule probe: cnn_epochs={res['chosen_epochs']} (the fewest tried that clears the floor)")
+    else:
+        print(f"schedule probe: WARNING: no schedule tried clears the floor; going on with the longest, "
+              f"cnn_epochs={res['chosen_epochs']} (the model-zoo page will show it below the floor)")
+    if args.choice:
+        atomic_write_text(Path(args.choice), json.dumps(res, indent=2, default=str))
+    return 0
+
+
 def cmd_run(args) -> int:
     from .experiments.runner import publish, results_path, split_overrides
     ov = parse_overrides(args.override)
@@ -168,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_zoo = sub.add_parser("zoo", help="train/load every model of a dataset and summarise them")
     _common(p_zoo)
     p_zoo.set_defaults(func=cmd_zoo)
+
+    p_probe = sub.add_parser("schedule-probe", help="train one static network at each number of epochs in turn; "
+                             "stop at the first that clears its accuracy floor (dynn_lib.floors.probe_epochs)")
+    _common(p_probe)
+    p_probe.add_argument("--arch", default="resnet56", help="vgg16, resnet56 (default) or mobilenet")
+    p_probe.add_argument("--epochs", nargs="+", type=int, required=True, help="cnn_epochs values to try, in order")
+    p_probe.add_argument("--floor", type=float, default=None,
+                         help="floor in percent (default: the issue's, dynn_lib.floors.FAST_FLOORS)")
+    p_probe.add_argument("--out", default="results/schedule-checks",
+                         help="where each model's training record goes (default: results/schedule-checks)")
+    p_probe.add_argument("--choice", default=None, help="also write the outcome as JSON to this file")
+    p_probe.set_defaults(func=cmd_schedule_probe, profile="fast")
 
     p_run = sub.add_parser("run", help="run one research question and write its tables")
     p_run.add_argument("question", choices=("zoo", "rq1", "rq2", "rq3", "rq4", "appendix"))

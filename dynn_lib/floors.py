@@ -1,6 +1,6 @@
 """Accuracy floors of the shortened ``fast`` schedule, and the evidence that it reaches them.
 
-The ``fast`` profile (:mod:`dynn_lib.profiles`) trains for 30 epochs instead of 100. It is
+The ``fast`` profile (:mod:`dynn_lib.profiles`) trains for 45 epochs instead of 100. It is
 accepted only while its static networks (the SDNNs, kind ``cnn``) reach, at their final exit on
 the 5,000 evaluation images of ``cifar10-jpeg``, at least :data:`FAST_FLOORS`: 88 % for ResNet-56
 and VGG-16, 85 % for MobileNet (issue 9 of this project; the paper reports no accuracy).
@@ -14,19 +14,26 @@ config, seed, commit, versions, device and per-epoch history included) of single
 with the ``fast`` schedule before any GPU run, committed under ``results/schedule-checks/`` so
 that the methods page shows them (:func:`schedule_checks`). They test the schedule, not the
 results: a check trained on a CPU differs from the GPU run in its bits, not in its recipe.
+
+The *schedule probe* (:func:`probe_epochs`, ``dynn schedule-probe``, the ``schedule`` stage of
+``benchmarks/gpu_run.sh``) picks the number of epochs by measurement at the start of a run: it
+trains one static network at each candidate in turn, stops at the first above its floor, writes
+each record as a schedule check, and the run then uses that model and number of epochs.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from . import metrics, verdicts
+from .store import atomic_write_text
 
-__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks"]
+__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
+           "check_name", "probe_epochs"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -41,9 +48,10 @@ SCHEDULE_CHECKS_DIR = Path("results") / "schedule-checks"
 _OUTCOME = {"supports": "above the floor", "against": "below the floor", "inconclusive": "inconclusive"}
 
 
-def judge(dataset: str, arch: str, accuracy: float, n: int) -> dict:
+def judge(dataset: str, arch: str, accuracy: float, n: int, floor: float | None = None) -> dict:
     """The floor verdict of one final-exit accuracy (a fraction in [0, 1]) over ``n`` images.
 
+    ``floor``: a floor in percent instead of :data:`FAST_FLOORS`' (for other datasets, or tests).
     Returns ``{"accuracy", "accuracy_lo", "accuracy_hi"}`` in percent (Wilson 95 %), ``"floor"``
     (NaN when (dataset, arch) has none) and ``"verdict"``: "above the floor", "below the floor",
     "inconclusive" or "no floor for this dataset and architecture".
@@ -52,12 +60,19 @@ def judge(dataset: str, arch: str, accuracy: float, n: int) -> dict:
         raise ValueError(f"accuracy must be a fraction in [0, 1], got {accuracy!r}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive number of images, got {n!r}")
+    _check_floor(floor)
     lo, hi = metrics.wilson_interval(round(accuracy * n), n)
-    floor = FAST_FLOORS.get((dataset, arch))
+    floor = FAST_FLOORS.get((dataset, arch)) if floor is None else float(floor)
     verdict = ("no floor for this dataset and architecture" if floor is None
                else _OUTCOME[verdicts.compare(lo, hi, floor, ">")])
     return {"accuracy": 100.0 * accuracy, "accuracy_lo": lo, "accuracy_hi": hi,
             "floor": float("nan") if floor is None else floor, "verdict": verdict}
+
+
+def _check_floor(floor) -> None:
+    if floor is not None and (isinstance(floor, bool) or not isinstance(floor, (int, float))
+                              or not 0.0 <= floor <= 100.0):
+        raise ValueError(f"floor must be a percentage in [0, 100] or None (the issue's floor), got {floor!r}")
 
 
 _CADENCE = ("checkpoint_every", "checkpoint_minutes")  # when the state is saved: changes no weight
@@ -107,3 +122,67 @@ def schedule_checks(folder: str | Path) -> pd.DataFrame:
     an empty table when the folder does not exist."""
     paths = sorted(Path(folder).glob("*.json"))
     return floor_rows(json.loads(p.read_text()) for p in paths)
+
+
+def check_name(record: Mapping) -> str:
+    """File name of a schedule check: ``<dataset>-<arch>-<recipe>-<profile>-e<epochs>-<device type>.json``
+    (e.g. ``cifar10-jpeg-resnet56-cnn-fast-e45-cuda.json``)."""
+    import torch
+
+    cfg = record["config"]
+    device = torch.device(str(record.get("device", "cpu"))).type
+    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{record.get('profile', 'fast')}-e{cfg['epochs']}-{device}.json"
+
+
+def probe_epochs(dataset: str, arch: str, epochs: Sequence[int], out_dir: str | Path, profile: str = "fast",
+                 floor: float | None = None, store: str | Path | None = None, data_dir: str | Path | None = None,
+                 device: str = "auto", seed: int = 0, **overrides) -> dict:
+    """Pick the number of training epochs by measurement: train ``arch``'s static network (kind
+    ``cnn``) with ``profile``'s schedule and ``cnn_epochs`` = each of ``epochs`` in turn, and stop at
+    the first whose final-exit accuracy on the evaluation half is "above the floor" (:func:`judge`;
+    an "inconclusive" one does not pass).
+
+    Each model trains through a :class:`~dynn_lib.zoo.Workspace` with the same store, so the
+    experiments run afterwards with ``cnn_epochs`` = the chosen value reuse it; ``overrides`` are
+    further profile fields (the run's own, e.g. ``n_train``). Each model's training record is
+    written to ``out_dir`` as a schedule check (:func:`check_name`), where the methods page shows it.
+
+    Returns ``{"chosen_epochs", "passed", "dataset", "arch", "profile", "floor", "probes": [...]}``:
+    ``passed`` is False when none passed, and then ``chosen_epochs`` is the last (so the run goes
+    on with the longest schedule tried, and the book judges it); ``probes`` holds one
+    :func:`judge` result per model trained, with its ``epochs`` and ``file``.
+    """
+    from .models import ARCHS
+    from .profiles import get_profile
+    from .zoo import Workspace
+
+    epochs = list(epochs)
+    if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
+        raise ValueError(f"epochs must be a non-empty list of whole numbers >= 1, got {epochs!r}")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(ARCHS)}")
+    _check_floor(floor)
+    if floor is None and (dataset, arch) not in FAST_FLOORS:
+        known = ", ".join(f"{d}/{a}" for d, a in FAST_FLOORS)
+        raise ValueError(f"no floor for {dataset}/{arch} (floors exist for {known}); give a floor in percent (floor=, or --floor)")
+    if "cnn_epochs" in overrides:
+        raise ValueError("cnn_epochs is what the probe chooses: give it as epochs=, not as an override")
+    get_profile(profile, **overrides)  # bad profile names and fields fail here, before any training
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"dataset": dataset, "arch": arch, "profile": profile, "floor": floor, "probes": []}
+    for e in epochs:
+        ws = Workspace(dataset, profile, store=store, data_dir=data_dir, device=device, seed=seed,
+                       cnn_epochs=e, **overrides)
+        ws.model(arch, "cnn")
+        rec = {**ws.model_record(arch, "cnn"), "profile": profile}
+        name = check_name(rec)
+        atomic_write_text(out / name, json.dumps(rec, indent=2, default=str))
+        v = judge(dataset, arch, float(rec["exit_accuracy"][-1]), int(rec["n_eval"]), floor)
+        result["probes"].append({"epochs": e, "file": name, "n": int(rec["n_eval"]), **v})
+        result["floor"] = v["floor"]
+        if v["verdict"] == "above the floor":
+            result.update(chosen_epochs=e, passed=True)
+            return result
+    result.update(chosen_epochs=epochs[-1], passed=False)
+    return result

@@ -130,8 +130,9 @@ def fake_cifar10_jpeg(path: Path, per_class: int = 10) -> Path:
     return path
 
 
-SMOKE_PARAMS = ("n_train=100 n_query=50 n_eval=20 attack_steps=1 ea_iters=2 ea_images=10 "
-                "cnn_epochs=1 ic_epochs=1")
+SMOKE_PARAMS = "n_train=100 n_query=50 n_eval=20 attack_steps=1 ea_iters=2 ea_images=10 ic_epochs=1"
+"""Smoke-sized runs; cnn_epochs comes from the schedule probe (DYNN_GPU_RUN_EPOCHS "1 2": a smoke
+model is far below ResNet-56's 88 % floor, so both are tried and the run goes on with 2)."""
 
 
 def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str = "auto"
@@ -140,7 +141,7 @@ def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str 
            "DYNN_GPU_RUN_WORKERS": workers,
            # one thread per process: 2 workers x 2 busy-waiting threads on 2 cores take twice as long
            **({"OMP_NUM_THREADS": "1"} if workers != "auto" else {}),
-           "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_CHECK_S": "600",
+           "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "1 2", "DYNN_GPU_RUN_CHECK_S": "600",
            "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
            "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0"}
     return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)], env=env,
@@ -160,6 +161,15 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_EPOCHS": "45 sixty"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "'45 sixty'" in p.stderr and "none" in p.stderr
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_EPOCHS": "45",
+           "DYNN_GPU_RUN_PARAMS": "n_eval=10 cnn_epochs=30"}
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "give one of them" in p.stderr
 
 
 def test_gpu_carry_names_a_missing_archive(tmp_path):
@@ -183,6 +193,11 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert {"results.tar.gz", "store.tar.gz", "selfcheck.json", "timings.json", "log.txt"} <= set(files)
     with tarfile.open(out / "results.tar.gz") as tf:
         names = tf.getnames()
+        zoo_profile = json.load(tf.extractfile("results/smoke/cifar10-jpeg/zoo/record.json"))["config"]["profile"]
+    # the probe tried both schedules (neither clears 88 %) and every question ran with the last
+    assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-cpu.json" for e in (1, 2)} <= set(names)
+    assert zoo_profile["cnn_epochs"] == 2
+    assert "schedule: cnn_epochs=2 for every later stage" in p.stdout
     for q in ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix"):
         assert f"results/smoke/cifar10-jpeg/{q}/record.json" in names, q
         assert any(n.startswith(f"results/smoke/cifar10-jpeg/{q}/") and n.endswith(".parquet") for n in names), q
@@ -193,15 +208,15 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert last.startswith("gpu_run call 1:") and ", done;" in last and "zoo" in last
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
-    assert [s["stage"] for s in json.loads((out / "timings.json").read_text())["stages"]][:5] == \
-        ["install", "data", "check", "jobs", "zoo"]
+    assert [s["stage"] for s in json.loads((out / "timings.json").read_text())["stages"]][:6] == \
+        ["install", "data", "check", "schedule", "jobs", "zoo"]
 
     p2 = _run(out, state, archive, workers="2")
     assert p2.returncode == 0, p2.stdout[-4000:]
     t = json.loads((out / "timings.json").read_text())
     second = [s for s in t["stages"] if s["call"] == 2]
-    assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "jobs", "zoo", "rq1", "rq2",
-                                                                      "rq3", "rq4", "appendix"}
+    assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "schedule", "jobs", "zoo",
+                                                                      "rq1", "rq2", "rq3", "rq4", "appendix"}
     assert {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()} == stamp
     assert "gpu_run call 2:" in p2.stdout.strip().splitlines()[-1]
 

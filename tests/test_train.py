@@ -130,7 +130,7 @@ def test_sdn_weight_ramp():
     w50 = T.sdn_weights(50, 100, 6)
     assert w50[0] == pytest.approx(0.0865) and w50[-1] == pytest.approx(0.469)
     assert T.sdn_weights(97, 100, 6)[-1] == pytest.approx(0.892)
-    assert T.sdn_weights(29, 30, 6) == pytest.approx(list(maxima))  # the fast profile's last epoch
+    assert T.sdn_weights(44, 45, 6) == pytest.approx(list(maxima))  # the fast profile's last epoch
 
 
 def test_sdn_training_runs_and_records_every_exit(tiny_data):
@@ -215,11 +215,11 @@ def test_fast_profile_is_paper_with_a_short_schedule():
             "amp", "channels_last")
     assert all(getattr(fast, f) == getattr(paper, f) for f in same)
     assert (fast.n_train, fast.n_eval, fast.attack_steps, fast.ea_iters, fast.ea_images) == (None, None, 10, 1000, 100)
-    assert (fast.batch_size, fast.lr_schedule, fast.cnn_epochs, fast.ic_epochs) == (512, "onecycle", 30, 8)
+    assert (fast.batch_size, fast.lr_schedule, fast.cnn_epochs, fast.ic_epochs) == (512, "onecycle", 45, 8)
     assert (paper.batch_size, paper.lr_schedule, paper.lr, paper.ic_lr) == (128, "multistep", 0.1, 1e-3)
     cnn = T.recipe_config("cnn", "vgg16", "cifar10-jpeg", "fast")
     assert (cnn.batch_size, cnn.lr, cnn.epochs, cnn.lr_schedule, cnn.weight_decay, cnn.momentum) == \
-        (512, 0.4, 30, "onecycle", 5e-4, 0.9)
+        (512, 0.4, 45, "onecycle", 5e-4, 0.9)
     ic = T.recipe_config("ic_only", "vgg16", "cifar10-jpeg", "fast", base={})
     assert (ic.optimizer, ic.lr, ic.epochs, ic.batch_size) == ("adam", 2e-3, 8, 512)
     pc = T.recipe_config("cnn", "resnet56", "cifar10-jpeg", "paper")
