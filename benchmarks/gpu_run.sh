@@ -16,11 +16,11 @@
 #   data     ARCHIVE linked as $STATE/data/cifar10-jpeg.tar.gz: the library reads the archive in
 #            place, as a stream, and caches the decoded tensors in $STATE/cache (no extraction)
 #   check    benchmarks/gpu_check.py, at most DYNN_GPU_RUN_CHECK_S seconds; a FAIL stops the run
-#   schedule the schedule probe (`dynn schedule-probe`, dynn_lib.floors.probe_epochs): ResNet-56's
-#            static network trained at each cnn_epochs of DYNN_GPU_RUN_EPOCHS in turn until one clears
-#            its accuracy floor; every later stage runs with cnn_epochs = that choice (the longest
-#            tried when none clears it) and reuses the model; the records go to
-#            results/schedule-checks/, which the methods page shows
+#   schedule the schedule probe (`dynn schedule-probe`, dynn_lib.floors.probe_epochs): the static
+#            networks (ResNet-56, VGG-16, MobileNet) trained at each cnn_epochs of DYNN_GPU_RUN_EPOCHS
+#            in turn until all clear their accuracy floors; every later stage runs with cnn_epochs =
+#            that choice (the longest tried when none passes) and reuses those models; the records
+#            go to results/schedule-checks/, which the methods page shows
 #   jobs     only with more than one worker (DYNN_GPU_RUN_WORKERS): the questions' job graph,
 #            K jobs at once sharing the GPU (`dynn plan --run --workers K`)
 #   zoo rq1 rq2 rq3 rq4 appendix
@@ -257,7 +257,7 @@ fi
 if [ "$LADDER" != none ]; then
   # shellcheck disable=SC2086
   run_stage schedule "$FP|$LADDER" "$PY" -m dynn_lib.cli schedule-probe --dataset "$DATASET" --profile "$PROFILE" \
-    --device "$DEVICE" --store "$STATE/store" --arch resnet56 --epochs $LADDER --out "$STATE/results/schedule-checks" \
+    --device "$DEVICE" --store "$STATE/store" --epochs $LADDER --out "$STATE/results/schedule-checks" \
     --choice "$STATE/schedule-choice.json" "${OVERRIDES[@]}"
   rc=$?
   [ $rc -eq 0 ] || finish $rc

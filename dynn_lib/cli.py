@@ -3,8 +3,8 @@
     dynn data check DATASET [--data-dir DIR]
     dynn train --dataset D --arch A --kind {cnn,sdn,ic_only} [--profile P] [-o field=value ...]
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
-    dynn schedule-probe --dataset D --arch A --epochs E [E ...] [--profile fast] [--floor PCT]
-                   [--out DIR] [--choice FILE]     the fewest epochs whose static network clears its floor
+    dynn schedule-probe --dataset D --epochs E [E ...] [--arch A ...] [--profile fast] [--floor PCT]
+                   [--out DIR] [--choice FILE]     the fewest epochs whose static networks clear their floors
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
     dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
                    [--engine {local [--workers K],ray [--address ADDR] [--gpus-per-job F] [--threads-per-job T]}]
@@ -113,13 +113,14 @@ def cmd_schedule_probe(args) -> int:
     except ValueError as e:
         raise SystemExit(f"schedule-probe: {e}")
     for p in res["probes"]:
-        print(f"{args.dataset} {args.arch} cnn, {p['epochs']} epochs: final exit {p['accuracy']:.1f} % "
+        print(f"{args.dataset} {p['arch']} cnn, {p['epochs']} epochs: final exit {p['accuracy']:.1f} % "
               f"[{p['accuracy_lo']:.1f}, {p['accuracy_hi']:.1f}] on {p['n']} images, floor {p['floor']:g} %: "
               f"{p['verdict']} ({Path(args.out) / p['file']})")
     if res["passed"]:
-        print(f"schedule probe: cnn_epochs={res['chosen_epochs']} (the fewest tried that clears the floor)")
+        print(f"schedule probe: cnn_epochs={res['chosen_epochs']} (the fewest tried at which "
+              f"{', '.join(res['archs'])} clear their floors)")
     else:
-        print(f"schedule probe: WARNING: no schedule tried clears the floor; going on with the longest, "
+        print(f"schedule probe: WARNING: no schedule tried clears every floor; going on with the longest, "
               f"cnn_epochs={res['chosen_epochs']} (the model-zoo page will show it below the floor)")
     if args.choice:
         atomic_write_text(Path(args.choice), json.dumps(res, indent=2, default=str))
@@ -201,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_zoo)
     p_zoo.set_defaults(func=cmd_zoo)
 
-    p_probe = sub.add_parser("schedule-probe", help="train one static network at each number of epochs in turn; "
-                             "stop at the first that clears its accuracy floor (dynn_lib.floors.probe_epochs)")
+    p_probe = sub.add_parser("schedule-probe", help="train the static networks at each number of epochs in turn; "
+                             "stop at the first at which all clear their accuracy floors "
+                             "(dynn_lib.floors.probe_epochs)")
     _common(p_probe)
-    p_probe.add_argument("--arch", default="resnet56", help="vgg16, resnet56 (default) or mobilenet")
+    p_probe.add_argument("--arch", nargs="+", default=None,
+                         help="vgg16, resnet56, mobilenet (default: every one with a floor on the dataset)")
     p_probe.add_argument("--epochs", nargs="+", type=int, required=True, help="cnn_epochs values to try, in order")
     p_probe.add_argument("--floor", type=float, default=None,
                          help="floor in percent (default: the issue's, dynn_lib.floors.FAST_FLOORS)")

@@ -17,8 +17,9 @@ results: a check trained on a CPU differs from the GPU run in its bits, not in i
 
 The *schedule probe* (:func:`probe_epochs`, ``dynn schedule-probe``, the ``schedule`` stage of
 ``benchmarks/gpu_run.sh``) picks the number of epochs by measurement at the start of a run: it
-trains one static network at each candidate in turn, stops at the first above its floor, writes
-each record as a schedule check, and the run then uses that model and number of epochs.
+trains the static networks at each candidate in turn, stops at the first at which all are above
+their floors, writes each record as a schedule check, and the run then uses those models and that
+number of epochs.
 """
 from __future__ import annotations
 
@@ -134,23 +135,26 @@ def check_name(record: Mapping) -> str:
     return f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{record.get('profile', 'fast')}-e{cfg['epochs']}-{device}.json"
 
 
-def probe_epochs(dataset: str, arch: str, epochs: Sequence[int], out_dir: str | Path, profile: str = "fast",
-                 floor: float | None = None, store: str | Path | None = None, data_dir: str | Path | None = None,
-                 device: str = "auto", seed: int = 0, **overrides) -> dict:
-    """Pick the number of training epochs by measurement: train ``arch``'s static network (kind
-    ``cnn``) with ``profile``'s schedule and ``cnn_epochs`` = each of ``epochs`` in turn, and stop at
-    the first whose final-exit accuracy on the evaluation half is "above the floor" (:func:`judge`;
-    an "inconclusive" one does not pass).
+def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence[int], out_dir: str | Path,
+                 profile: str = "fast", floor: float | None = None, store: str | Path | None = None,
+                 data_dir: str | Path | None = None, device: str = "auto", seed: int = 0, **overrides) -> dict:
+    """Pick the number of training epochs by measurement: for each of ``epochs`` in turn, train the
+    static networks (kind ``cnn``) of ``archs`` with ``profile``'s schedule and ``cnn_epochs`` = that
+    number, and stop at the first number at which every one is "above the floor" (:func:`judge`;
+    "inconclusive" does not pass). ``archs``: one architecture, several, or None for every one with
+    a floor on ``dataset`` (ResNet-56 first: the one the first schedule check found short). Within
+    a number, the first network that does not pass ends it, so no further one is trained there.
 
     Each model trains through a :class:`~dynn_lib.zoo.Workspace` with the same store, so the
-    experiments run afterwards with ``cnn_epochs`` = the chosen value reuse it; ``overrides`` are
-    further profile fields (the run's own, e.g. ``n_train``). Each model's training record is
-    written to ``out_dir`` as a schedule check (:func:`check_name`), where the methods page shows it.
+    experiments run afterwards with ``cnn_epochs`` = the chosen number reuse the models of a passing
+    number; ``overrides`` are further profile fields (the run's own, e.g. ``n_train``). Each model's
+    training record is written to ``out_dir`` as a schedule check (:func:`check_name`), where the
+    methods page shows it.
 
-    Returns ``{"chosen_epochs", "passed", "dataset", "arch", "profile", "floor", "probes": [...]}``:
-    ``passed`` is False when none passed, and then ``chosen_epochs`` is the last (so the run goes
+    Returns ``{"chosen_epochs", "passed", "dataset", "archs", "profile", "probes": [...]}``:
+    ``passed`` is False when no number passed, and then ``chosen_epochs`` is the last (the run goes
     on with the longest schedule tried, and the book judges it); ``probes`` holds one
-    :func:`judge` result per model trained, with its ``epochs`` and ``file``.
+    :func:`judge` result per model trained, with its ``arch``, ``epochs``, ``n`` and ``file``.
     """
     from .models import ARCHS
     from .profiles import get_profile
@@ -159,29 +163,43 @@ def probe_epochs(dataset: str, arch: str, epochs: Sequence[int], out_dir: str | 
     epochs = list(epochs)
     if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
         raise ValueError(f"epochs must be a non-empty list of whole numbers >= 1, got {epochs!r}")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; accepted: {', '.join(ARCHS)}")
+    if archs is None:
+        archs = [a for d, a in FAST_FLOORS if d == dataset]
+        if not archs and floor is None:
+            raise ValueError(f"no floor for any architecture on {dataset} (floors exist for "
+                             f"{', '.join(sorted({d for d, _ in FAST_FLOORS}))}); give archs and a floor in percent")
+        archs = archs or list(ARCHS)
+    archs = [archs] if isinstance(archs, str) else list(archs)
+    bad = [a for a in archs if a not in ARCHS]
+    if not archs or bad:
+        raise ValueError(f"unknown architecture(s) {bad or archs!r}; accepted: {', '.join(ARCHS)}")
     _check_floor(floor)
-    if floor is None and (dataset, arch) not in FAST_FLOORS:
+    missing = [a for a in archs if (dataset, a) not in FAST_FLOORS]
+    if floor is None and missing:
         known = ", ".join(f"{d}/{a}" for d, a in FAST_FLOORS)
-        raise ValueError(f"no floor for {dataset}/{arch} (floors exist for {known}); give a floor in percent (floor=, or --floor)")
+        raise ValueError(f"no floor for {', '.join(f'{dataset}/{a}' for a in missing)} (floors exist for {known}); "
+                         f"give a floor in percent (floor=, or --floor)")
     if "cnn_epochs" in overrides:
         raise ValueError("cnn_epochs is what the probe chooses: give it as epochs=, not as an override")
     get_profile(profile, **overrides)  # bad profile names and fields fail here, before any training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"dataset": dataset, "arch": arch, "profile": profile, "floor": floor, "probes": []}
+    result = {"dataset": dataset, "archs": archs, "profile": profile, "probes": []}
     for e in epochs:
         ws = Workspace(dataset, profile, store=store, data_dir=data_dir, device=device, seed=seed,
                        cnn_epochs=e, **overrides)
-        ws.model(arch, "cnn")
-        rec = {**ws.model_record(arch, "cnn"), "profile": profile}
-        name = check_name(rec)
-        atomic_write_text(out / name, json.dumps(rec, indent=2, default=str))
-        v = judge(dataset, arch, float(rec["exit_accuracy"][-1]), int(rec["n_eval"]), floor)
-        result["probes"].append({"epochs": e, "file": name, "n": int(rec["n_eval"]), **v})
-        result["floor"] = v["floor"]
-        if v["verdict"] == "above the floor":
+        passed = True
+        for arch in archs:
+            ws.model(arch, "cnn")
+            rec = {**ws.model_record(arch, "cnn"), "profile": profile}
+            name = check_name(rec)
+            atomic_write_text(out / name, json.dumps(rec, indent=2, default=str))
+            v = judge(dataset, arch, float(rec["exit_accuracy"][-1]), int(rec["n_eval"]), floor)
+            result["probes"].append({"arch": arch, "epochs": e, "file": name, "n": int(rec["n_eval"]), **v})
+            if v["verdict"] != "above the floor":
+                passed = False
+                break
+        if passed:
             result.update(chosen_epochs=e, passed=True)
             return result
     result.update(chosen_epochs=epochs[-1], passed=False)

@@ -31,8 +31,8 @@ How the numbers were chosen, and what is measured:
 * The first schedule check, at 30 epochs (ResNet-56, trained on a CPU with bf16 autocast), ended
   *below* its floor, 87.0 % [86.0, 87.9] over 5,000 images, with a training loss still falling at
   the last epoch. 45 is the next step of the ladder that ``benchmarks/gpu_run.sh`` probes
-  (:func:`dynn_lib.floors.probe_epochs`: 45, then 60, keeping the first that clears ResNet-56's
-  floor): it is *not yet measured*, and costs about 1.5x the GPU time of 30 in training.
+  (:func:`dynn_lib.floors.probe_epochs`: 45, then 60, keeping the first at which the three static
+  networks clear their floors): it is *not yet measured*, and costs about 1.5x the GPU time of 30 in training.
 """
 from __future__ import annotations
 
