@@ -98,18 +98,12 @@ def cmd_zoo(args) -> int:
 
 def cmd_schedule_probe(args) -> int:
     import json
-    from dataclasses import fields
     from . import floors
-    from .profiles import Profile
     from .store import atomic_write_text
-    ov = parse_overrides(args.override)
-    pfields = {f.name for f in fields(Profile)} - {"name"}
-    if any(k not in pfields for k in ov):
-        raise SystemExit(f"unknown override(s) {sorted(k for k in ov if k not in pfields)}; accepted: {sorted(pfields)}")
-    try:
+    try:  # probe_epochs rejects bad input, unknown profile fields included, before any training
         res = floors.probe_epochs(args.dataset, args.arch, args.epochs, args.out, profile=args.profile,
                                   floor=args.floor, store=args.store, data_dir=args.data_dir, device=args.device,
-                                  seed=args.seed, **ov)
+                                  seed=args.seed, **parse_overrides(args.override))
     except ValueError as e:
         raise SystemExit(f"schedule-probe: {e}")
     for p in res["probes"]:

@@ -190,8 +190,7 @@ def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequen
                        cnn_epochs=e, **overrides)
         passed = True
         for arch in archs:
-            ws.model(arch, "cnn")
-            rec = {**ws.model_record(arch, "cnn"), "profile": profile}
+            rec = {**ws.model_record(arch, "cnn"), "profile": profile}  # trains the model when not stored
             name = check_name(rec)
             atomic_write_text(out / name, json.dumps(rec, indent=2, default=str))
             v = judge(dataset, arch, float(rec["exit_accuracy"][-1]), int(rec["n_eval"]), floor)

@@ -149,27 +149,23 @@ def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str 
                           capture_output=True, text=True, timeout=limit + 120)
 
 
+def _bad_settings(tmp_path, **env) -> subprocess.CompletedProcess:
+    """gpu_run.sh called with ``env`` added to this environment (expected to stop at its checks)."""
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), **env}
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_gpu_run_rejects_bad_settings(tmp_path):
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_QUESTIONS": "zoo rq9"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_QUESTIONS="zoo rq9")
     assert p.returncode == 2 and "rq9" in p.stderr and "accepted" in p.stderr
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_LIMIT_S": "8m"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_LIMIT_S="8m")
     assert p.returncode == 2 and "8m" in p.stderr
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_WORKERS": "two"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_WORKERS="two")
     assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_EPOCHS": "45 sixty"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45 sixty")
     assert p.returncode == 2 and "'45 sixty'" in p.stderr and "none" in p.stderr
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(tmp_path / "s"), "DYNN_GPU_RUN_EPOCHS": "45",
-           "DYNN_GPU_RUN_PARAMS": "n_eval=10 cnn_epochs=30"}
-    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45", DYNN_GPU_RUN_PARAMS="n_eval=10 cnn_epochs=30")
     assert p.returncode == 2 and "give one of them" in p.stderr
 
 
