@@ -120,7 +120,7 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
                     print(f"[reproduce] {name} done in {stages[name]:.1f} s", file=sys.stderr, flush=True)
     html = None
     if build or execute:
-        from .book import build_book, execute_all
+        from .book import build_book, default_jobs, execute_all, toc_notebooks
         params = {"profile": profile, "dataset": chosen[0], "device": device, "seed": seeds[0],
                   "results_dir": str(results_dir),
                   # --no-experiments: pages render the published results and never compute (a missing
@@ -134,11 +134,14 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
             params["data_dir"] = str(Path(data_dir).resolve())
         if len(chosen) > 1:
             params["secondary_dataset"] = chosen[1]
+        # the experiment stage has published everything (or --no-experiments: nothing is computed),
+        # so the pages only render: several at once (book.default_jobs: one per core)
+        jobs = default_jobs(len(toc_notebooks()))
         t0 = time.perf_counter()
         if build:
-            html = build_book(None, results_dir, strict=True, parameters=params, execute=execute)
+            html = build_book(None, results_dir, strict=True, parameters=params, execute=execute, jobs=jobs)
         else:
-            execute_all(None, params)
+            execute_all(None, params, jobs=jobs)
         stages["notebooks+book"] = time.perf_counter() - t0
     stages["total"] = time.perf_counter() - t_all
     rec = {"profile": profile, "datasets": chosen, "seeds": list(seeds), "notes": notes, "seconds": stages,

@@ -81,27 +81,100 @@ def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
 
+def _mini_book(root: Path, pages: dict[str, str]) -> Path:
+    """A book root whose TOC lists ``pages`` (name -> the code of its one cell after the parameters)."""
+    head = ("---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
+            "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+            "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n")
+    (root / "notebooks").mkdir(parents=True)
+    for name, code in pages.items():
+        (root / "notebooks" / f"{name}.md").write_text(head + f"```{{code-cell}} ipython3\n{code}\n```\n")
+    (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n" + "".join(
+        f"  - file: {GENERATED_DIR.as_posix()}/{n}\n" for n in pages))
+    return root
+
+
+def _outputs(path: Path) -> list[str]:
+    nb = json.loads(path.read_text())
+    return ["".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", [])]
+
+
+@pytest.mark.book
+def test_pages_executed_side_by_side_equal_pages_executed_in_turn(tmp_path):
+    """``execute_all(jobs=2)`` (what ``dynn reproduce`` uses on 2 cores): the same executed pages as
+    one after another, kernels told to use cores // jobs threads; a failing page is reported like
+    in the serial run (its failed copy named, the others still run with keep_going), and without
+    keep_going no page starts after a failure."""
+    pytest.importorskip("papermill")
+    from dynn_lib.book import NotebookExecutionError, check_jobs, execute_all
+
+    pages = {"a": "import os\nprint(seed * 2, os.environ.get('OMP_NUM_THREADS'))", "b": "raise KeyError('boom')",
+             "c": "print(seed + 1)"}
+    runs = {}
+    for jobs in (1, 2):
+        root = _mini_book(tmp_path / f"j{jobs}", pages)
+        with pytest.raises(NotebookExecutionError, match="boom") as e:
+            execute_all(root, {"seed": 21}, jobs=jobs, keep_going=True)
+        assert e.value.failed_path == root / GENERATED_DIR / "b.failed.ipynb" and e.value.failed_path.is_file()
+        report = json.loads((root / GENERATED_DIR / "_execution.json").read_text())
+        assert {n: r["ok"] for n, r in report.items()} == {"a": True, "b": False, "c": True}
+        assert "KeyError" in report["b"]["error"] and "b.failed.ipynb" in report["b"]["error"]
+        runs[jobs] = {n: _outputs(root / GENERATED_DIR / f"{n}.ipynb") for n in ("a", "c")}
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert runs[1] == {"a": [f"42 {os.environ.get('OMP_NUM_THREADS')}\n"], "c": ["22\n"]}
+    assert runs[2] == {"a": [f"42 {threads}\n"], "c": ["22\n"]}
+
+    # b fails while a runs (a ends only once b's failed copy exists): c, next in line, never starts
+    failed = tmp_path / "stop" / GENERATED_DIR / "b.failed.ipynb"
+    wait_b = f"import pathlib, time\nt = time.time()\nwhile not pathlib.Path({str(failed)!r}).exists() and time.time() - t < 120:\n    time.sleep(0.1)"
+    root = _mini_book(tmp_path / "stop", {"b": pages["b"], "a": wait_b, "c": pages["c"]})
+    with pytest.raises(NotebookExecutionError, match="boom"):
+        execute_all(root, {"seed": 21}, jobs=2)
+    report = json.loads((root / GENERATED_DIR / "_execution.json").read_text())
+    assert "c" not in report and not (root / GENERATED_DIR / "c.ipynb").exists()  # started after b failed: no
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match=re.escape(f"integer >= 1, got {bad!r}")):
+            check_jobs(bad)
+
+
+def test_default_jobs_is_one_page_per_core_up_to_four(monkeypatch):
+    from dynn_lib import book
+    for cores, pages, want in ((2, 8, 2), (16, 8, 4), (1, 8, 1), (16, 1, 1), (None, 8, 1)):
+        monkeypatch.setattr(book.os, "cpu_count", lambda: cores)
+        assert book.default_jobs(pages) == want, (cores, pages)
+
+
 # ------------------------------------------------------------------ slow: build and browse
 
+TINY = {"n_train": 32, "n_query": 16, "n_eval": 16, "ea_images": 4, "ea_iters": 5, "attack_steps": 2}
+"""The book's run at sizes CI can afford (the full smoke profile takes over ten minutes on 2 CPU cores;
+n_query sets the surrogates' training set, 11 x n_query x 0.9 images, the largest cost here)."""
+
+
 @pytest.fixture(scope="session")
-def book_html(tmp_path_factory) -> Path:
+def book_run(tmp_path_factory) -> tuple[Path, Path | None]:
+    """(the built site, the artefact store its run trained into; None for DYNN_BOOK_HTML)."""
     env = os.environ.get("DYNN_BOOK_HTML")
     if env:
         html = Path(env).resolve()
         if not (html / "index.html").is_file():
             pytest.fail(f"DYNN_BOOK_HTML={env} holds no built site (index.html missing)")
-        return html
+        return html, None
     for mod in ("jupyter_book", "papermill", "jupytext"):
         pytest.importorskip(mod)
     from dynn_lib.reproduce import reproduce
 
-    # the real `dynn reproduce --profile smoke` path on generated data, at tiny sizes so CI can
-    # afford it (the full smoke profile takes tens of minutes on 2 CPU cores)
+    # the real `dynn reproduce --profile smoke` path on generated data, at tiny sizes
     tmp = tmp_path_factory.mktemp("book-run")
-    tiny = {"n_train": 64, "n_query": 32, "n_eval": 16, "ea_images": 4, "ea_iters": 5, "attack_steps": 2}
-    return reproduce("smoke", datasets=["synthetic"], device="cpu", results_dir=tmp / "results",
-                     store=tmp / "store", overrides=tiny, build=True,
+    html = reproduce("smoke", datasets=["synthetic"], device="cpu", results_dir=tmp / "results",
+                     store=tmp / "store", overrides=TINY, build=True,
                      execute=os.environ.get("DYNN_BOOK_EXECUTE", "1") != "0")
+    return html, tmp / "store"
+
+
+@pytest.fixture(scope="session")
+def book_html(book_run) -> Path:
+    return book_run[0]
 
 
 @pytest.fixture(scope="session")
@@ -229,16 +302,18 @@ def test_a_page_with_compute_off_renders_only_published_results(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.book
-def test_plain_papermill_route_runs_a_page_with_new_parameters(tmp_path):
+def test_plain_papermill_route_runs_a_page_with_new_parameters(tmp_path, book_run):
     """A tiny synthetic RQ1 through plain papermill: lists and dicts passed as JSON text arrive as lists
-    and dicts (``-p eps_255 "[4]"``), and the published table holds exactly the requested budget."""
+    and dicts (``-p eps_255 "[4]"``), and the published table holds exactly the requested budget.
+    The page trains into the book run's store (same sizes), so it finds those models and surrogates
+    and computes only its new attack tables (a fresh store: about 35 s more on 2 cores)."""
     from dynn_lib.experiments import runner
 
-    tiny = json.dumps({"n_train": 64, "n_query": 32, "n_eval": 16, "ea_images": 4, "ea_iters": 5, "attack_steps": 2})
+    store = book_run[1] or tmp_path / "store"
     run = _plain_route(tmp_path, "rq1_transferability", "-p", "profile", "smoke", "-p", "dataset", "synthetic",
                        "-p", "device", "cpu", "-p", "results_dir", str(tmp_path / "results"),
-                       "-p", "store", str(tmp_path / "store"), "-p", "eps_255", "[4]", "-p", "attacks", '["fgsm"]',
-                       "-p", "overrides", tiny)
+                       "-p", "store", str(store), "-p", "eps_255", "[4]", "-p", "attacks", '["fgsm"]',
+                       "-p", "overrides", json.dumps(TINY))
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     summary = runner.load_results(tmp_path / "results", "smoke", "synthetic", "rq1")["summary"]
     assert sorted(set(summary["eps_255"].round(6))) == [4.0] and set(summary["attack"]) == {"fgsm"}

@@ -76,7 +76,7 @@ def test_reproduce_without_experiments_runs_the_pages_with_compute_off(tmp_path,
 
     published, seen = [], []
     monkeypatch.setattr(R, "publish", lambda *a, **k: published.append(a[0]))
-    monkeypatch.setattr(book, "execute_all", lambda root, params: seen.append(dict(params)))
+    monkeypatch.setattr(book, "execute_all", lambda root, params, **kw: seen.append(dict(params)))
     R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False, experiments=False)
     assert published == [] and seen[-1]["compute"] is False
     R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False)
