@@ -130,7 +130,8 @@ def fake_cifar10_jpeg(path: Path, per_class: int = 10) -> Path:
     return path
 
 
-SMOKE_PARAMS = "n_train=100 n_query=50 n_eval=20 attack_steps=1 ea_iters=2 ea_images=10 ic_epochs=1"
+QUESTIONS = ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix")
+SMOKE_PARAMS = "n_train=50 n_query=20 n_eval=10 attack_steps=1 ea_iters=2 ea_images=10 ic_epochs=1"
 """Smoke-sized runs; cnn_epochs comes from the schedule probe. DYNN_GPU_RUN_EPOCHS is "2 1": a smoke
 model is far below ResNet-56's 88 % floor, so both are tried and the run goes on with the last, 1
 (in this order the probe costs one 2-epoch ResNet-56, and every other training stays at 1 epoch)."""
@@ -179,8 +180,8 @@ def test_gpu_carry_names_a_missing_archive(tmp_path):
 @pytest.mark.slow
 def test_gpu_run_rehearsal_on_cpu(tmp_path):
     """The one-command GPU run end to end at smoke sizes on a fake archive, with 2 workers (the
-    `jobs` stage: the job graph in 2 processes, then the question stages find their tables);
-    the second call reuses all."""
+    `jobs` stage: the job graph in 2 processes, which publishes every question); the second call
+    reuses all."""
     archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz")
     out, state = tmp_path / "out", tmp_path / "state"
     p = _run(out, state, archive, workers="2")
@@ -195,7 +196,7 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-cpu.json" for e in (1, 2)} <= set(names)
     assert zoo_profile["cnn_epochs"] == 1
     assert "schedule: cnn_epochs=1 for every later stage" in p.stdout
-    for q in ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix"):
+    for q in QUESTIONS:
         assert f"results/smoke/cifar10-jpeg/{q}/record.json" in names, q
         assert any(n.startswith(f"results/smoke/cifar10-jpeg/{q}/") and n.endswith(".parquet") for n in names), q
     with tarfile.open(out / "store.tar.gz") as tf:
@@ -205,8 +206,11 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert last.startswith("gpu_run call 1:") and ", done;" in last and "zoo" in last
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
-    assert [s["stage"] for s in json.loads((out / "timings.json").read_text())["stages"]][:6] == \
-        ["install", "data", "check", "schedule", "jobs", "zoo"]
+    first = json.loads((out / "timings.json").read_text())["stages"]
+    assert [s["stage"] for s in first][:6] == ["install", "data", "check", "schedule", "jobs", "zoo"]
+    # the jobs stage published every question: no interpreter started to find them
+    assert {s["stage"]: s["status"] for s in first if s["stage"] in QUESTIONS} == dict.fromkeys(QUESTIONS, "published")
+    assert "--- rq4: published by the jobs stage" in p.stdout and " run rq4 " not in p.stdout
 
     p2 = _run(out, state, archive, workers="2")
     assert p2.returncode == 0, p2.stdout[-4000:]

@@ -242,7 +242,7 @@ def test_interrupted_workers_save_their_trainings_and_a_rerun_resumes_them(tmp_p
     store = tmp_path / "store"
     argv = [sys.executable, "-m", "dynn_lib.cli", "plan", "--run", "--workers", "2", "--datasets", "synthetic",
             "--questions", "zoo", "--store", str(store), "--results", str(tmp_path / "results"), "--device", "cpu",
-            "-p", "n_train", "192", "-p", "cnn_epochs", "4", "-p", "checkpoint_every", "1", "-p", "n_eval", "8"]
+            "-p", "n_train", "128", "-p", "cnn_epochs", "3", "-p", "checkpoint_every", "1", "-p", "n_eval", "8"]
     env = {**os.environ, "DYNN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
