@@ -370,6 +370,23 @@ class _Builder:
 
 # ---------------------------------------------------------------- running one job
 
+_WORKSPACES: dict = {}
+"""This process's workspaces, one per (context, dataset, seed), kept across the jobs it runs
+(:func:`run_job_in_worker`)."""
+
+
+def run_job_in_worker(job: Job, ctx: Context) -> float:
+    """:func:`run_job` on this process's workspace for the job's context, dataset and seed,
+    created at the first such job: a worker process (a local pool worker, a Ray worker) loads the
+    data and each trained model once, and reuses clean outputs and labels across its jobs, as the
+    in-process engine does (same numbers: every artefact is a function of its configuration)."""
+    from .store import canonical
+    key = (repr(canonical(vars(ctx))), job.dataset, job.seed)
+    if key not in _WORKSPACES:
+        _WORKSPACES[key] = ctx.workspace(job.dataset, job.seed)
+    return run_job(job, ctx, _WORKSPACES[key])
+
+
 def run_job(job: Job, ctx: Context, ws=None) -> float:
     """Run one job through the library call it names (artefacts go to the store or the results
     folder, atomically, record last); returns its wall time in seconds. ``ws``: a workspace to

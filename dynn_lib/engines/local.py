@@ -23,13 +23,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from ..plan import Plan, run_job
+from ..plan import Plan, run_job, run_job_in_worker
 from ..progress import progress
-
-
-_WORKSPACES: dict = {}
-"""A pool worker's workspaces, one per (context, dataset, seed), kept across the jobs it runs
-(as the in-process engine keeps them): data and trained models are loaded once per worker."""
 
 
 def _init_worker(threads: int) -> None:
@@ -39,15 +34,6 @@ def _init_worker(threads: int) -> None:
     restore_sigint()  # an interrupted run's trainings save their checkpoints (see cli.restore_sigint)
     os.environ["DYNN_PROGRESS"] = "0"  # one bar: the parent's
     torch.set_num_threads(threads)
-
-
-def _run_pooled(job, ctx) -> float:
-    """:func:`run_job` in a pool worker, on the worker's workspace for the job's dataset and seed."""
-    from ..store import canonical
-    key = (repr(canonical(vars(ctx))), job.dataset, job.seed)
-    if key not in _WORKSPACES:
-        _WORKSPACES[key] = ctx.workspace(job.dataset, job.seed)
-    return run_job(job, ctx, _WORKSPACES[key])
 
 
 def run(plan: Plan, workers: int = 1) -> dict[str, float]:
@@ -90,7 +76,7 @@ def _run_in_pool(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
             ready = [j for j in queue if all(d not in todo or d in times for d in j.deps)]
             for job in ready[:workers - len(running)]:
                 queue.remove(job)
-                running[pool.submit(_run_pooled, job, plan.context)] = job
+                running[pool.submit(run_job_in_worker, job, plan.context)] = job
             if not running:  # cannot happen for a plan (its order is topological); never spin
                 raise RuntimeError(f"no job can start: {[j.key for j in queue]} wait for jobs not in the plan")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -23,6 +23,11 @@ passed as object references, so Ray starts a job when the jobs it needs have fin
   (and the data folder, for real datasets) must be one path that every node sees (a shared
   filesystem). Before any job, a probe task on every node checks that it sees a token file
   the driver wrote into the store, and can write to the results folder; otherwise a clear error.
+* Workspaces: a Ray worker process keeps one workspace per (context, dataset, seed) across the
+  tasks it runs (:func:`dynn_lib.plan.run_job_in_worker`, as the local engine's pool workers), so
+  data and trained models are loaded once per worker, not once per job. Measured on the Ray
+  test's plan (35 jobs, generated data, 2 CPUs): the jobs' summed wall time 57.6 s with a fresh
+  workspace per job, 44.1 s with one per worker (wall 62.6 -> 48.3 s); 45.7 s for the same work in one process.
 * Progress: a bar counting finished jobs, with the last job's name and wall time.
 
 Ray is imported only inside :func:`run` (``import dynn_lib.engines.ray_engine`` does not).
@@ -37,7 +42,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from ..plan import Context, Job, Plan, run_job
+from ..plan import Context, Job, Plan, run_job_in_worker
 from ..progress import progress
 
 PROBE_TIMEOUT_S = 5.0
@@ -92,7 +97,7 @@ def _execute(job: Job, ctx: Context, threads: int, *deps) -> float:
     only order it."""
     import torch
     torch.set_num_threads(threads)
-    return run_job(job, ctx)
+    return run_job_in_worker(job, ctx)
 
 
 def default_threads(cluster_cpus: float, cluster_gpus: float, gpus_per_job: float, max_node_cpus: float) -> int:
