@@ -61,17 +61,21 @@ def test_static_pages_exist():
             assert (ROOT / f"{doc}.md").is_file() or (ROOT / f"{doc}.ipynb").is_file(), doc
 
 
+def _text_notebook(code: str) -> str:
+    """A jupytext MyST notebook: a parameters cell (``seed = 0``), then one cell of ``code``."""
+    return ("---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
+            "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+            "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n"
+            f"```{{code-cell}} ipython3\n{code}\n```\n")
+
+
 @pytest.mark.book
 def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
     pytest.importorskip("papermill")
     from dynn_lib.book import execute_notebook
 
     src = tmp_path / "tiny.md"
-    src.write_text(
-        "---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
-        "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
-        "  name: python3\n---\n\n# Tiny\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n"
-        "```{code-cell} ipython3\nprint(seed * 2)\n```\n", encoding="utf-8")
+    src.write_text(_text_notebook("print(seed * 2)"), encoding="utf-8")
     with pytest.raises(ValueError, match="does not declare"):
         execute_notebook(src, tmp_path / "out.ipynb", {"sede": 1})
     out = execute_notebook(src, tmp_path / "out.ipynb", {"seed": 21})
@@ -83,12 +87,9 @@ def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
 
 def _mini_book(root: Path, pages: dict[str, str]) -> Path:
     """A book root whose TOC lists ``pages`` (name -> the code of its one cell after the parameters)."""
-    head = ("---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
-            "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
-            "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n")
     (root / "notebooks").mkdir(parents=True)
     for name, code in pages.items():
-        (root / "notebooks" / f"{name}.md").write_text(head + f"```{{code-cell}} ipython3\n{code}\n```\n")
+        (root / "notebooks" / f"{name}.md").write_text(_text_notebook(code), encoding="utf-8")
     (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n" + "".join(
         f"  - file: {GENERATED_DIR.as_posix()}/{n}\n" for n in pages))
     return root
