@@ -25,7 +25,10 @@
 #            K jobs at once sharing the GPU (`dynn plan --run --workers K`), which publishes every
 #            question as `dynn run` would: the question stages below are then marked done
 #            (status "published") instead of starting one interpreter each to find their tables
-#   zoo rq1 rq2 rq3 rq4 appendix
+#   zoo rq4 rq1 rq2 rq3 appendix
+#            (RQ4 second: it needs only the zoo's models, and holds the paper's numeric Tables 1-3, so a
+#            run cut short by its slot still brings them back; render a partial run with
+#            `dynn reproduce --no-experiments --allow-missing`)
 #            `python -m dynn_lib.cli run Q --profile P --dataset D --results $STATE/results
 #            --store $STATE/store`, each under `timeout -s INT` so that it stops before the limit
 #            (every library write is atomic: temp file + rename; training resumes from its last
@@ -43,7 +46,7 @@
 #   DYNN_GPU_RUN_CHECK_S   self-check budget in seconds [180]; 0 skips the check
 #   DYNN_GPU_RUN_CHECK_ARGS extra gpu_check.py arguments (e.g. --tiny) []
 #   DYNN_GPU_RUN_PROFILE   profile [fast]        DYNN_GPU_RUN_DATASET  dataset [cifar10-jpeg]
-#   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq1 rq2 rq3 rq4 appendix"]
+#   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
@@ -74,7 +77,7 @@ CHECK_S=${DYNN_GPU_RUN_CHECK_S:-180}
 CHECK_ARGS=${DYNN_GPU_RUN_CHECK_ARGS:-}
 PROFILE=${DYNN_GPU_RUN_PROFILE:-fast}
 DATASET=${DYNN_GPU_RUN_DATASET:-cifar10-jpeg}
-QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq1 rq2 rq3 rq4 appendix}
+QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq4 rq1 rq2 rq3 appendix}
 PARAMS=${DYNN_GPU_RUN_PARAMS:-}
 DEVICE=${DYNN_GPU_RUN_DEVICE:-auto}
 WORKERS=${DYNN_GPU_RUN_WORKERS:-auto}

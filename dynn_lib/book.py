@@ -35,6 +35,7 @@ Command line::
     python -m dynn_lib.book --only methods,rq1_transferability    # re-execute two pages, build
     python -m dynn_lib.book --no-execute                          # rebuild the HTML only
     python -m dynn_lib.book --jobs 2 ...                          # two pages at once (published results)
+    python -m dynn_lib.book -p compute=False --allow-missing ...  # render a partial results folder
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["GENERATED_DIR", "SOURCE_DIR", "COMMON_PARAMETERS", "NotebookExecutionError", "repo_root",
            "toc_files", "toc_notebooks", "source_for", "notebook_parameters", "execute_notebook",
-           "execute_all", "check_jobs", "default_jobs", "build_book", "main", "check_parameters", "coerce_parameter", "site_status"]
+           "execute_all", "check_jobs", "default_jobs", "build_book", "main", "check_parameters", "coerce_parameter",
+           "site_status", "write_notice_page", "NOT_PUBLISHED"]
 
 GENERATED_DIR = Path("book") / "_generated"
 """Where executed notebooks go, relative to the book root (the folder holding ``_toc.yml``)."""
@@ -74,6 +76,57 @@ class NotebookExecutionError(RuntimeError):
         self.source, self.failed_path, self.cause = source, failed_path, cause
         super().__init__(f"executing {source} failed; the executed copy with the error is at "
                          f"{failed_path}\n{cause}")
+
+
+NOT_PUBLISHED = "NotPublishedError"
+"""Name of the error a page raises when its results are not in the results folder
+(:class:`dynn_lib.experiments.runner.NotPublishedError`, from ``runner.publish(compute=False)``)."""
+
+
+def _not_published(cause: BaseException) -> str | None:
+    """The message of a page that stopped only because its results are not published (the
+    kernel raised :data:`NOT_PUBLISHED`; papermill reports it as ``ename`` / ``evalue``), else None."""
+    if getattr(cause, "ename", None) == NOT_PUBLISHED:
+        return str(getattr(cause, "evalue", "") or cause)
+    return None
+
+
+def write_notice_page(src: str | Path, out: str | Path, parameters: Mapping[str, Any], message: str) -> Path:
+    """Write ``out``: the page ``src`` without results -- its opening text (the markdown cells before
+    its first code cell: title, the paper's claim, what would confirm or refute it), then a warning
+    that a result it needs is not published, with ``message`` (the page's
+    :class:`~dynn_lib.experiments.runner.NotPublishedError`: the folder looked in, why, the command
+    that computes them; the results folder's absolute path shortened to its name). The parameters go
+    into the notebook's metadata as papermill's would (:func:`site_status` reads them), and the
+    message under ``metadata.dynn.missing_results``. Written atomically."""
+    import nbformat
+
+    from .store import atomic_write_text
+
+    src, out = Path(src), Path(out)
+    nb = _read_text_notebook(src) if src.suffix != ".ipynb" else nbformat.read(src, as_version=4)
+    head = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            break
+        head.append(cell)
+    text = message.removeprefix("compute=False: ").strip()
+    results = parameters.get("results_dir")
+    if results:
+        full = str(Path(results).resolve())
+        text = text.replace(full, Path(full).name)
+    notice = nbformat.v4.new_markdown_cell(
+        ":::{warning}\n**A result this page needs is not in this build's results folder.** " + text[:1].upper()
+        + text[1:] + "\n\nThe book was built with `--allow-missing` from a partial results folder (for example "
+        "from a GPU run that stopped before this question), so the page stops here: its tables, figures and "
+        "verdicts are left out, and the claims ledger marks every statement that needs this result "
+        "'not testable'.\n:::")
+    nb.cells = head + [notice]
+    nb.metadata["papermill"] = {"parameters": json.loads(json.dumps(dict(parameters), default=str))}
+    nb.metadata["dynn"] = {"missing_results": text}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, nbformat.writes(nb))
+    return out
 
 
 # ----------------------------------------------------------------------------------- locations
@@ -221,16 +274,17 @@ def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping
 
 
 def _execute_one(src: str, out: str, parameters: dict, cwd: str, timeout: float | None, log_output: bool,
-                 env: dict[str, str]) -> tuple[str | None, str | None, str | None]:
-    """:func:`execute_notebook` in a pool worker: (error type, error text, failed copy), all None
-    when the page ran; never raises, so that nothing unpicklable crosses the process boundary."""
+                 env: dict[str, str]) -> tuple[str | None, str | None, str | None, str | None]:
+    """:func:`execute_notebook` in a pool worker: (error type, error text, failed copy, the
+    not-published message of :func:`_not_published`), all None when the page ran; never raises, so
+    that nothing unpicklable crosses the process boundary."""
     try:
         execute_notebook(src, out, parameters, cwd=cwd, timeout=timeout, log_output=log_output, env=env)
-        return None, None, None
+        return None, None, None, None
     except NotebookExecutionError as e:
-        return type(e.cause).__name__, str(e.cause), str(e.failed_path)
+        return type(e.cause).__name__, str(e.cause), str(e.failed_path), _not_published(e.cause)
     except Exception as e:  # a bad parameter, a missing source: reported like a failed page
-        return type(e).__name__, str(e), None
+        return type(e).__name__, str(e), None, None
 
 
 def _rebuild_error(src: Path, kind: str, text: str, failed: str | None) -> BaseException:
@@ -264,7 +318,8 @@ def default_jobs(n_notebooks: int) -> int:
 
 def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | None = None,
                 names: Sequence[str] | None = None, *, timeout: float | None = None,
-                log_output: bool = False, keep_going: bool = False, jobs: int = 1) -> dict[str, dict]:
+                log_output: bool = False, keep_going: bool = False, jobs: int = 1,
+                allow_missing: bool = False) -> dict[str, dict]:
     """Execute every notebook of the TOC (or ``names``) into :data:`GENERATED_DIR`.
 
     The same ``parameters`` go to every notebook. Returns (and writes to
@@ -280,9 +335,18 @@ def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | 
     ``--no-experiments``): pages that still have to compute would each compute the models they
     share (the store keeps one copy; the work is done twice). ``log_output`` with several jobs
     interleaves the pages' outputs.
+
+    allow_missing: a page that stops only because its results are not in the results folder (its
+    ``compute`` parameter False and :class:`~dynn_lib.experiments.runner.NotPublishedError` raised)
+    is not a failure: it is written as a notice page (:func:`write_notice_page`: its opening text and
+    what is missing) and its record says ``missing_results``. For a partial results folder, e.g. from a
+    GPU run that stopped early (``dynn reproduce --no-experiments --allow-missing``). Any other error
+    still fails the page.
     """
     root = Path(root).resolve() if root is not None else repo_root()
     jobs = check_jobs(jobs)
+    if not isinstance(allow_missing, bool):
+        raise TypeError(f"allow_missing must be True or False, got {allow_missing!r}")
     all_names = toc_notebooks(root)
     names = list(names) if names is not None else all_names
     missing = [n for n in names if n not in all_names]
@@ -300,8 +364,19 @@ def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | 
         report[name] = record
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"[book] {name}: {'ok' if record['ok'] else 'FAILED'} in {record['seconds']:.1f}s",
-              file=sys.stderr, flush=True)
+        status = ("no published results: rendered as a notice" if record.get("missing_results")
+                  else "ok" if record["ok"] else "FAILED")
+        print(f"[book] {name}: {status} in {record['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    def as_notice(src: Path, out: Path, record: dict, message: str | None, failed: str | Path | None) -> bool:
+        """Write the notice page when ``message`` says the results are missing and that is allowed."""
+        if not allow_missing or message is None:
+            return False
+        write_notice_page(src, out, parameters or {}, message)
+        if failed is not None:
+            Path(failed).unlink(missing_ok=True)
+        record.update(ok=True, missing_results=message)
+        return True
 
     def new_record(name: str) -> tuple[Path, Path, dict]:
         src, out = source_for(name, root), root / GENERATED_DIR / f"{name}.ipynb"
@@ -316,6 +391,9 @@ def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | 
                 execute_notebook(src, out, parameters, cwd=root, timeout=timeout, log_output=log_output)
                 record["ok"] = True
             except Exception as e:
+                cause = e.cause if isinstance(e, NotebookExecutionError) else e
+                if as_notice(src, out, record, _not_published(cause), getattr(e, "failed_path", None)):
+                    continue
                 record["error"] = f"{type(e).__name__}: {e}"[:2000]
                 errors[name] = e
                 if not keep_going:
@@ -323,15 +401,15 @@ def execute_all(root: str | Path | None = None, parameters: Mapping[str, Any] | 
             finally:
                 finish(name, record, t0)
     else:
-        _execute_pooled(names, new_record, finish, errors, dict(parameters or {}), root, timeout, log_output,
-                        keep_going, jobs)
+        _execute_pooled(names, new_record, finish, as_notice, errors, dict(parameters or {}), root, timeout,
+                        log_output, keep_going, jobs)
     if errors:
         raise errors[next(n for n in names if n in errors)]
     return {n: report[n] for n in names}
 
 
-def _execute_pooled(names, new_record, finish, errors, parameters, root, timeout, log_output, keep_going,
-                    jobs) -> None:
+def _execute_pooled(names, new_record, finish, as_notice, errors, parameters, root, timeout, log_output,
+                    keep_going, jobs) -> None:
     """:func:`execute_all`'s ``jobs > 1`` path: up to ``jobs`` pages at once, in book order; after a
     failure (without ``keep_going``) no further page starts and the running ones finish."""
     import multiprocessing
@@ -346,18 +424,18 @@ def _execute_pooled(names, new_record, finish, errors, parameters, root, timeout
                 name = queue.pop(0)
                 src, out, record = new_record(name)
                 fut = pool.submit(_execute_one, str(src), str(out), parameters, str(root), timeout, log_output, env)
-                running[fut] = (name, src, record, time.perf_counter())
+                running[fut] = (name, src, out, record, time.perf_counter())
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                name, src, record, t0 = running.pop(fut)
+                name, src, out, record, t0 = running.pop(fut)
                 try:
-                    kind, text, failed = fut.result()
+                    kind, text, failed, missing = fut.result()
                 except Exception as e:  # the worker process itself died
-                    kind, text, failed = type(e).__name__, str(e), None
+                    kind, text, failed, missing = type(e).__name__, str(e), None, None
                 record["ok"] = kind is None
-                if kind is not None:
+                if kind is not None and not as_notice(src, out, record, missing, failed):
                     errors[name] = err = _rebuild_error(src, kind, text, failed)
                     record["error"] = f"{type(err).__name__}: {err}"[:2000]
                 finish(name, record, t0)
@@ -476,7 +554,9 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
     recorded parameters over the defaults of its ``parameters`` cell). Returns ``profiles``
     and ``datasets`` (sorted unique values), ``pages`` (name -> {profile, dataset}) and
     ``indicative`` (True when any page ran a profile other than ``paper``/``fast`` or on
-    generated data: :func:`dynn_lib.display.is_indicative`), and ``tag`` (e.g. ``[smoke]``).
+    generated data: :func:`dynn_lib.display.is_indicative`), ``tag`` (e.g. ``[smoke]``) and
+    ``missing`` (the pages written as notices because their results were not published:
+    :func:`write_notice_page`; in TOC order).
     """
     import ast
 
@@ -484,6 +564,7 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
 
     root = Path(root) if root is not None else repo_root()
     pages: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
     for path in sorted((root / GENERATED_DIR).glob("*.ipynb")):
         if path.name.endswith((".partial.ipynb", ".failed.ipynb")):
             continue
@@ -503,12 +584,18 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
                 break
         values.update(nb.get("metadata", {}).get("papermill", {}).get("parameters") or {})
         pages[path.stem] = {"profile": values.get("profile"), "dataset": values.get("dataset")}
+        if (nb.get("metadata", {}).get("dynn") or {}).get("missing_results"):
+            missing.append(path.stem)
     profiles = sorted({str(p["profile"]) for p in pages.values() if p["profile"] is not None})
     datasets = sorted({str(p["dataset"]) for p in pages.values() if p["dataset"] is not None})
     indicative = any(is_indicative(p["profile"], p["dataset"]) for p in pages.values())
     tag = " ".join(dict.fromkeys(profile_tag(p["profile"], p["dataset"]) for p in pages.values()
                                  if profile_tag(p["profile"], p["dataset"])))
-    return {"profiles": profiles, "datasets": datasets, "pages": pages, "indicative": indicative, "tag": tag}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no readable TOC: file-name order
+        order = {n: i for i, n in enumerate(toc_notebooks(root))}
+        missing.sort(key=lambda n: order.get(n, len(order)))
+    return {"profiles": profiles, "datasets": datasets, "pages": pages, "indicative": indicative, "tag": tag,
+            "missing": missing}
 
 
 # ----------------------------------------------------------------------------------- building
@@ -527,7 +614,7 @@ def build_book(root: str | Path | None = None, results_dir: str | Path | None = 
                *, parameters: Mapping[str, Any] | None = None, execute: bool = True,
                names: Sequence[str] | None = None, build_dir: str | Path | None = None,
                fresh: bool | None = None, timeout: float | None = None, log_output: bool = False,
-               builder: str = "html", jobs: int = 1) -> Path:
+               builder: str = "html", jobs: int = 1, allow_missing: bool = False) -> Path:
     """Execute the notebooks (unless ``execute=False``), then build the book; returns the HTML folder.
 
     Args:
@@ -543,6 +630,8 @@ def build_book(root: str | Path | None = None, results_dir: str | Path | None = 
             unchanged pages are not hidden by Sphinx's cache.
         timeout: seconds per cell.
         jobs: notebooks executed at once (see :func:`execute_all`).
+        allow_missing: pages whose results are not published become notice pages (see
+            :func:`execute_all`); every page of the site then says which pages lack results.
     Raises:
         NotebookExecutionError, FileNotFoundError (a TOC page was never executed),
         subprocess.CalledProcessError (the build failed; its output was printed).
@@ -552,7 +641,8 @@ def build_book(root: str | Path | None = None, results_dir: str | Path | None = 
     if results_dir is not None:
         params["results_dir"] = str(Path(results_dir).resolve())
     if execute:
-        execute_all(root, params, names, timeout=timeout, log_output=log_output, jobs=jobs)
+        execute_all(root, params, names, timeout=timeout, log_output=log_output, jobs=jobs,
+                    allow_missing=allow_missing)
     absent = [n for n in toc_notebooks(root) if not (root / GENERATED_DIR / f"{n}.ipynb").exists()]
     if absent:
         raise FileNotFoundError(f"executed notebooks missing in {root / GENERATED_DIR}: {absent}; "
@@ -598,6 +688,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--log-output", action="store_true", help="echo cell output while executing")
     p.add_argument("--jobs", type=int, default=1,
                    help="notebooks executed at once (default 1; for pages that render published results)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="a page whose results are not published (with -p compute=False) becomes a notice page "
+                        "saying what is missing, instead of failing")
     a = p.parse_args(argv)
     try:
         check_jobs(a.jobs)
@@ -617,11 +710,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             root = Path(a.root).resolve() if a.root else repo_root()
             if a.results_dir is not None:
                 params["results_dir"] = str(Path(a.results_dir).resolve())
-            execute_all(root, params, names, timeout=a.timeout, log_output=a.log_output, jobs=a.jobs)
+            execute_all(root, params, names, timeout=a.timeout, log_output=a.log_output, jobs=a.jobs,
+                        allow_missing=a.allow_missing)
             return 0
         html = build_book(a.root, a.results_dir, strict=not a.no_strict, parameters=params,
                           execute=not a.no_execute, names=names, build_dir=a.build_dir,
-                          timeout=a.timeout, log_output=a.log_output, jobs=a.jobs)
+                          timeout=a.timeout, log_output=a.log_output, jobs=a.jobs, allow_missing=a.allow_missing)
     except (NotebookExecutionError, FileNotFoundError, ValueError) as e:
         print(f"dynn-book: error: {e}", file=sys.stderr)
         return 1

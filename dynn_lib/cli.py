@@ -145,7 +145,7 @@ def cmd_reproduce(args) -> int:
                      args.seed, overrides, build=not args.no_build, execute=not args.no_execute,
                      experiments=not args.no_experiments, engine=args.engine, address=args.address,
                      gpus_per_job=args.gpus_per_job, seeds=args.seeds, threads_per_job=args.threads_per_job,
-                     workers=args.workers)
+                     workers=args.workers, allow_missing=args.allow_missing)
     if html is not None:
         print(f"book: {Path(html) / 'index.html'}")
     return 0
@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--no-experiments", action="store_true",
                        help="skip the experiment stage: the pages only render the results folder "
                             "(compute=False; a missing result is an error, never recomputed)")
+    p_rep.add_argument("--allow-missing", action="store_true",
+                       help="with --no-experiments: a page whose results the folder lacks (a GPU run that stopped "
+                            "early) is rendered as a notice saying what is missing, instead of stopping the build")
     p_rep.add_argument("--engine", default="local", help="local (in this process, default) or ray (Ray tasks; "
                        "needs pip install -e '.[cluster]')")
     p_rep.add_argument("--address", default=None, help="ray: cluster address (host:port or auto; default: start "

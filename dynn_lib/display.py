@@ -458,10 +458,21 @@ def ledger_table(rows: pd.DataFrame, columns: Sequence[str], caption: str, *, st
     return HTMLBlock("".join(parts), text, rows)
 
 
+QUESTION_PAGES = {"zoo": ("the model zoo", "model_zoo"), "rq1": ("RQ1", "rq1_transferability"),
+                  "rq2": ("RQ2", "rq2_efficiency"), "rq3": ("RQ3", "rq3_exit_design"),
+                  "rq4": ("RQ4", "rq4_early_attack"), "appendix": ("the appendix", "appendix")}
+"""Question -> (its name in prose, its page under ``book/_generated``)."""
+
+
 def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence[str], *,
-                          generated: bool = False) -> str:
+                          generated: bool = False, missing: Sequence[str] = ()) -> str:
     """The landing page's "Results of this build" (Markdown): profile, data, what the counts count,
-    and the verdict of each of the paper's findings, from the same ledger as the claims page."""
+    and the verdict of each of the paper's findings, from the same ledger as the claims page.
+    ``missing``: questions with no published result on the first dataset (a partial build), named
+    with links to their pages."""
+    bad = [q for q in missing if q not in QUESTION_PAGES]
+    if bad:
+        raise ValueError(f"unknown question(s) {bad} in missing; accepted: {', '.join(QUESTION_PAGES)}")
     tag = profile_tag(profile, datasets, generated)
     fam = ledger["verdict"].map(_family)
     decided = ledger[~fam.isin(UNCOMPARED)]
@@ -471,8 +482,12 @@ def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence
              "",
              f"The {{doc}}`claims ledger <_generated/claims>` lists {len(ledger)} statements of the paper (the ten "
              f"findings, the cells of its Tables 1-3 and percentages quoted in its text). This build's data "
-             f"decides {len(decided)} of them; {agree} of those agree with the paper (verdict: holds).",
-             "", "| finding | the paper's statement | verdict of this build |", "|---|---|---|"]
+             f"decides {len(decided)} of them; {agree} of those agree with the paper (verdict: holds)."]
+    if missing:
+        names = ", ".join(f"{{doc}}`{QUESTION_PAGES[q][0]} <_generated/{QUESTION_PAGES[q][1]}>`" for q in missing)
+        lines += ["", f"**A partial build:** the results folder holds no published result for {names} on "
+                      f"{datasets[0] if datasets else '?'}; the statements that need them are 'not testable' here."]
+    lines += ["", "| finding | the paper's statement | verdict of this build |", "|---|---|---|"]
     for r in ledger[ledger["claim_id"].astype(str).str.startswith("F")].itertuples():
         verdict = str(r.verdict).replace("|", "/")
         claim = str(getattr(r, "claim", "")).replace("|", "/")

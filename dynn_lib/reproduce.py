@@ -61,7 +61,7 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
               build: bool = True, execute: bool = True, experiments: bool = True, engine: str = "local",
               address: str | None = None, gpus_per_job: float | None = None,
               seeds: Sequence[int] | None = None, threads_per_job: int | None = None,
-              workers: int = 1) -> Path | None:
+              workers: int = 1, allow_missing: bool = False) -> Path | None:
     """Run the whole pipeline; returns the HTML folder (or None when ``build`` is False).
 
     seeds: run the experiments once per seed (workspace seed: training, surrogates, corruptions),
@@ -77,10 +77,18 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
 
     experiments=False (``--no-experiments``): the pages run with ``compute=False`` and only render
     what ``results_dir`` holds (:func:`dynn_lib.experiments.runner.publish`): results made elsewhere
-    (a GPU slot, ``benchmarks/gpu_run.sh``) are shown, never recomputed here.
+    (a GPU slot, ``benchmarks/gpu_run.sh``) are shown, never recomputed here. A missing result stops
+    the build, unless ``allow_missing`` (``--allow-missing``; only with ``experiments=False``): then each
+    page without published results is rendered as a notice saying what is missing and which command
+    computes it, and every page of the site says the build is partial (:func:`dynn_lib.book.execute_all`).
     """
     from .engines import check_engine_options
     check_engine_options(engine, address, gpus_per_job, threads_per_job, workers)
+    if not isinstance(allow_missing, bool):
+        raise TypeError(f"allow_missing must be True or False, got {allow_missing!r}")
+    if allow_missing and experiments:
+        raise ValueError("allow_missing (--allow-missing) needs experiments=False (--no-experiments): a run that "
+                         "computes publishes every result, so no page can lack one")
     overrides = dict(overrides or {})
     seeds = _check_seeds((seed,) if seeds is None else seeds)
     chosen, notes = choose_datasets(profile, datasets, data_dir)
@@ -139,9 +147,10 @@ def reproduce(profile: str = "smoke", datasets: Sequence[str] | None = None, dev
         jobs = default_jobs(len(toc_notebooks()))
         t0 = time.perf_counter()
         if build:
-            html = build_book(None, results_dir, strict=True, parameters=params, execute=execute, jobs=jobs)
+            html = build_book(None, results_dir, strict=True, parameters=params, execute=execute, jobs=jobs,
+                              allow_missing=allow_missing)
         else:
-            execute_all(None, params, jobs=jobs)
+            execute_all(None, params, jobs=jobs, allow_missing=allow_missing)
         stages["notebooks+book"] = time.perf_counter() - t0
     stages["total"] = time.perf_counter() - t_all
     rec = {"profile": profile, "datasets": chosen, "seeds": list(seeds), "notes": notes, "seconds": stages,

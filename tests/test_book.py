@@ -61,12 +61,12 @@ def test_static_pages_exist():
             assert (ROOT / f"{doc}.md").is_file() or (ROOT / f"{doc}.ipynb").is_file(), doc
 
 
-def _text_notebook(code: str) -> str:
-    """A jupytext MyST notebook: a parameters cell (``seed = 0``), then one cell of ``code``."""
+def _text_notebook(code: str, parameters: str = "seed = 0") -> str:
+    """A jupytext MyST notebook: a parameters cell (``parameters``), then one cell of ``code``."""
     return ("---\njupytext:\n  formats: md:myst\n  text_representation:\n    extension: .md\n"
             "    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n"
-            "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\n:tags: [parameters]\n\nseed = 0\n```\n\n"
-            f"```{{code-cell}} ipython3\n{code}\n```\n")
+            "  name: python3\n---\n\n# Page\n\n```{code-cell} ipython3\n:tags: [parameters]\n\n"
+            f"{parameters}\n```\n\n```{{code-cell}} ipython3\n{code}\n```\n")
 
 
 @pytest.mark.book
@@ -85,11 +85,11 @@ def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
 
-def _mini_book(root: Path, pages: dict[str, str]) -> Path:
+def _mini_book(root: Path, pages: dict[str, str], parameters: str = "seed = 0") -> Path:
     """A book root whose TOC lists ``pages`` (name -> the code of its one cell after the parameters)."""
     (root / "notebooks").mkdir(parents=True)
     for name, code in pages.items():
-        (root / "notebooks" / f"{name}.md").write_text(_text_notebook(code), encoding="utf-8")
+        (root / "notebooks" / f"{name}.md").write_text(_text_notebook(code, parameters), encoding="utf-8")
     (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n" + "".join(
         f"  - file: {GENERATED_DIR.as_posix()}/{n}\n" for n in pages))
     return root
@@ -136,6 +136,84 @@ def test_pages_executed_side_by_side_equal_pages_executed_in_turn(tmp_path):
     for bad in (0, True, 1.5):
         with pytest.raises(ValueError, match=re.escape(f"integer >= 1, got {bad!r}")):
             check_jobs(bad)
+
+
+@pytest.mark.book
+def test_pages_without_published_results_become_notices_with_allow_missing(tmp_path):
+    """A page that stops only because its results are not published (``NotPublishedError``, what
+    ``runner.publish(compute=False)`` raises) fails the build by default; with ``allow_missing`` it is
+    written as a notice page (its opening text, then what is missing, the results folder's absolute
+    path shortened to its name) that ``site_status`` lists, in turn and side by side alike. Any
+    other error still fails its page."""
+    pytest.importorskip("papermill")
+    from dynn_lib.book import NotebookExecutionError, execute_all, site_status
+
+    results = tmp_path / "results"
+    # the kernel raises an error of that name (the page imports runner.NotPublishedError; a class of the
+    # same name here spares each kernel the PyTorch import: papermill reports errors by name)
+    missing = ("class NotPublishedError(FileNotFoundError):\n    pass\n"
+               f"raise NotPublishedError('compute=False: no published rq2 result of this configuration in '\n"
+               f"                        '{results}/smoke/x/rq2 (no record.json there); run `dynn run rq2`')")
+    pages = {"a": "print(seed + 1)", "m": missing, "b": "raise FileNotFoundError('broken')"}
+    params = {"seed": 1, "results_dir": str(results)}
+    for jobs in (1, 2):
+        root = _mini_book(tmp_path / f"j{jobs}", pages, parameters='seed = 0\nresults_dir = "r"')
+        if jobs == 1:
+            with pytest.raises(NotebookExecutionError, match="no published rq2 result"):
+                execute_all(root, params, names=["m"])
+        names = ["a", "m", "b"] if jobs == 1 else ["m", "b"]  # page a: pages with results run as before
+        with pytest.raises(NotebookExecutionError, match="broken"):
+            execute_all(root, params, names, jobs=jobs, keep_going=True, allow_missing=True)
+        gen = root / GENERATED_DIR
+        report = json.loads((gen / "_execution.json").read_text())
+        want = {"a": (True, False), "m": (True, True), "b": (False, False)}
+        assert {n: (r["ok"], bool(r.get("missing_results"))) for n, r in report.items()} == \
+            {n: want[n] for n in names}
+        assert not (gen / "m.failed.ipynb").exists() and (gen / "b.failed.ipynb").exists()
+        nb = json.loads((gen / "m.ipynb").read_text())
+        assert [c["cell_type"] for c in nb["cells"]] == ["markdown", "markdown"]
+        assert "".join(nb["cells"][0]["source"]).startswith("# Page")
+        notice = "".join(nb["cells"][1]["source"])
+        assert notice.startswith(":::{warning}") and "No published rq2 result of this configuration in " \
+            "results/smoke/x/rq2 (no record.json there)" in notice and "`dynn run rq2`" in notice
+        assert str(tmp_path) not in notice
+        assert nb["metadata"]["papermill"]["parameters"] == params
+        assert nb["metadata"]["dynn"]["missing_results"].startswith("no published rq2 result")
+        assert site_status(root)["missing"] == ["m"]
+        assert jobs == 2 or _outputs(gen / "a.ipynb") == ["2\n"]
+    with pytest.raises(TypeError, match="allow_missing must be True or False"):
+        execute_all(root, params, allow_missing="yes")
+
+
+def test_a_partial_build_says_so_at_the_top_of_every_page():
+    """book/_ext/dynn_site.py: pages written as notices (``site_status()["missing"]``) are linked from
+    a banner on every page, after the profile banner of a smoke build; a complete build has none."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
+    site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site)
+    title = SimpleNamespace(astext=lambda: "RQ1: <transfer>")
+    app = SimpleNamespace(env=SimpleNamespace(titles={"book/_generated/rq1_transferability": title}),
+                          builder=SimpleNamespace(get_relative_uri=lambda frm, to: f"../{to}.html"))
+
+    def body(status: dict) -> str:
+        app._dynn_status = status
+        ctx = {"body": "<p>page</p>"}
+        site._add_banner(app, "book/intro", "page.html", ctx, None)
+        return ctx["body"]
+
+    partial = body({"indicative": False, "missing": ["rq1_transferability", "appendix"]})
+    assert partial.startswith('<div class="dynn-missing-banner" role="note"><b>Partial build.</b>')
+    assert ('lacks results that 2 pages need: <a href="../book/_generated/rq1_transferability.html">RQ1: '
+            '&lt;transfer&gt;</a>; <a href="../book/_generated/appendix.html">appendix</a>.') in partial
+    assert partial.endswith("<p>page</p>")
+    assert body({"indicative": False, "missing": []}) == "<p>page</p>"
+    both = body({"indicative": True, "missing": ["appendix"], "profiles": ["smoke"], "datasets": ["synthetic"],
+                 "tag": "[smoke]"})
+    assert both.startswith('<div class="dynn-profile-banner"') and "1 page needs: <a" in both
+    assert both.index("dynn-profile-banner") < both.index("dynn-missing-banner") < both.index("<p>page</p>")
 
 
 def test_default_jobs_is_one_page_per_core_up_to_four(monkeypatch):

@@ -82,7 +82,16 @@ def test_reproduce_without_experiments_runs_the_pages_with_compute_off(tmp_path,
     R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False)
     assert published == list(R.PRIMARY_QUESTIONS) and seen[-1]["compute"] is True
     args = build_parser().parse_args(["reproduce", "--no-experiments"])
-    assert args.no_experiments
+    assert args.no_experiments and not args.allow_missing
+    # --allow-missing reaches the pages' executor, and only with --no-experiments
+    flags = []
+    monkeypatch.setattr(book, "execute_all", lambda root, params, **kw: flags.append(kw["allow_missing"]))
+    R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res", tmp_path / "st", build=False, experiments=False,
+                allow_missing=True)
+    assert flags == [True] and build_parser().parse_args(["reproduce", "--no-experiments", "--allow-missing"]).allow_missing
+    with pytest.raises(ValueError, match=r"allow_missing \(--allow-missing\) needs experiments=False"):
+        R.reproduce("smoke", ["synthetic"], "cpu", tmp_path / "res2", tmp_path / "st2", build=False, allow_missing=True)
+    assert not (tmp_path / "res2").exists() and published == list(R.PRIMARY_QUESTIONS)  # before any work
 
 
 def test_an_inherited_ignored_sigint_is_restored():

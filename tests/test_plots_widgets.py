@@ -696,3 +696,11 @@ def test_ledger_rows_this_build_cannot_decide_are_collapsed_and_the_summary_says
     assert "**smoke**" in md and "[smoke · generated data]" in md
     assert "lists 3 statements" in md and "decides 2 of them; 1 of those agree" in md
     assert "| F1 | a | holds [smoke · generated data] |" in md and "| F5 | b | not testable" in md
+    assert "partial build" not in md
+    part = show.site_summary_markdown(led, "smoke", ["synthetic"], missing=["rq1", "appendix"])
+    assert ("**A partial build:** the results folder holds no published result for "
+            "{doc}`RQ1 <_generated/rq1_transferability>`, {doc}`the appendix <_generated/appendix>` on synthetic"
+            ) in part
+    assert part.replace(part[part.index("\n\n**A partial"):part.index("| finding")], "\n\n") == md
+    with pytest.raises(ValueError, match=r"unknown question\(s\) \['rq9'\].*accepted: zoo, rq1"):
+        show.site_summary_markdown(led, "smoke", ["synthetic"], missing=["rq9"])

@@ -99,9 +99,12 @@ def test_publish_without_compute_only_renders(tmp_path, monkeypatch):
         return {"t": pd.DataFrame({"x": [len(calls)]})}
 
     monkeypatch.setattr(runner, "run_question", run_question)
-    with pytest.raises(FileNotFoundError, match=r"no published rq2 result.*res/smoke/synthetic/rq2 \(no record"):
+    with pytest.raises(runner.NotPublishedError, match=r"no published rq2 result.*res/smoke/synthetic/rq2 \(no record"
+                       ) as e:
         runner.publish("rq2", ws, res, compute=False)
-    assert calls == []
+    assert calls == [] and isinstance(e.value, FileNotFoundError)  # what callers caught before it had a name
+    assert (e.value.question, e.value.path, e.value.command) == (
+        "rq2", str(res / "smoke" / "synthetic" / "rq2"), "dynn run rq2 --dataset synthetic --profile smoke")
     runner.publish("rq2", ws, res)
     assert calls == ["rq2"]
     monkeypatch.setattr(runner, "is_current", lambda record: False)  # made by other code

@@ -11,6 +11,9 @@
 * **The profile travels with every page.** When any executed page ran a profile other than
   ``paper``/``fast`` or on generated data (``dynn_lib.book.site_status``), every page of the
   site, static ones included, opens with a banner saying so (CSS class ``dynn-profile-banner``).
+* **A partial build says so on every page.** When pages were written as notices because their
+  results were not published (``dynn reproduce --no-experiments --allow-missing``; ``missing`` of
+  ``site_status``), every page opens with a banner linking them (CSS class ``dynn-missing-banner``).
 * **The landing page's results summary.** The line ``<!-- dynn:results-summary -->`` of the
   root page is replaced by the Markdown the claims page glued under the name
   ``site_summary`` (profile, data, headline verdicts, read from the same ledger), so the two
@@ -91,9 +94,26 @@ def _banner_html(status: dict) -> str:
             f'results.</div>')
 
 
+def _missing_html(app, pagename: str, missing: list[str]) -> str:
+    links = []
+    for stem in missing:
+        doc = f"book/_generated/{stem}"
+        title = app.env.titles.get(doc)
+        text = title.astext() if title is not None else stem
+        links.append(f'<a href="{html.escape(app.builder.get_relative_uri(pagename, doc))}">{html.escape(text)}</a>')
+    return (f'<div class="dynn-missing-banner" role="note"><b>Partial build.</b> The results folder of this '
+            f'site lacks results that {len(missing)} {"pages need" if len(missing) > 1 else "page needs"}: '
+            f'{"; ".join(links)}. Each says what is missing and how to compute it; the claims ledger marks the '
+            f'statements that need them "not testable".</div>')
+
+
 def _add_banner(app, pagename, templatename, context, doctree) -> None:
     status = _status(app)
-    if status.get("indicative") and "body" in context:
+    if "body" not in context:
+        return
+    if status.get("missing"):
+        context["body"] = _missing_html(app, pagename, status["missing"]) + context["body"]
+    if status.get("indicative"):
         context["body"] = _banner_html(status) + context["body"]
 
 

@@ -112,6 +112,20 @@ def _differing(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+class NotPublishedError(FileNotFoundError):
+    """:func:`publish` with ``compute=False`` found no published result of the asked configuration.
+
+    A ``FileNotFoundError`` (what callers caught before it existed) with its own name, so that the
+    book can tell "this page has no results yet" from a page that broke
+    (:func:`dynn_lib.book.execute_all` with ``allow_missing``, ``dynn reproduce --allow-missing``).
+    ``question``, ``path`` (the results folder it looked in) and ``command`` (what computes it)
+    are attributes too."""
+
+    def __init__(self, message: str, question: str = "", path: str | Path = "", command: str = ""):
+        super().__init__(message)
+        self.question, self.path, self.command = question, str(path), command
+
+
 def publish_config(question: str, ws: Workspace, conf: dict | None = None) -> dict:
     """The configuration a published result is recorded under (``record.json["config"]``): a
     result with the same configuration is reused, never published twice."""
@@ -130,7 +144,8 @@ def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | 
     computes: a published result of the same config is loaded even when other library code made it
     (the page's data note says so, :func:`dynn_lib.claims.data_note`) -- results from a GPU slot
     render on a CPU without retraining -- and a missing one, or one of another config, is a
-    ``FileNotFoundError`` naming the folder, the differing config fields and the command to run.
+    :class:`NotPublishedError` (a ``FileNotFoundError``) naming the folder, the differing config
+    fields and the command to run.
     """
     if not isinstance(compute, bool) or not isinstance(force, bool):
         raise TypeError(f"compute and force must be True or False; got compute={compute!r}, force={force!r}")
@@ -148,10 +163,11 @@ def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | 
     if not compute:
         why = "no record.json there" if rec is None else (
             "its config differs in " + ", ".join(_differing(rec.get("config") or {}, wanted)))
-        raise FileNotFoundError(
+        command = f"dynn run {question} --dataset {ws.dataset} --profile {ws.profile.name}"
+        raise NotPublishedError(
             f"compute=False: no published {question} result of this configuration in {path} ({why}); "
-            f"run `dynn run {question} --dataset {ws.dataset} --profile {ws.profile.name}` with the same "
-            f"parameters, or `dynn reproduce` without --no-experiments")
+            f"run `{command}` with the same parameters, or `dynn reproduce` without `--no-experiments`",
+            question, path, command)
     t0 = time.perf_counter()
     tables = run_question(question, ws, conf)
     record = {"config": config, "wall_time_s": time.perf_counter() - t0, "dataset_label": ws.info.label,
