@@ -36,6 +36,10 @@
 #   pack     OUTDIR/results.tar.gz (results tables + records), store.tar.gz (store records and
 #            tables, no model or checkpoint: *.pt left out), selfcheck.json, syncs.txt,
 #            timings.json (every stage of every call), log.txt (all calls)
+#   snapshots while a stage runs (every DYNN_GPU_RUN_SNAPSHOT_S seconds) and after each stage:
+#            OUTDIR/results.tar.gz, log.txt and selfcheck.json as they stand, each written whole and
+#            then renamed, so a call killed from outside (a slot's hard limit, the OOM killer) still
+#            leaves the results published so far in OUTDIR (the pack at the end replaces them)
 #
 # Environment (defaults in brackets):
 #   DYNN_GPU_RUN_ARCHIVE   the carried archive when ARCHIVE is not given [.device-data/cifar10-jpeg.tar.gz]
@@ -44,6 +48,7 @@
 #   DYNN_GPU_RUN_LIMIT_S   wall-time limit of one call in seconds [510 = 8.5 min]
 #   DYNN_GPU_RUN_RESERVE_S seconds of the limit kept for packing [30]
 #   DYNN_GPU_RUN_CHECK_S   self-check budget in seconds [180]; 0 skips the check
+#   DYNN_GPU_RUN_SNAPSHOT_S seconds between two snapshots of the results while a stage runs [60]; 0: none
 #   DYNN_GPU_RUN_CHECK_ARGS extra gpu_check.py arguments (e.g. --tiny) []
 #   DYNN_GPU_RUN_PROFILE   profile [fast]        DYNN_GPU_RUN_DATASET  dataset [cifar10-jpeg]
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
@@ -74,6 +79,7 @@ STATE=${DYNN_GPU_RUN_STATE:-/tmp/dynn-gpu-run}
 LIMIT=${DYNN_GPU_RUN_LIMIT_S:-510}
 RESERVE=${DYNN_GPU_RUN_RESERVE_S:-30}
 CHECK_S=${DYNN_GPU_RUN_CHECK_S:-180}
+SNAP_EVERY=${DYNN_GPU_RUN_SNAPSHOT_S:-60}
 CHECK_ARGS=${DYNN_GPU_RUN_CHECK_ARGS:-}
 PROFILE=${DYNN_GPU_RUN_PROFILE:-fast}
 DATASET=${DYNN_GPU_RUN_DATASET:-cifar10-jpeg}
@@ -86,7 +92,8 @@ PY=${PYTHON:-python3}
 MIN_STAGE_S=20   # a stage is not started with less time than this left
 MAX_FILE=16777216
 
-for pair in "DYNN_GPU_RUN_LIMIT_S=$LIMIT" "DYNN_GPU_RUN_RESERVE_S=$RESERVE" "DYNN_GPU_RUN_CHECK_S=$CHECK_S"; do
+for pair in "DYNN_GPU_RUN_LIMIT_S=$LIMIT" "DYNN_GPU_RUN_RESERVE_S=$RESERVE" "DYNN_GPU_RUN_CHECK_S=$CHECK_S" \
+            "DYNN_GPU_RUN_SNAPSHOT_S=$SNAP_EVERY"; do
   [[ ${pair#*=} =~ ^[0-9]+$ ]] || die "${pair%%=*} must be a whole number of seconds, got '${pair#*=}'"
 done
 [ "$WORKERS" = auto ] || [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "DYNN_GPU_RUN_WORKERS must be auto or a whole number >= 1, got '$WORKERS'"
@@ -129,6 +136,29 @@ record() {  # stage seconds status
 }
 left() { echo $(( LIMIT - RESERVE - SECONDS )); }
 
+# snapshot: the results and the log as they stand into OUTDIR (see the header); each file is written
+# under a temporary name and renamed, so OUTDIR never holds half an archive
+snapshot() {
+  local part="$OUTDIR/.snapshot.$BASHPID.part" rc
+  if [ -d "$STATE/results" ]; then
+    tar -czf "$part" -C "$STATE" --exclude='*.pt' --exclude='.*.tmp' --warning=no-file-changed results 2>/dev/null
+    rc=$?  # 1: a folder gained files while it was read (every library write is a rename: no torn file)
+    if [ $rc -le 1 ]; then mv -f "$part" "$OUTDIR/results.tar.gz"; else rm -f "$part"; fi
+  fi
+  [ -f "$STATE/check/selfcheck.json" ] && cp "$STATE/check/selfcheck.json" "$part" && mv -f "$part" "$OUTDIR/selfcheck.json"
+  tail -c $((MAX_FILE - 65536)) "$STATE/log.txt" > "$part" && mv -f "$part" "$OUTDIR/log.txt"
+}
+
+# snapshot_loop STOPFILE: a snapshot every SNAP_EVERY seconds until STOPFILE exists
+snapshot_loop() {
+  local n=0
+  while [ ! -e "$1" ]; do
+    sleep 1
+    n=$((n + 1))
+    if [ "$n" -ge "$SNAP_EVERY" ]; then snapshot; n=0; fi
+  done
+}
+
 # run_stage NAME FINGERPRINT CMD...: skip when done with this fingerprint; else run under timeout
 run_stage() {
   local name=$1 fp=$2; shift 2
@@ -140,9 +170,13 @@ run_stage() {
     echo "--- $name: not started, ${budget}s left before the limit"; STATUS=incomplete; return 75
   fi
   echo "--- $name (at most ${budget}s): $*"
-  local t0=$SECONDS rc
+  local t0=$SECONDS rc loop="" stop="$STATE/.snapshot-stop"
+  rm -f "$stop"
+  if [ "$SNAP_EVERY" -gt 0 ]; then snapshot_loop "$stop" & loop=$!; fi
   timeout -s INT -k 20 "$budget" "$@"; rc=$?
   local dt=$((SECONDS - t0))
+  if [ -n "$loop" ]; then touch "$stop"; wait "$loop" 2>/dev/null; fi  # ends after its current snapshot
+  snapshot
   if [ $rc -eq 0 ]; then
     echo "$fp" > "$STATE/done/$name"; record "$name" "$dt" ""; return 0
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then

@@ -162,6 +162,8 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     assert p.returncode == 2 and "rq9" in p.stderr and "accepted" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_LIMIT_S="8m")
     assert p.returncode == 2 and "8m" in p.stderr
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_SNAPSHOT_S="1m")
+    assert p.returncode == 2 and "DYNN_GPU_RUN_SNAPSHOT_S must be a whole number of seconds, got '1m'" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_WORKERS="two")
     assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45 sixty")
@@ -232,6 +234,40 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     t = json.loads((out / "timings.json").read_text())
     assert [s["stage"] for s in t["stages"]] == ["install", "pack"] and t["last_call"]["status"] == "incomplete"
     assert sorted(f.name for f in out.iterdir()) == ["log.txt", "timings.json"]
+
+
+@pytest.mark.slow
+def test_gpu_run_killed_from_outside_still_leaves_its_results(tmp_path):
+    """A call killed with SIGKILL (a slot's hard limit: no pack at the end) leaves in OUTDIR what the
+    snapshots took while its stages ran: the results published so far, as a whole archive, and
+    the log. Here the schedule probe's records, killed during the zoo stage that follows."""
+    import signal
+    import time
+
+    archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz", per_class=3)
+    out, state = tmp_path / "out", tmp_path / "state"
+    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
+           "DYNN_GPU_RUN_WORKERS": "1", "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "1",
+           "DYNN_GPU_RUN_CHECK_S": "0", "DYNN_GPU_RUN_SNAPSHOT_S": "1", "DYNN_GPU_RUN_DEVICE": "cpu",
+           "DYNN_GPU_RUN_QUESTIONS": "zoo", "DYNN_PROGRESS": "0"}
+    proc = subprocess.Popen(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.time()
+        while not (state / "done" / "schedule").exists() and proc.poll() is None and time.time() - t0 < 600:
+            time.sleep(0.2)
+        assert (state / "done" / "schedule").exists(), "the schedule probe did not finish"
+        time.sleep(3)  # into the zoo stage: snapshots every second
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "timings.json").exists()  # no pack ran: what is there came from the snapshots
+    with tarfile.open(out / "results.tar.gz") as tf:
+        names = tf.getnames()
+    assert "results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e1-cpu.json" in names
+    log = (out / "log.txt").read_text()
+    assert "--- schedule" in log and "--- zoo" in log
 
 
 def test_concurrency_measurement_names_a_failed_training(tmp_path):
