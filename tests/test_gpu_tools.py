@@ -137,17 +137,51 @@ model is far below ResNet-56's 88 % floor, so both are tried and the run goes on
 (in this order the probe costs one 2-epoch ResNet-56, and every other training stays at 1 epoch)."""
 
 
+def _env(state: Path, limit: int = 3000, workers: str = "auto", **extra: str) -> dict[str, str]:
+    return {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
+            "DYNN_GPU_RUN_WORKERS": workers,
+            # one thread per process: 2 workers x 2 busy-waiting threads on 2 cores take twice as long
+            **({"OMP_NUM_THREADS": "1"} if workers != "auto" else {}),
+            "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "2 1", "DYNN_GPU_RUN_CHECK_S": "600",
+            "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
+            "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0", **extra}
+
+
 def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str = "auto"
          ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
-           "DYNN_GPU_RUN_WORKERS": workers,
-           # one thread per process: 2 workers x 2 busy-waiting threads on 2 cores take twice as long
-           **({"OMP_NUM_THREADS": "1"} if workers != "auto" else {}),
-           "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "2 1", "DYNN_GPU_RUN_CHECK_S": "600",
-           "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
-           "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0"}
-    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)], env=env,
-                          capture_output=True, text=True, timeout=limit + 120)
+    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)],
+                          env=_env(state, limit, workers), capture_output=True, text=True, timeout=limit + 120)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL every process of session ``sid`` (as a slot's hard limit ends a command: the stages run
+    under ``timeout``, which puts them in process groups of their own, so killing one group is not enough)."""
+    import signal
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getsid(int(d.name)) == sid:
+                    os.kill(int(d.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _killed_after(stage: str, out: Path, state: Path, archive: Path, seconds: float, **env) -> None:
+    """Start gpu_run.sh, let it run ``seconds`` past the end of ``stage``, then kill it from outside."""
+    import time
+    proc = subprocess.Popen(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)],
+                            env=_env(state, **env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        t0 = time.time()
+        while not (state / "done" / stage).exists() and proc.poll() is None and time.time() - t0 < 900:
+            time.sleep(0.2)
+        assert (state / "done" / stage).exists(), f"stage {stage} did not finish"
+        time.sleep(seconds)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    finally:
+        _kill_session(proc.pid)
+        proc.wait()
 
 
 def _bad_settings(tmp_path, **env) -> subprocess.CompletedProcess:
@@ -182,10 +216,19 @@ def test_gpu_carry_names_a_missing_archive(tmp_path):
 @pytest.mark.slow
 def test_gpu_run_rehearsal_on_cpu(tmp_path):
     """The one-command GPU run end to end at smoke sizes on a fake archive, with 2 workers (the
-    `jobs` stage: the job graph in 2 processes, which publishes every question); the second call
-    reuses all."""
+    `jobs` stage: the job graph in 2 processes, which publishes every question). The first call is
+    killed from outside during the jobs stage (a slot's hard limit: no pack at its end), yet leaves
+    in its OUTDIR what its snapshots took (the probe's records, the log); the second resumes and
+    finishes; the third reuses all."""
     archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz")
-    out, state = tmp_path / "out", tmp_path / "state"
+    killed, out, state = tmp_path / "killed", tmp_path / "out", tmp_path / "state"
+    _killed_after("schedule", killed, state, archive, 4, workers="2", DYNN_GPU_RUN_SNAPSHOT_S="1")
+    assert not (killed / "timings.json").exists()  # no pack ran: what is there came from the snapshots
+    with tarfile.open(killed / "results.tar.gz") as tf:  # a whole archive (written, then renamed)
+        assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-cpu.json" for e in (1, 2)} <= \
+            set(tf.getnames())
+    assert "--- jobs" in (killed / "log.txt").read_text()
+
     p = _run(out, state, archive, workers="2")
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
     files = sorted(f.name for f in out.iterdir())
@@ -205,11 +248,13 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
         assert not [n for n in tf.getnames() if n.endswith(".pt")]  # no model, no checkpoint
     assert json.loads((out / "selfcheck.json").read_text())["summary"]["FAIL"] == 0
     last = p.stdout.strip().splitlines()[-1]
-    assert last.startswith("gpu_run call 1:") and ", done;" in last and "zoo" in last
+    assert last.startswith("gpu_run call 2:") and ", done;" in last and "zoo" in last
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
-    first = json.loads((out / "timings.json").read_text())["stages"]
-    assert [s["stage"] for s in first][:6] == ["install", "data", "check", "schedule", "jobs", "zoo"]
+    first = [s for s in json.loads((out / "timings.json").read_text())["stages"] if s["call"] == 2]
+    assert [(s["stage"], s["status"]) for s in first][:6] == [
+        ("install", "done"), ("data", "reused"), ("check", "reused"), ("schedule", "reused"), ("jobs", "done"),
+        ("zoo", "published")]
     # the jobs stage published every question: no interpreter started to find them
     assert {s["stage"]: s["status"] for s in first if s["stage"] in QUESTIONS} == dict.fromkeys(QUESTIONS, "published")
     assert "--- rq4: published by the jobs stage" in p.stdout and " run rq4 " not in p.stdout
@@ -217,11 +262,11 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     p2 = _run(out, state, archive, workers="2")
     assert p2.returncode == 0, p2.stdout[-4000:]
     t = json.loads((out / "timings.json").read_text())
-    second = [s for s in t["stages"] if s["call"] == 2]
+    second = [s for s in t["stages"] if s["call"] == 3]
     assert {s["stage"] for s in second if s["status"] == "reused"} == {"data", "check", "schedule", "jobs", "zoo",
                                                                       "rq1", "rq2", "rq3", "rq4", "appendix"}
     assert {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()} == stamp
-    assert "gpu_run call 2:" in p2.stdout.strip().splitlines()[-1]
+    assert "gpu_run call 3:" in p2.stdout.strip().splitlines()[-1]
 
 
 def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
@@ -234,40 +279,6 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     t = json.loads((out / "timings.json").read_text())
     assert [s["stage"] for s in t["stages"]] == ["install", "pack"] and t["last_call"]["status"] == "incomplete"
     assert sorted(f.name for f in out.iterdir()) == ["log.txt", "timings.json"]
-
-
-@pytest.mark.slow
-def test_gpu_run_killed_from_outside_still_leaves_its_results(tmp_path):
-    """A call killed with SIGKILL (a slot's hard limit: no pack at the end) leaves in OUTDIR what the
-    snapshots took while its stages ran: the results published so far, as a whole archive, and
-    the log. Here the schedule probe's records, killed during the zoo stage that follows."""
-    import signal
-    import time
-
-    archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz", per_class=3)
-    out, state = tmp_path / "out", tmp_path / "state"
-    env = {**os.environ, "DYNN_GPU_RUN_STATE": str(state), "DYNN_GPU_RUN_PROFILE": "smoke",
-           "DYNN_GPU_RUN_WORKERS": "1", "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "1",
-           "DYNN_GPU_RUN_CHECK_S": "0", "DYNN_GPU_RUN_SNAPSHOT_S": "1", "DYNN_GPU_RUN_DEVICE": "cpu",
-           "DYNN_GPU_RUN_QUESTIONS": "zoo", "DYNN_PROGRESS": "0"}
-    proc = subprocess.Popen(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        t0 = time.time()
-        while not (state / "done" / "schedule").exists() and proc.poll() is None and time.time() - t0 < 600:
-            time.sleep(0.2)
-        assert (state / "done" / "schedule").exists(), "the schedule probe did not finish"
-        time.sleep(3)  # into the zoo stage: snapshots every second
-        assert proc.poll() is None, "the run ended before it could be killed"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert not (out / "timings.json").exists()  # no pack ran: what is there came from the snapshots
-    with tarfile.open(out / "results.tar.gz") as tf:
-        names = tf.getnames()
-    assert "results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e1-cpu.json" in names
-    log = (out / "log.txt").read_text()
-    assert "--- schedule" in log and "--- zoo" in log
 
 
 def test_concurrency_measurement_names_a_failed_training(tmp_path):
