@@ -31,7 +31,7 @@ from dynn_lib.zoo import Workspace
 from conftest import fake_zoo
 
 TINY = dict(n_train=64, n_query=32, n_eval=16, attack_steps=2, batch_size=32)
-CFG = ExperimentConfig(eps=(8 / 255,), attacks=("fgsm", "pgd"), batch_size=32)
+CFG = ExperimentConfig(eps=(8 / 255,), attacks=("fgsm", "pgd"), attack_batch_size=32)
 S2D_MNET = next(p for p in PAIRS if p.direction == "S2D" and p.surrogate_arch == p.target_arch == "mobilenet")
 D2S_MNET = next(p for p in PAIRS if p.direction == "D2S" and p.surrogate_arch == p.target_arch == "mobilenet")
 VERDICTS = set(verdicts.VERDICTS)
@@ -103,6 +103,18 @@ def test_config_validation():
     assert ExperimentConfig(eps=8 / 255).eps == (8 / 255,)
     assert verdict([]) == "not testable" and verdict([True, False]) == "partly"
     assert verdict(["supports", "inconclusive"]) == "inconclusive" and verdict([], "x") == "not testable: x"
+    with pytest.raises(ValueError, match="attack_batch_size must be an integer >= 1, got 0"):
+        ExperimentConfig(attack_batch_size=0)
+
+
+def test_training_and_attack_batches_are_separate_parameters():
+    """``-p batch_size`` is the profile's training batch and ``-p attack_batch_size`` the attacks' (they
+    once shared the name ``batch_size``, and one override set both)."""
+    from dynn_lib.experiments.runner import split_overrides
+    for q in ("rq1", "rq2", "rq3", "appendix", "rq4"):
+        assert split_overrides(q, {"batch_size": 64}) == ({"batch_size": 64}, {}), q
+        assert split_overrides(q, {"attack_batch_size": 128}) == ({}, {"attack_batch_size": 128}), q
+    assert ExperimentConfig().attack_batch_size == 512
 
 
 def test_exit_outputs_and_run_attack(fake_ws):
@@ -114,7 +126,7 @@ def test_exit_outputs_and_run_attack(fake_ws):
     assert torch.equal(pred, z.argmax(-1).T) and torch.allclose(conf, z.softmax(-1).amax(-1).T)
     cnn_conf, _ = exit_outputs(fake_ws.model("mobilenet", "cnn"), x, "cpu")
     assert cnn_conf.shape == (len(y), 1)
-    x_adv, used, secs = run_attack(dynn, x, y, "pgd", 4 / 255, replace(CFG, batch_size=5), exit_loss="fired",
+    x_adv, used, secs = run_attack(dynn, x, y, "pgd", 4 / 255, replace(CFG, attack_batch_size=5), exit_loss="fired",
                                    tau=0.5, device="cpu", generator=torch.Generator().manual_seed(0), steps=2)
     assert x_adv.shape == x.shape and x_adv.dtype == torch.float32 and secs > 0
     assert used.shape == y.shape and ((used >= 0) & (used < 3)).all()

@@ -27,7 +27,7 @@ def _ws(store) -> Workspace:
                      ea_images=N_IMAGES, ea_iters=ITERS, attack_steps=2, batch_size=32)
 
 
-CFG = rq4.RQ4Config(archs=ARCHS, alphas=ALPHAS, transfer_alpha=1.0, batch_size=N_IMAGES)
+CFG = rq4.RQ4Config(archs=ARCHS, alphas=ALPHAS, transfer_alpha=1.0, attack_batch_size=N_IMAGES)
 
 
 @pytest.fixture(scope="module")

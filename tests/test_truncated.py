@@ -200,7 +200,7 @@ def test_attack_table_records_macs_and_batches():
     model = _peaky(DyNN(make_tiny_backbone(size=32)))
     images = torch.randint(0, 256, (7, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (7,))
-    cfg = ExperimentConfig(batch_size=3, steps=2)
+    cfg = ExperimentConfig(attack_batch_size=3, steps=2)
     out = _run_attack_batches(model, images, labels, "pgd", 4 / 255, cfg, "fired", 0.5, "cpu",
                               torch.Generator().manual_seed(0), 2)
     assert out.batch.tolist() == [0, 0, 0, 1, 1, 1, 2]

@@ -103,8 +103,13 @@ class ExperimentConfig:
     n_images: evaluation-half images attacked (None: all of ``ws.eval_half``, which the
         profile's ``n_eval`` already limits; otherwise a seeded class-stratified sample of
         ``n_images`` of it, :func:`dynn_lib.data.stratified_subset`).
-    batch_size: attack batch size (memory only; PGD's random start is drawn per batch, so it
-        is part of PGD's cache key).
+    attack_batch_size: images per attack batch (memory and speed only; PGD's random start is drawn per batch,
+        so it is part of PGD's cache key). Default 512, a compromise: on a GPU these small networks
+        are launch-bound at a few hundred images (the CUDA review's reading of ResNet-56), so larger
+        batches spread each kernel launch over more images; but RQ1's wall-time comparison
+        (Finding 2) takes one sample per timed batch, and 512 still gives 10 per table of 5,000
+        images. Measured on a CPU, a PGD step with the mean loss over every exit holds 3-5.3 MB
+        per image (VGG-16 3.1, MobileNet 4.1, ResNet-56 5.3): about 2.7 GB at 512.
     seed: seed of the attack's generator (PGD random start).
     """
 
@@ -117,7 +122,7 @@ class ExperimentConfig:
     random_start: bool = True
     mifgsm_decay: float = 1.0
     n_images: int | None = None
-    batch_size: int = 256
+    attack_batch_size: int = 512
     seed: int = 0
 
     def __post_init__(self):
@@ -149,8 +154,9 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, Integral) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
-        if not isinstance(self.batch_size, Integral) or isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if (not isinstance(self.attack_batch_size, Integral) or isinstance(self.attack_batch_size, bool)
+                or self.attack_batch_size < 1):
+            raise ValueError(f"attack_batch_size must be an integer >= 1, got {self.attack_batch_size!r}")
         if not _is_real(self.mifgsm_decay) or not self.mifgsm_decay >= 0:
             raise ValueError(f"mifgsm_decay must be a number >= 0, got {self.mifgsm_decay!r}")
         if not isinstance(self.random_start, bool):
@@ -186,7 +192,7 @@ def _attack_params(ws: Workspace, attack: str, eps: float, cfg: ExperimentConfig
     """The attack's hyper-parameters (what enters its cache key)."""
     p: dict[str, Any] = {"name": attack, "eps": float(eps), **_call_kwargs(attack, eps, cfg, attack_steps(ws, cfg))}
     if attack == "pgd" and cfg.random_start:  # the random start is drawn batch by batch from one generator
-        p.update(seed=cfg.seed, batch_size=cfg.batch_size)
+        p.update(seed=cfg.seed, batch_size=cfg.attack_batch_size)
     return p
 
 
@@ -237,7 +243,7 @@ class AttackBatches(NamedTuple):
 
 def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau, device, generator, steps
                         ) -> AttackBatches:
-    """Attack in batches of ``cfg.batch_size``, timing each batch (:class:`AttackBatches`)."""
+    """Attack in batches of ``cfg.attack_batch_size``, timing each batch (:class:`AttackBatches`)."""
     device = torch.device(device)
     fn = _attacks.ATTACKS[attack]  # looked up at call time (tests may replace an entry)
     kw = dict(_call_kwargs(attack, eps, cfg, steps), eps=float(eps), exit_loss=exit_loss, tau=tau,
@@ -246,7 +252,7 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
     if n == 0:
         raise ValueError("no images to attack")
     advs, used, secs, macs, batch = [], [], [], [], []
-    bs = cfg.batch_size
+    bs = cfg.attack_batch_size
     warmed = device.type != "cuda"
     for b, i in enumerate(progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False)):
         x = early_exit.to_float_pixels(images[i:i + bs].to(device))
@@ -273,7 +279,7 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, att
                cfg: ExperimentConfig, exit_loss: str | int = "final", tau: float | None = None,
                device: torch.device | str = "cpu", generator: torch.Generator | None = None,
                steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Attack ``images`` in batches of ``cfg.batch_size`` with ``ATTACKS[attack]``.
+    """Attack ``images`` in batches of ``cfg.attack_batch_size`` with ``ATTACKS[attack]``.
 
     PGD uses ``cfg.pgd_step``; MI-FGSM uses ``eps / steps`` and ``cfg.mifgsm_decay``; ``steps`` is
     ``steps`` if given, else ``cfg.steps`` (which must then be set: pass ``attack_steps(ws, cfg)``

@@ -17,13 +17,13 @@ Setup, all parameters in :class:`RQ4Config`:
 * Early Attack (:func:`dynn_lib.attacks.early_attack.early_attack`) for each alpha in
   ``alphas``; each block draws its initial ``w`` for all images at once from
   ``torch.Generator().manual_seed(seed)`` (CPU), so every alpha and every architecture starts
-  from the same ``w`` and a block does not depend on ``batch_size``. The alphas of an
-  architecture run together as per-sample alphas (a batch = ``batch_size`` images times the
+  from the same ``w`` and a block does not depend on ``attack_batch_size``. The alphas of an
+  architecture run together as per-sample alphas (a batch = ``attack_batch_size`` images times the
   alphas still to compute), each row equal to its single-alpha run.
 * Baselines (:func:`dynn_lib.attacks.baselines.early_attack_baseline`): FGSM (one step of
   ``baseline_eps``) and PGD (``baseline_steps`` steps of ``baseline_step`` = eps/4 by default,
   i.e. 2/255 at 8/255, uniform random start drawn batch after batch from
-  ``Generator().manual_seed(seed)``, so PGD rows depend on ``batch_size``, which is in the key).
+  ``Generator().manual_seed(seed)``, so PGD rows depend on ``attack_batch_size``, which is in the key).
 * Success is scored on a fresh forward pass of the returned images (the same criterion as the
   attack's own early-stopping test; the two agree except on exact floating-point ties).
 * Transfer (Table 3): the Early-Attack examples of ``alpha = transfer_alpha`` made on DyNN A
@@ -160,7 +160,8 @@ class RQ4Config:
     transfer_alpha: the alpha whose examples feed Table 3 (must be in ``alphas``; None skips
         the transfer study). transfer_examples: "all" (default) or "successful" (only examples
         that succeeded on the surrogate).
-    seed: attack seed (Early-Attack initial w, PGD random start). batch_size: images per batch.
+    seed: attack seed (Early-Attack initial w, PGD random start). attack_batch_size: images per
+        attack batch (the profile's ``batch_size`` is the training batch).
     """
 
     alphas: tuple[float, ...] = PAPER_ALPHAS
@@ -178,7 +179,7 @@ class RQ4Config:
     transfer_alpha: float | None = 1.0
     transfer_examples: str = "all"
     seed: int = 0
-    batch_size: int = 100
+    attack_batch_size: int = 100
 
     def __post_init__(self):
         alphas = tuple(self.alphas) if isinstance(self.alphas, (list, tuple)) else (self.alphas,)
@@ -215,8 +216,8 @@ class RQ4Config:
             if not _pos_int_or_none(getattr(self, name)):
                 raise ValueError(f"{name} must be an integer >= 1 or None (profile default), "
                                  f"got {getattr(self, name)!r}")
-        if not _pos_int_or_none(self.batch_size) or self.batch_size is None:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not _pos_int_or_none(self.attack_batch_size) or self.attack_batch_size is None:
+            raise ValueError(f"attack_batch_size must be an integer >= 1, got {self.attack_batch_size!r}")
         if not isinstance(self.min_iters, Integral) or isinstance(self.min_iters, bool) or self.min_iters < 0:
             raise ValueError(f"min_iters must be an integer >= 0, got {self.min_iters!r}")
         if self.iters is not None and self.min_iters > self.iters:
@@ -270,7 +271,7 @@ def _block_config(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
     """Everything that determines one (arch, method, alpha) block (its store key)."""
     base = {"experiment": "rq4", "block": method, "version": 1,
             "model": asdict(ws.model_config(arch, cfg.kind)),
-            "images": _images_key(ws, cfg.resolved_n_images(ws)), "seed": cfg.seed, "batch_size": cfg.batch_size}
+            "images": _images_key(ws, cfg.resolved_n_images(ws)), "seed": cfg.seed, "batch_size": cfg.attack_batch_size}
     if method == "early_attack":
         base.update(alpha=alpha, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.lr, init=cfg.init,
                     min_iters=cfg.min_iters)
@@ -303,7 +304,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
                        ) -> dict[float, tuple[torch.Tensor, torch.Tensor, float]]:
     """The Early Attack of every alpha in ``alphas`` on ``arch``, run together.
 
-    Each batch holds ``cfg.batch_size`` images once per alpha, with alpha a per-sample tensor
+    Each batch holds ``cfg.attack_batch_size`` images once per alpha, with alpha a per-sample tensor
     (:func:`dynn_lib.attacks.early_attack.early_attack`; exact, per-sample losses are summed), so
     the paper's grid is one batch per architecture at 100 images. Every alpha starts from the
     same initial w (one draw for all images from ``Generator().manual_seed(cfg.seed)``, CPU), so
@@ -314,7 +315,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
     n = cfg.resolved_n_images(ws)
     x_all, _ = _images(ws, n)
     dev = ws.device
-    bs = cfg.batch_size
+    bs = cfg.attack_batch_size
     g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
     w0 = torch.rand(x_all.shape, generator=g) if cfg.init == "random" else None
     A = len(alphas)
@@ -368,7 +369,7 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
         n = cfg.resolved_n_images(ws)
         x_all, y_all = _images(ws, n)
         dev = ws.device
-        bs = cfg.batch_size
+        bs = cfg.attack_batch_size
         z_clean = all_exit_logits(model, x_all, batch_size=bs, device=dev)
         p = z_clean[-1].argmax(-1)
         if method == "early_attack":
@@ -471,7 +472,7 @@ def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a
     """
     a_cfg = _block_config(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha)
     tcfg = {"experiment": "rq4", "block": "transfer", "version": 1, "surrogate_block": a_cfg,
-            "target_model": asdict(ws.model_config(target, cfg.kind)), "batch_size": cfg.batch_size}
+            "target_model": asdict(ws.model_config(target, cfg.kind)), "batch_size": cfg.attack_batch_size}
     slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}"
 
     def compute():
@@ -480,8 +481,8 @@ def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a
         n = len(x_adv)
         x, y = _images(ws, n)
         model_b = ws.model(target, cfg.kind)
-        zc = all_exit_logits(model_b, x, batch_size=cfg.batch_size, device=ws.device)
-        za = all_exit_logits(model_b, x_adv, batch_size=cfg.batch_size, device=ws.device)
+        zc = all_exit_logits(model_b, x, batch_size=cfg.attack_batch_size, device=ws.device)
+        za = all_exit_logits(model_b, x_adv, batch_size=cfg.attack_batch_size, device=ws.device)
         pc, pa = zc.argmax(-1), za.argmax(-1)  # [E, n]
         p_b = pc[-1]
         df = pd.DataFrame({
