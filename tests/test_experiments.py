@@ -115,6 +115,9 @@ def test_training_and_attack_batches_are_separate_parameters():
         assert split_overrides(q, {"batch_size": 64}) == ({"batch_size": 64}, {}), q
         assert split_overrides(q, {"attack_batch_size": 128}) == ({}, {"attack_batch_size": 128}), q
     assert ExperimentConfig().attack_batch_size == 512
+    # the same for the learning rates: the profile's lr trains, RQ4's ea_lr drives the Early Attack's Adam
+    assert split_overrides("rq4", {"lr": 0.05}) == ({"lr": 0.05}, {})
+    assert split_overrides("rq4", {"ea_lr": 0.05}) == ({}, {"ea_lr": 0.05})
 
 
 def test_exit_outputs_and_run_attack(fake_ws):

@@ -148,8 +148,9 @@ class RQ4Config:
     """Parameters of RQ4 (protocol section 9). ``None`` sizes come from the workspace profile.
 
     alphas: Early Attack weights of L1 (>= 0), one block each (paper grid by default).
-    c, lr, init, min_iters: Early Attack parameters (c = 50, Adam lr 0.01, w ~ U[0,1), no
-        minimum; the released code used min_iters = 200). iters: most Adam updates
+    c, ea_lr, init, min_iters: Early Attack parameters (c = 50, Adam lr 0.01, w ~ U[0,1), no
+        minimum; the released code used min_iters = 200). ``ea_lr`` is not named ``lr``: that is
+        the profile's training learning rate, and one ``-p lr`` override would set both. iters: most Adam updates
         (None -> ``profile.ea_iters``; paper 1,000).
     n_images: images of the evaluation half, a seeded class-stratified sample (None ->
         ``profile.ea_images``; paper 100).
@@ -167,7 +168,7 @@ class RQ4Config:
     alphas: tuple[float, ...] = PAPER_ALPHAS
     c: float = 50.0
     iters: int | None = None
-    lr: float = 0.01
+    ea_lr: float = 0.01
     init: str = "random"
     min_iters: int = 0
     n_images: int | None = None
@@ -204,7 +205,7 @@ class RQ4Config:
         if self.kind not in DYNN_KINDS:
             raise ValueError(f"unknown DyNN kind {self.kind!r}; accepted: {', '.join(DYNN_KINDS)} "
                              "(a 'cnn' has no internal exits to attack)")
-        for name in ("c", "lr", "baseline_eps"):
+        for name in ("c", "ea_lr", "baseline_eps"):
             v = getattr(self, name)
             if not _finite(v) or v <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
@@ -273,7 +274,7 @@ def _block_config(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
             "model": asdict(ws.model_config(arch, cfg.kind)),
             "images": _images_key(ws, cfg.resolved_n_images(ws)), "seed": cfg.seed, "batch_size": cfg.attack_batch_size}
     if method == "early_attack":
-        base.update(alpha=alpha, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.lr, init=cfg.init,
+        base.update(alpha=alpha, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.ea_lr, init=cfg.init,
                     min_iters=cfg.min_iters)
     else:
         base.update(eps=cfg.baseline_eps)
@@ -328,7 +329,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
         x_rep = x_all[i:i + bs].repeat(A, 1, 1, 1).to(dev)  # rows j*b .. (j+1)*b - 1 run alphas[j]
         a_vec = torch.tensor([float(a) for a in alphas], dtype=x_rep.dtype).repeat_interleave(b).to(dev)
         w_rep = None if w0 is None else w0[i:i + bs].repeat(A, 1, 1, 1).to(dev)
-        res = early_attack(model, x_rep, alpha=a_vec, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.lr,
+        res = early_attack(model, x_rep, alpha=a_vec, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.ea_lr,
                            init=cfg.init, min_iters=cfg.min_iters, w0=w_rep)
         x_adv, used = res.x_adv.float().cpu(), res.iters_used.cpu()
         for j, a in enumerate(alphas):
