@@ -369,13 +369,16 @@ def test_plain_papermill_rejects_an_unknown_parameter_with_the_accepted_list(tmp
 @pytest.mark.book
 def test_a_page_with_compute_off_renders_only_published_results(tmp_path):
     """``-p compute False`` (what ``dynn reproduce --no-experiments`` passes): with nothing published
-    the page stops, naming the folder and the command, and trains nothing."""
+    the page stops, naming the folder and the command, and trains nothing. It stops with the
+    ``NotPublishedError`` by which ``execute_all(allow_missing=True)`` tells a missing result from a
+    broken page (papermill reports the kernel's error by that name)."""
     run = _plain_route(tmp_path, "rq2_efficiency", "-p", "profile", "smoke", "-p", "dataset", "synthetic",
                        "-p", "device", "cpu", "-p", "results_dir", str(tmp_path / "results"),
                        "-p", "store", str(tmp_path / "store"), "-p", "compute", "False")
     assert run.returncode != 0
     log = run.stdout + run.stderr
     assert "compute=False: no published rq2 result" in log and "dynn run rq2" in log, log[-3000:]
+    assert "NotPublishedError" in log, log[-3000:]
     assert not list(tmp_path.rglob("*.pt"))
 
 
