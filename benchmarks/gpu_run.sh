@@ -136,18 +136,22 @@ record() {  # stage seconds status
 }
 left() { echo $(( LIMIT - RESERVE - SECONDS )); }
 
-# snapshot: the results and the log as they stand into OUTDIR (see the header); each file is written
-# under a temporary name and renamed, so OUTDIR never holds half an archive
-snapshot() {
+# put_results / put_log: OUTDIR/results.tar.gz (the results tables and records, no *.pt), and
+# OUTDIR/selfcheck.json and log.txt, as they stand; each file is written under a temporary name and
+# renamed, so OUTDIR never holds half an archive (used by the snapshots and by pack)
+put_results() {
   local part="$OUTDIR/.snapshot.$BASHPID.part" rc
-  if [ -d "$STATE/results" ]; then
-    tar -czf "$part" -C "$STATE" --exclude='*.pt' --exclude='.*.tmp' --warning=no-file-changed results 2>/dev/null
-    rc=$?  # 1: a folder gained files while it was read (every library write is a rename: no torn file)
-    if [ $rc -le 1 ]; then mv -f "$part" "$OUTDIR/results.tar.gz"; else rm -f "$part"; fi
-  fi
+  [ -d "$STATE/results" ] || { rm -f "$OUTDIR/results.tar.gz"; return 0; }
+  tar -czf "$part" -C "$STATE" --exclude='*.pt' --exclude='.*.tmp' --warning=no-file-changed results 2>/dev/null
+  rc=$?  # 1: a folder gained files while it was read (every library write is a rename: no torn file)
+  if [ $rc -le 1 ]; then mv -f "$part" "$OUTDIR/results.tar.gz"; else rm -f "$part"; fi
+}
+put_log() {
+  local part="$OUTDIR/.snapshot.$BASHPID.part"
   [ -f "$STATE/check/selfcheck.json" ] && cp "$STATE/check/selfcheck.json" "$part" && mv -f "$part" "$OUTDIR/selfcheck.json"
   tail -c $((MAX_FILE - 65536)) "$STATE/log.txt" > "$part" && mv -f "$part" "$OUTDIR/log.txt"
 }
+snapshot() { put_results; put_log; }
 
 # snapshot_loop STOPFILE: a snapshot every SNAP_EVERY seconds until STOPFILE exists
 snapshot_loop() {
@@ -189,8 +193,8 @@ run_stage() {
 pack() {
   local t0=$SECONDS
   cd "$STATE" || return
-  rm -f "$OUTDIR"/results.tar.gz "$OUTDIR"/store.tar.gz
-  [ -d results ] && tar -czf "$OUTDIR/results.tar.gz" --exclude='*.pt' --exclude='.*.tmp' results
+  rm -f "$OUTDIR"/store.tar.gz
+  put_results
   if [ -d store ]; then
     tar -czf "$OUTDIR/store.tar.gz" --exclude='*.pt' --exclude='.*.tmp' store
     if [ "$(stat -c %s "$OUTDIR/store.tar.gz")" -ge $MAX_FILE ]; then
@@ -198,7 +202,7 @@ pack() {
       find store -name record.json -print0 | tar -czf "$OUTDIR/store.tar.gz" --null -T -
     fi
   fi
-  for f in selfcheck.json syncs.txt; do [ -f "check/$f" ] && cp "check/$f" "$OUTDIR/$f"; done
+  [ -f check/syncs.txt ] && cp check/syncs.txt "$OUTDIR/syncs.txt"
   record pack $((SECONDS - t0)) ""
   "$PY" - "$STATE/stages.tsv" "$OUTDIR/timings.json" "$CALL" "$STATUS" "$SECONDS" <<'EOF'
 import json, sys
@@ -210,7 +214,7 @@ for r in stages:
 json.dump({"stages": stages, "seconds_per_stage_all_calls": total, "calls": int(sys.argv[3]),
            "last_call": {"status": sys.argv[4], "seconds": int(sys.argv[5])}}, open(sys.argv[2], "w"), indent=2)
 EOF
-  tail -c $((MAX_FILE - 65536)) "$STATE/log.txt" > "$OUTDIR/log.txt"
+  put_log
   local n big
   n=$(find "$OUTDIR" -maxdepth 1 -type f | wc -l)
   big=$(find "$OUTDIR" -maxdepth 1 -type f -size +$((MAX_FILE - 1))c | wc -l)
