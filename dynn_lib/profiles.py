@@ -60,7 +60,9 @@ class Profile:
     amp: bf16 autocast in training. ``"auto"`` (default): on on CUDA (when the GPU supports bf16)
         and on a CPU with native bf16 (AVX-512-BF16 or AMX), else off; or True / False. Attacks and
         evaluation always run in fp32. The resolved value is in each model's training record.
-    channels_last: channels-last memory format in training; ``"auto"``: the same rule as ``amp``.
+    channels_last: channels-last memory format in training; ``"auto"``: the same rule as ``amp``,
+        and also on (in fp32) on other x86-64 CPUs, where it is measured to be faster
+        (:data:`dynn_lib.train.CHANNELS_LAST_CPU_MACHINES`).
     checkpoint_every / checkpoint_minutes: save the resumable training state after every
         ``checkpoint_every`` epochs or when ``checkpoint_minutes`` have passed since the last save
         (None: no time trigger), whichever comes first, and after the last epoch.

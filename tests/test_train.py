@@ -230,9 +230,26 @@ def test_fast_profile_is_paper_with_a_short_schedule():
         profiles.get_profile("paper", amp="bf16")
 
 
-def test_precision_flags_resolve_and_are_recorded(small_data):
+def test_precision_flags_resolve():
     assert T.resolve_flag(True, "cpu") is True and T.resolve_flag(False, "cuda") is False
     assert T.resolve_flag("auto", "cpu") == T.cpu_has_native_bf16()
+    with pytest.raises(ValueError, match="unknown flag 'tf32'; accepted: 'amp', 'channels_last'"):
+        T.resolve_flag("auto", "cpu", "tf32")
+
+
+@pytest.mark.parametrize("bf16,machine,amp,cl", [(True, "x86_64", True, True), (True, "aarch64", True, True),
+                                                 (False, "x86_64", False, True), (False, "AMD64", False, True),
+                                                 (False, "aarch64", False, False)])
+def test_auto_flags_on_cpu(monkeypatch, bf16, machine, amp, cl):
+    # "auto" on a CPU: bf16 autocast only with native bf16; channels-last also in fp32 on x86-64
+    monkeypatch.setattr(T, "cpu_has_native_bf16", lambda: bf16)
+    monkeypatch.setattr(T.platform, "machine", lambda: machine)
+    assert T.resolve_flag("auto", "cpu", "amp") is amp
+    assert T.resolve_flag("auto", "cpu", "channels_last") is cl
+    assert T.resolve_flag(False, "cpu", "channels_last") is False and T.resolve_flag(True, "cpu", "amp") is True
+
+
+def test_trained_record_holds_resolved_flags(small_data):
     model, rec = T.train(_cfg(epochs=1, amp=False, channels_last=True), *small_data)
     assert (rec["amp"], rec["channels_last"], rec["step_mode"]) == (False, True, "eager")
     # the returned model is fp32 and contiguous, like one loaded from the store
