@@ -71,6 +71,7 @@ def test_reproduce_seeds_publish_each_seed_into_its_own_folder(tmp_path, monkeyp
 def test_reproduce_without_experiments_runs_the_pages_with_compute_off(tmp_path, monkeypatch):
     """--no-experiments: no question is published here and every page gets compute=False (it
     renders the results folder, e.g. a GPU slot's, and never recomputes); otherwise compute=True."""
+    pytest.importorskip("yaml")  # the book extra: the pages are listed from _toc.yml
     from dynn_lib import book
     from dynn_lib import reproduce as R
 

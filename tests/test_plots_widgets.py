@@ -647,6 +647,7 @@ def test_rel_path_never_prints_an_absolute_path(tmp_path):
 
 
 def test_check_parameters_rejects_unknown_names_and_reads_json():
+    pytest.importorskip("yaml")  # the book extra (parameter values are read as papermill reads them)
     from dynn_lib.book import check_parameters, coerce_parameter
 
     params = 'profile = "smoke"\neps_255 = [8]\noverrides = {}\ntau = 0.9\n'
