@@ -5,7 +5,8 @@ Measured in one process and run, on the same model and data:
 1. seconds per training epoch per architecture: ``dynn_lib.train.train`` itself (uint8 data on
    the device, batched on-device crop/flip; bf16 autocast + channels-last where its ``"auto"``
    rule turns them on: CUDA, or a CPU with native bf16, where MobileNet's depthwise convolutions
-   stay fp32; channels-last alone on other x86-64 CPUs; the step graphed on CUDA) vs a plain fp32 loop on the same on-device batches
+   stay fp32; channels-last alone on other x86-64 CPUs; the step graphed on CUDA) vs a plain fp32
+   loop on the same on-device batches
    (eager, contiguous, SGD; target on a bf16 CPU: >= 1.5x) and vs a reference loop of the usual kind (torchvision DataLoader over PIL images with PIL
    transforms, eager fp32), all batch 128, over ``--n-train`` images: the fastest of
    ``--repeats`` epochs (one for the reference loop);

@@ -211,7 +211,7 @@ ic_only 3.3 -> 2.3 s (1.1x-1.45x, each the mean of two runs). Other CPU architec
 not measured, so ``"auto"`` leaves them contiguous."""
 
 
-def resolve_flag(setting: bool | str, device: str | torch.device, name: str = "amp") -> bool:
+def resolve_flag(setting: bool | str, device: str | torch.device, name: str) -> bool:
     """Resolve the ``amp`` or ``channels_last`` setting (``name``) on ``device``: True/False as given;
     ``"auto"``: on CUDA, on when the GPU supports bf16; on a CPU, ``amp`` is on when
     :func:`cpu_has_native_bf16` and ``channels_last`` when that holds or the CPU is one of
@@ -484,7 +484,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
         raise ValueError(f"labels reach {int(labels.max())} but dataset {cfg.dataset} has {num_classes} classes")
     if cfg.recipe == "ic_only" and base_state is None:
         raise ValueError("ic_only training needs base_state (the trained CNN's weights)")
-    amp, channels_last = resolve_flag(cfg.amp, device), resolve_flag(cfg.channels_last, device, "channels_last")
+    amp = resolve_flag(cfg.amp, device, "amp")
+    channels_last = resolve_flag(cfg.channels_last, device, "channels_last")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_classes)
     if cfg.recipe == "ic_only":

@@ -231,8 +231,9 @@ def test_fast_profile_is_paper_with_a_short_schedule():
 
 
 def test_precision_flags_resolve():
-    assert T.resolve_flag(True, "cpu") is True and T.resolve_flag(False, "cuda") is False
-    assert T.resolve_flag("auto", "cpu") == T.cpu_has_native_bf16()
+    assert T.resolve_flag(True, "cpu", "amp") is True and T.resolve_flag(False, "cuda", "amp") is False
+    assert T.resolve_flag(False, "cpu", "channels_last") is False and T.resolve_flag(True, "cpu", "channels_last") is True
+    assert T.resolve_flag("auto", "cpu", "amp") == T.cpu_has_native_bf16()
     with pytest.raises(ValueError, match="unknown flag 'tf32'; accepted: 'amp', 'channels_last'"):
         T.resolve_flag("auto", "cpu", "tf32")
 
@@ -246,7 +247,6 @@ def test_auto_flags_on_cpu(monkeypatch, bf16, machine, amp, cl):
     monkeypatch.setattr(T.platform, "machine", lambda: machine)
     assert T.resolve_flag("auto", "cpu", "amp") is amp
     assert T.resolve_flag("auto", "cpu", "channels_last") is cl
-    assert T.resolve_flag(False, "cpu", "channels_last") is False and T.resolve_flag(True, "cpu", "amp") is True
 
 
 def test_trained_record_holds_resolved_flags(small_data):
