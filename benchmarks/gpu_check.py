@@ -855,8 +855,12 @@ def _run_concurrently(k: int, ctx: dict, timeout: float) -> float:
     import selectors
     import subprocess
     import tempfile
+    import dynn_lib
     arch, kind, n, epochs, batch = ctx["conc_job"]
-    env = {**os.environ, "DYNN_PROGRESS": "0"}
+    # the children import the library this process runs (an uninstalled checkout too), first on their path
+    lib_root = str(Path(dynn_lib.__file__).resolve().parents[1])
+    env = {**os.environ, "DYNN_PROGRESS": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [lib_root, os.environ.get("PYTHONPATH")]))}
     errs = [tempfile.TemporaryFile(mode="w+") for _ in range(k)]  # a pipe could fill up and block the child
     procs = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--training-worker",
                                json.dumps([arch, kind, n, epochs, batch, ctx["seed"] + i, str(ctx["device"])])],
