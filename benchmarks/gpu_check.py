@@ -23,22 +23,27 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    CPU-only run the fp32 side is the CPU's (it says so in the JSON: ``compared``).
 3. ``loader``: :class:`dynn_lib.data.GpuLoader` batches (shuffle, crop, flip) equal a per-sample
    reference built from the same seeded draws, and the device's batches equal the CPU's bit for
-   bit (same seed); with colour jitter the CPU/device difference is reported (< 1e-6).
+   bit (same seed; so do the uint8 -> float pixels of all 256 levels); with colour jitter the
+   CPU/device difference is reported (< 1e-6).
 4. ``attacks``: FGSM, PGD, MI-FGSM x exit losses (final, fired, mean, exit 0) on each DyNN:
    ``||delta||_inf <= eps + 1e-6``, values in [0, 1], finite, on the device, the model's module
    modes and ``requires_grad`` flags restored (a mixed state is set first). On CUDA: the PGD
    random start equals the CPU's, FGSM on CPU and CUDA agree on >= 99 % of the pixels (WARN).
 5. ``early_attack``: same state/range checks; its success flags equal a rescoring of ``x_adv``;
-   a batched row equals the single-image run from the same ``w0``; a per-sample alpha tensor
-   equals the scalar alpha run bit for bit.
+   a row equals, bit for bit, the same row in a batch of its own copies (same shape, other
+   neighbours) and, within 1e-4, the single-image run from the same ``w0`` (a WARN on CUDA, where
+   batch 1 may run other kernels); a per-sample alpha tensor equals the scalar alpha run bit for
+   bit. On CUDA under ``numerics.configure(deterministic=True)``.
 6. ``early_exit``: the batched decision (``exit_numbers`` / ``fired_logits`` of the full forward)
    equals :meth:`DyNN.forward_early_exit` (exit numbers and predictions exactly, logits within
    :data:`FWD_TOL`), with each τ in the widest gap of its exit's confidences.
 7. ``resume``: :func:`dynn_lib.train.train` of a VGG-16 SDN (dropout) interrupted after its first
    epoch and resumed from the checkpoint equals the uninterrupted training bit for bit. On CUDA
    under ``numerics.configure(deterministic=True)``; when two uninterrupted runs already differ
-   (nondeterministic kernels) that is a WARN and the resumed run must lie as close to the
-   reference as the second run does.
+   (nondeterministic kernels) that is a WARN, and the resumed run's distance to the reference is
+   judged against that run-to-run gap g: PASS up to 2 g, WARN up to RESUME_GAP_FAIL x g (two
+   samples of the same noise can differ that much), FAIL beyond (a resume that restores the
+   wrong random state or optimizer state moves the weights by far more than rounding noise).
 8. ``sync_audit`` (CUDA only): ``torch.cuda.set_sync_debug_mode("warn")`` around a training run,
    a colour-jitter loader epoch, a fired-loss PGD and an Early Attack; synchronisations counted
    per ``dynn_lib`` file:line (the innermost library frame) and written to ``syncs.txt``. WARN when
@@ -119,6 +124,9 @@ FULL_TRAIN = 50_000
 CONCURRENCY_GAIN_MIN = 1.15
 """Least total-throughput gain (k concurrent trainings against one at a time) for which
 ``gpu_run.sh`` runs k jobs at once (each further worker must add this much again)."""
+RESUME_GAP_FAIL = 10.0
+"""With nondeterministic kernels, how many times the run-to-run weight gap a resumed training may
+lie from the uninterrupted one before the resume check FAILs (above 2x it WARNs)."""
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")
 
@@ -407,6 +415,10 @@ def sec_loader(r: Report, ctx: dict) -> None:
         r.check("same_seed_same_batches_cpu", all(torch.equal(a[0], b[0]) for a, b in zip(cpu, again)))
         r.check("cpu_vs_cuda_bitwise", None, note="no CUDA device here")
         return
+    to_float_pixels = _lib("early_exit", "to_float_pixels")
+    levels = torch.arange(256, dtype=torch.uint8)
+    r.check("pixels_cpu_vs_cuda_bitwise", torch.equal(to_float_pixels(levels), to_float_pixels(levels.to(dev)).cpu()),
+            note="uint8 -> float32 of all 256 levels")
     gpu = batches(dev)
     r.check("cpu_vs_cuda_bitwise", all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                                        for a, b in zip(cpu, gpu)), f"{len(gpu)} batches")
@@ -465,36 +477,61 @@ def sec_attacks(r: Report, ctx: dict) -> None:
 
 
 def sec_early_attack(r: Report, ctx: dict) -> None:
+    """Early Attack on random DyNNs: range, device, state, flags equal to a rescoring, and rows
+    independent of their batch. On CUDA the section runs with deterministic cuDNN kernels, so two
+    runs of one batch shape agree bit for bit; a row against its single-image run (another batch
+    shape, so other kernels there) is then only a WARN, while a row against the same row in a batch
+    of its own copies (the same shape, other neighbours) must agree exactly everywhere."""
     early_attack, initial_w = _lib("attacks", "early_attack", "initial_w")
     success = _lib("metrics", "early_attack_success")
+    numerics = _lib("numerics")
     dev, B, iters = ctx["device"], ctx["ea_batch"], ctx["ea_iters"]
-    for arch in ctx["attack_archs"]:
-        r.need_time(5.0)
-        model = _dynn(arch, ctx["seed"], dev)
-        g = torch.Generator().manual_seed(ctx["seed"])
-        x = torch.rand(B, 3, 32, 32, generator=g).to(dev)
-        w0 = initial_w(x, "random", torch.Generator().manual_seed(5))
-        _mixed_state(model)
-        before = _state(model)
-        res = early_attack(model, x, alpha=1.0, iters=iters, w0=w0)
-        xa = res.x_adv
-        r.check(f"{arch}/range_finite_device_state",
-                bool((xa >= 0).all() and (xa <= 1).all() and torch.isfinite(xa).all()) and xa.device == x.device
-                and _state(model) == before)
-        model.eval()
-        with torch.no_grad():
-            rescored = success(_exits(model(xa)), res.p)
-        r.check(f"{arch}/success_equals_rescoring", torch.equal(rescored.cpu(), res.success.cpu()),
-                f"{int(res.success.sum())}/{B} succeeded in {iters} iterations")
-        one = early_attack(model, x[:1], alpha=1.0, iters=iters, w0=w0[:1])
-        d = float((one.x_adv - xa[:1]).abs().max())
-        same = bool(one.success[0] == res.success[0]) and int(one.iters_used[0]) == int(res.iters_used[0])
-        r.check(f"{arch}/batched_row_equals_single_run", same and d <= 1e-4, d, 1e-4,
-                note="success, iterations used, max |x_adv diff|")
-        vec = early_attack(model, x, alpha=torch.full((B,), 1.0, device=dev), iters=iters, w0=w0)
-        r.check(f"{arch}/per_sample_alpha_equals_scalar", torch.equal(vec.x_adv, xa)
-                and torch.equal(vec.success, res.success))
-        del model
+    cuda = dev.type == "cuda"
+    prev = numerics.state()
+    try:
+        if cuda:
+            numerics.configure(tf32=False, deterministic=True)
+        for arch in ctx["attack_archs"]:
+            r.need_time(5.0)
+            model = _dynn(arch, ctx["seed"], dev)
+            g = torch.Generator().manual_seed(ctx["seed"])
+            x = torch.rand(B, 3, 32, 32, generator=g).to(dev)
+            w0 = initial_w(x, "random", torch.Generator().manual_seed(5))
+            _mixed_state(model)
+            before = _state(model)
+            res = early_attack(model, x, alpha=1.0, iters=iters, w0=w0)
+            xa = res.x_adv
+            r.check(f"{arch}/range_finite_device_state",
+                    bool((xa >= 0).all() and (xa <= 1).all() and torch.isfinite(xa).all()) and xa.device == x.device
+                    and _state(model) == before)
+            model.eval()
+            with torch.no_grad():
+                rescored = success(_exits(model(xa)), res.p)
+            r.check(f"{arch}/success_equals_rescoring", torch.equal(rescored.cpu(), res.success.cpu()),
+                    f"{int(res.success.sum())}/{B} succeeded in {iters} iterations")
+
+            def same_row(other, d):
+                return (bool(other.success[0] == res.success[0]) and int(other.iters_used[0]) == int(res.iters_used[0])
+                        and d)
+
+            copies = early_attack(model, x[:1].expand_as(x).contiguous(), alpha=1.0, iters=iters,
+                                  w0=w0[:1].expand_as(w0).contiguous())
+            d_copies = float((copies.x_adv[0] - xa[0]).abs().max())
+            r.check(f"{arch}/row_independent_of_batch_neighbours", same_row(copies, d_copies == 0.0), d_copies, 0.0,
+                    note="row 0 of the batch vs row 0 of a batch of its copies: success, iterations used, "
+                         "max |x_adv diff|")
+            one = early_attack(model, x[:1], alpha=1.0, iters=iters, w0=w0[:1])
+            d = float((one.x_adv - xa[:1]).abs().max())
+            other_kernels = "; batch 1 may run other cuDNN kernels than batch B, so only a WARN" if cuda else ""
+            r.check(f"{arch}/batched_row_equals_single_run", same_row(one, d <= 1e-4), d, 1e-4,
+                    level="WARN" if cuda else "FAIL", note="success, iterations used, max |x_adv diff|" + other_kernels)
+            vec = early_attack(model, x, alpha=torch.full((B,), 1.0, device=dev), iters=iters, w0=w0)
+            r.check(f"{arch}/per_sample_alpha_equals_scalar", torch.equal(vec.x_adv, xa)
+                    and torch.equal(vec.success, res.success))
+            del model
+    finally:
+        numerics.configure(tf32=prev["cudnn_allow_tf32"], cudnn_benchmark=prev["cudnn_benchmark"],
+                           deterministic=prev["cudnn_deterministic"])
 
 
 def _gap_taus(conf: torch.Tensor) -> list[float]:
@@ -599,9 +636,15 @@ def sec_resume(r: Report, ctx: dict) -> None:
         res, rrec = T.train(cfg, *args, device=dev, checkpoint=ckpt)
         r.check("resumed_from_epoch_1", rrec.get("resumed_from_epoch") == 1, rrec.get("resumed_from_epoch"))
         d = _max_weight_diff(ref, res)
-        ok = d == 0.0 if rerun == 0.0 else d <= max(2 * rerun, 1e-6)
-        r.check("resumed_equals_uninterrupted", ok, d, 0.0 if rerun == 0.0 else max(2 * rerun, 1e-6),
-                note="max |weight difference|, VGG-16 SDN (dropout)")
+        note = "max |weight difference|, VGG-16 SDN (dropout)"
+        if rerun == 0.0:
+            r.check("resumed_equals_uninterrupted", d == 0.0, d, 0.0, note=note)
+        elif d <= max(2 * rerun, 1e-6):
+            r.check("resumed_equals_uninterrupted", True, d, max(2 * rerun, 1e-6), note=note)
+        else:  # two samples of nondeterministic noise can differ a few fold; a wrong resume differs far more
+            r.check("resumed_equals_uninterrupted", False, d, RESUME_GAP_FAIL * rerun,
+                    note=f"{note}; above 2x the run-to-run gap {rerun:.3g}, FAIL only beyond {RESUME_GAP_FAIL:g}x",
+                    level="FAIL" if d > RESUME_GAP_FAIL * rerun else "WARN")
         r.check("same_loss_history", [h["loss"] for h in rrec["history"]] == [h["loss"] for h in rec["history"]]
                 if rerun == 0.0 else None, note="" if rerun == 0.0 else "not bitwise reproducible here")
     finally:

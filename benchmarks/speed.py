@@ -17,7 +17,9 @@ Measured in one process and run, on the same model and data:
 3. early-exit latency per image (batch 1, real early stopping) and per image in a batch, vs the
    full network, next to the MAC ratio at the same τ.
 
-Timing: a warm-up pass first; CUDA timings synchronise before reading the clock.
+Timing: a warm-up pass first; CUDA timings synchronise before reading the clock. Everything runs
+under the library's numeric settings (``dynn_lib.numerics.configure()``: TF32 off, cuDNN
+heuristics rather than autotuning), printed first and kept in the JSON.
 
     python benchmarks/speed.py                 # CUDA when available, else CPU at small sizes
     python benchmarks/speed.py --quick         # tiny sizes (CI runs this on the CPU)
@@ -36,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dynn_lib import data, early_exit, models
+from dynn_lib import data, early_exit, models, numerics
 from dynn_lib import train as T
 from dynn_lib.attacks import pgd
 from dynn_lib.data import GpuLoader
@@ -245,9 +247,10 @@ def main(argv=None) -> dict:
     archs = a.archs if not a.quick else ["resnet56"]
     tr, _ = data.make_synthetic(num_classes=10, size=32, n_train=max(n_train, n_attack), n_test=10, seed=0)
     images, labels = tr.images[:n_train], tr.labels[:n_train]
-    torch.backends.cudnn.benchmark = cuda
+    # the library's numeric settings (TF32 off, cuDNN heuristics): what its trainings and attacks run under
     res = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
-           "torch": torch.__version__}
+           "torch": torch.__version__, "numerics": numerics.configure()}
+    print("numerics: " + ", ".join(f"{k} {v}" for k, v in res["numerics"].items()))
     res["training"] = bench_training(archs, images, labels, device, workers, repeats=1 if a.quick else a.repeats)
     for r in res["training"]:
         print(f"train epoch {r['arch']:10s} {r['n_images']} imgs: trainer {r['project_s']:.2f} s "

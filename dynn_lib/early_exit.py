@@ -189,6 +189,29 @@ def all_exit_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: in
     return torch.cat(chunks, 1)
 
 
+_PIXEL_TABLES: dict[torch.device, torch.Tensor] = {}
+
+
 def to_float_pixels(x: torch.Tensor) -> torch.Tensor:
-    """uint8 [0,255] -> float32 [0,1]; float input is returned as float32 unchanged."""
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    """uint8 [0,255] -> float32 [0,1]: level k becomes k/255 correctly rounded, the same bits on
+    every device; float input is returned as float32 unchanged.
+
+    On the CPU this divides by 255 (an exact division). On other devices the values come from a
+    256-entry table divided on the CPU: CUDA divides by a Python number by multiplying with its
+    rounded reciprocal, which is one bit off for 126 of the 256 levels, so CPU and GPU pixels,
+    and everything computed from them, would differ in their last bits."""
+    if x.dtype != torch.uint8:
+        return x.float()
+    if x.device.type == "cpu":
+        return x.float().div_(255)
+    return pixel_table(x.device)[x.long()]
+
+
+def pixel_table(device: torch.device | str) -> torch.Tensor:
+    """float32 [256] on ``device``: entry k is k/255 divided on the CPU (see :func:`to_float_pixels`);
+    made once per device and process (one small host-to-device copy)."""
+    device = torch.device(device)
+    table = _PIXEL_TABLES.get(device)
+    if table is None:
+        table = _PIXEL_TABLES[device] = (torch.arange(256, dtype=torch.float32) / 255).to(device)
+    return table

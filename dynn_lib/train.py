@@ -302,9 +302,11 @@ def _side_stream(device: torch.device) -> Iterator[None]:
     cur = torch.cuda.current_stream(device)
     side = torch.cuda.Stream(device)
     side.wait_stream(cur)
-    with torch.cuda.stream(side):
-        yield
-    cur.wait_stream(side)
+    try:
+        with torch.cuda.stream(side):
+            yield
+    finally:  # also when a rehearsal step fails: what follows on `cur` must wait for the side stream
+        cur.wait_stream(side)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -393,6 +395,7 @@ class _Stepper:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         snap = _Snapshot(self.model, self.opt, self.device)
         total = self.total.clone()
+        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
         try:
             sx, sy = torch.empty_like(x, memory_format=fmt), torch.empty_like(y)
             sx.copy_(x)
@@ -404,6 +407,10 @@ class _Stepper:
             self.replay = _capture_graph(lambda: self._step(sx, sy), self.device)
             self.static = (sx, sy)
         except Exception as e:  # noqa: BLE001 -- any capture failure falls back, loudly
+            if stream is not None:
+                # a capture that ends in an error can leave torch.cuda.graph's capture stream current
+                # (its __exit__ skips restoring the stream when capture_end raises); nothing ran on it
+                torch.cuda.set_stream(stream)
             self.graphed, self.replay = False, None
             self.fallback = f"{type(e).__name__}: {e}"
             warnings.warn(f"CUDA graph capture of the training step failed ({self.fallback}); "

@@ -85,3 +85,20 @@ def test_all_exit_logits_restores_mode_and_accepts_uint8(tiny_dynn):
     with torch.no_grad():
         ref = torch.stack(tiny_dynn(imgs.float() / 255))
     assert torch.allclose(z, ref, atol=1e-5)
+
+
+def test_float_pixels_are_the_exact_division_on_every_device():
+    """uint8 level k -> k/255 correctly rounded (float64 division rounded once more to float32 is
+    exact here): the CPU's division and the table other devices read give these bits; the product
+    with the rounded reciprocal, which CUDA computes for a division by a Python number, would not."""
+    from dynn_lib.early_exit import pixel_table, to_float_pixels
+    levels = torch.arange(256, dtype=torch.uint8)
+    exact = (levels.double() / 255).float()
+    assert torch.equal(to_float_pixels(levels), exact)
+    assert torch.equal(pixel_table("cpu")[levels.long()], exact)  # the lookup made on non-CPU devices
+    reciprocal = levels.float() * (torch.tensor(1.0) / torch.tensor(255.0))
+    assert int((reciprocal != exact).sum()) == 126
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(to_float_pixels(x), pixel_table("cpu")[x.long()])
+    f = torch.rand(2, 3, dtype=torch.float64)
+    assert torch.equal(to_float_pixels(f), f.float())

@@ -8,6 +8,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..early_exit import to_float_pixels
+
 __all__ = ["GpuLoader", "random_crop_flip", "colour_jitter"]
 
 
@@ -107,7 +109,7 @@ class GpuLoader:
             x = self.images[idx]
             if self.augment:
                 x = random_crop_flip(x, offsets[sl], flips[sl], self.pad)
-            x = x.float().div_(255.0)
+            x = to_float_pixels(x)  # the same bits on every device
             if self.augment and self.jitter > 0:
                 x = colour_jitter(x, factors[sl])
             yield x, self.labels[idx]
