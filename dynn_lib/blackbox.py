@@ -6,10 +6,13 @@ CIFAR), records the answers (a DyNN answers through early exit at its calibrated
 surrogate from scratch on those pairs with the surrogate's own recipe (``cnn``, or ``sdn`` for
 a DyNN surrogate). A seeded stratified ``profile.surrogate_holdout`` of the clean query images
 (10 % by default) and their corrupted copies are held out of that training: a DyNN surrogate's
-τ is calibrated on them, never on its own training data. The six surrogate/target pairs are data (:data:`PAIRS`), not code paths.
+τ is calibrated on them, never on its own training data. Each surrogate trains with a seed of
+its own, derived from the workspace seed and the pair (:func:`surrogate_seed`), so it never starts
+from its target's initial weights. The six surrogate/target pairs are data (:data:`PAIRS`), not code paths.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
@@ -124,16 +127,30 @@ def surrogate_training_rows(ws: Workspace) -> torch.Tensor:
     return rows[~held[rows % n]]
 
 
+def surrogate_seed(seed: int, pair: Pair, target_key: str) -> int:
+    """The training seed of a pair's surrogate (its initial weights, batch order and
+    augmentation): a hash of the workspace ``seed``, the surrogate's architecture and kind and
+    the target's artefact key, in [0, 2**31).
+
+    The attacker trains from scratch (protocol section 7), so a surrogate must not start from
+    its target's initial weights. With the workspace seed for both it would for MobileNet, whose
+    layers keep torch's default initialisation drawn before the exit heads are built: its SDNN
+    and its SDN-trained DyNN then begin with the same backbone, and MobileNet -> MobileNet is a
+    pair in both directions. (VGG-16 and ResNet-56 re-initialise after building the heads.)"""
+    text = f"surrogate:{seed}:{pair.surrogate_arch}:{pair.surrogate_kind}:{target_key}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
 def surrogate_config(ws: Workspace, pair: Pair):
     """Training config of the pair's surrogate: its own recipe, trained on the labelled query set
-    less the calibration hold-out."""
+    less the calibration hold-out, with its own seed (:func:`surrogate_seed`)."""
     tcfg = ws.model_config(pair.target_arch, pair.target_kind)
     base = ws.model_config(pair.surrogate_arch, pair.surrogate_kind)
     # the label source names the target, the query-set size, the seed of its corruptions and
     # the held-out fraction
     return replace(base, labels=(f"target:{config_key(tcfg)}:nq{ws.profile.n_query}:s{ws.seed}"
                                  f":holdout{ws.profile.surrogate_holdout:g}"),
-                   train_source="query", n_train=None)
+                   train_source="query", n_train=None, seed=surrogate_seed(ws.seed, pair, config_key(tcfg)))
 
 
 def surrogate(ws: Workspace, pair: Pair) -> nn.Module:

@@ -480,13 +480,14 @@ def _table_rows(runs: _Runs, datasets: Sequence[str], pct_tol: float, t2_tol: fl
                               paper, "table2", meas, unit="%"))
     for (fam, sur), targets in rq4.PAPER_TABLE3.items():
         for tgt, vals in targets.items():
-            for key, tol, digits, unit, pct, what in (
-                    ("t1", pct_tol, 1, "%", True, "T1: share of examples keeping the target's final answer (%)"),
-                    ("t2", t2_tol, 2, "", False, "T2: mean number of the target's internal exits moved off its "
-                                                 "answer")):
-                meas = (lambda ts, s=sur, g=tgt, k=key, p=vals[key], tl=tol, pc=pct, d=digits, u=unit: (
+            # T1 is a share of all n examples; T2 a mean over the n_t1_kept examples that kept the answer
+            for key, n_col, tol, digits, unit, pct, what in (
+                    ("t1", "n", pct_tol, 1, "%", True, "T1: share of examples keeping the target's final answer (%)"),
+                    ("t2", "n_t1_kept", t2_tol, 2, "", False, "T2: mean number of the target's internal exits "
+                                                              "moved off its answer")):
+                meas = (lambda ts, s=sur, g=tgt, k=key, nc=n_col, p=vals[key], tl=tol, pc=pct, d=digits, u=unit: (
                     None if (r := first(ts["table3"], surrogate_arch=s, target_arch=g)) is None
-                    else _cell_measure(r, k, "n", p, tl, pc, d, u)))
+                    else _cell_measure(r, k, nc, p, tl, pc, d, u)))
                 rows.append(_cell(runs, datasets, fam, f"T3-{fam}-{sur}-{tgt}-{key}",
                                   f"Table 3, {_PAPER_NAMES[fam]} {key.upper()} {_T3_ARCH[sur]}→{_T3_ARCH[tgt]}",
                                   f"{what}, {_PAPER_NAMES[fam]} {_ARCH[sur]} → {_ARCH[tgt]}", vals[key], "table3",

@@ -77,3 +77,34 @@ def test_surrogate_never_trains_on_its_calibration_images(ws, monkeypatch):
     blackbox.surrogate(ws, pair)
     x, y = got["data"]
     assert torch.equal(x, blackbox.query_set(ws)[rows]) and torch.equal(y, answers[rows])
+
+
+def test_no_surrogate_starts_from_its_targets_initial_weights(ws):
+    """Every surrogate has a seed of its own (a hash of the workspace seed and the pair), different
+    from the target's and from the other surrogates'; so even MobileNet, whose SDNN and DyNN share
+    their initial backbone at one seed, is attacked by a surrogate that starts elsewhere."""
+    from dynn_lib import train as T
+    from dynn_lib.store import config_key
+
+    seeds = set()
+    for pair in blackbox.PAIRS:
+        cfg = blackbox.surrogate_config(ws, pair)
+        target = ws.model_config(pair.target_arch, pair.target_kind)
+        assert cfg.seed == blackbox.surrogate_seed(ws.seed, pair, config_key(target)) != target.seed == ws.seed
+        assert 0 <= cfg.seed < 2 ** 31
+        seeds.add(cfg.seed)
+        torch.manual_seed(target.seed)
+        t0 = T.build_model(target, 10).backbone.state_dict()
+        torch.manual_seed(cfg.seed)
+        s0 = T.build_model(cfg, 10).backbone.state_dict()
+        if pair.surrogate_arch == pair.target_arch:
+            floats = [k for k, v in t0.items() if k.endswith(".weight") and v.dim() > 1]  # conv and linear weights
+            assert floats and not any(torch.equal(t0[k], s0[k]) for k in floats), pair.name
+    assert len(seeds) == len(blackbox.PAIRS)
+    # with the workspace seed for both, MobileNet's SDNN and DyNN would begin with the same backbone
+    cnn, dynn = (ws.model_config("mobilenet", k) for k in ("cnn", "sdn"))
+    torch.manual_seed(ws.seed)
+    a = T.build_model(cnn, 10).backbone.state_dict()
+    torch.manual_seed(ws.seed)
+    b = T.build_model(dynn, 10).backbone.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

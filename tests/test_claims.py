@@ -51,7 +51,8 @@ def _attack_rows(rng, dataset: str, n: int = 12) -> pd.DataFrame:
                     "gen_seconds": float(rng.uniform(0.001, 0.01)), "psnr": float(rng.uniform(28, 34)),
                     "linf": EPS, "conf_clean": rng.uniform(0.2, 1, E).tolist(), "pred_clean": pc,
                     "conf_adv": rng.uniform(0.2, 1, E).tolist(), "pred_adv": pa, "exit_macs": macs, "seed": 0,
-                    "taus": [] if t_kind == "cnn" else [0.8] * (E - 1), "gen_macs": math.nan, "gen_batch": 0})
+                    "taus": [] if t_kind == "cnn" else [0.8] * (E - 1), "gen_macs": math.nan, "gen_batch": 0,
+                    "gen_seconds_shared": False})
     return pd.DataFrame(rows)[list(COLUMNS)]
 
 
@@ -166,6 +167,24 @@ def test_tables_1_and_3_cells_present(ledger):
     for (fam, sur), targets in rq4.PAPER_TABLE3.items():
         for tgt in targets:
             assert {f"T3-{fam}-{sur}-{tgt}-t1", f"T3-{fam}-{sur}-{tgt}-t2"} <= ids
+
+
+def test_table3_cells_count_the_examples_each_value_rests_on(ledger, two_seeds):
+    """T1 is a share of all of a pair's examples, T2 a mean over those that kept the target's answer."""
+    _, runs = two_seeds
+    t3 = runs[0]["rq4"]["table3"].set_index(["surrogate_arch", "target_arch"])
+    rows = ledger.set_index("claim_id")
+    checked = 0
+    for (fam, sur), targets in rq4.PAPER_TABLE3.items():
+        for tgt in targets:
+            if fam != "cifar10" or (sur, tgt) not in t3.index:
+                continue
+            r = t3.loc[(sur, tgt)]
+            assert f"over {int(r['n'])} images" in rows.loc[f"T3-{fam}-{sur}-{tgt}-t1", "evidence"]
+            if r["n_t1_kept"]:
+                assert f"over {int(r['n_t1_kept'])} images" in rows.loc[f"T3-{fam}-{sur}-{tgt}-t2", "evidence"]
+                checked += int(r["n_t1_kept"] != r["n"])
+    assert checked  # at least one pair where the two counts differ
 
 
 def test_reproduced_values_come_from_the_stored_tables(ledger, two_seeds):

@@ -314,3 +314,11 @@ def test_transfer_options_reuse_cached_blocks(result, monkeypatch):
     tr = out["transfer"]
     for r in succ["table3"].itertuples():
         assert r.n == int(tr.loc[tr["surrogate_arch"] == r.surrogate_arch, "a_success"].sum())
+    # Finding 10 pools the examples Table 3 counted (its examples column), not every transfer row
+    assert set(succ["table3"]["examples"]) == {"successful"} and set(out["table3"]["examples"]) == {"all"}
+    f10 = rq4.finding_10(succ["table3"], transfer=succ["transfer"])
+    kept = tr[tr["a_success"]]
+    assert f10["pooled_full_success_on_b"] == pytest.approx(100 * kept["b_full_success"].mean())
+    assert f10["n_images"] == kept[["dataset", "image"]].drop_duplicates().shape[0]
+    with pytest.raises(ValueError, match="made with examples='successful'"):
+        rq4.finding_10(succ["table3"], transfer=succ["transfer"], examples="all")

@@ -580,7 +580,8 @@ def table3(transfer: pd.DataFrame, examples: str = "all", n_boot: int = 1000, se
     predictions are turned into one-hot logits, which have the same argmax, so the values are
     identical. ``full_success_on_b`` = % of examples meeting the full Early-Attack criterion on
     B (final prediction p_B, every internal exit != p_B). ``examples="successful"`` keeps only
-    examples that succeeded on the surrogate (n may then be 0 and the rates NaN).
+    examples that succeeded on the surrogate (n may then be 0 and the rates NaN); the ``examples``
+    column says which (so :func:`finding_10` pools the same examples).
 
     Uncertainty: T1 and full_success_on_b have 95 % Wilson bounds over the ``n`` examples
     (``t1_lo``/``t1_hi``, ``full_success_on_b_lo``/``_hi``, percent; ``n_t1_kept`` and
@@ -591,7 +592,7 @@ def table3(transfer: pd.DataFrame, examples: str = "all", n_boot: int = 1000, se
         raise ValueError(f"unknown examples {examples!r}; accepted: {', '.join(TRANSFER_EXAMPLES)}")
     cols = ["dataset", "kind", "surrogate_arch", "target_arch", "alpha", "n", "t1", "t1_lo", "t1_hi", "n_t1_kept",
             "t2", "t2_lo", "t2_hi", "full_success_on_b", "full_success_on_b_lo", "full_success_on_b_hi",
-            "n_full_success", "target_internal_exits", "paper_t1", "paper_t2"]
+            "n_full_success", "target_internal_exits", "paper_t1", "paper_t2", "examples"]
     rows = []
     for (ds, a, b), g in transfer.groupby(["dataset", "surrogate_arch", "target_arch"], sort=False):
         if examples == "successful":
@@ -625,7 +626,8 @@ def table3(transfer: pd.DataFrame, examples: str = "all", n_boot: int = 1000, se
                      "t2": t2, "t2_lo": t2_ci[0], "t2_hi": t2_ci[1],
                      "full_success_on_b": full, "full_success_on_b_lo": full_ci[0],
                      "full_success_on_b_hi": full_ci[1], "n_full_success": n_full, "target_internal_exits": e_int,
-                     "paper_t1": paper.get("t1", math.nan), "paper_t2": paper.get("t2", math.nan)})
+                     "paper_t1": paper.get("t1", math.nan), "paper_t2": paper.get("t2", math.nan),
+                     "examples": examples})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -773,7 +775,7 @@ def finding_9(table1_df: pd.DataFrame, margin: float = 0.0, per_image: pd.DataFr
 
 
 def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.DataFrame | None = None,
-               examples: str = "all", n_boot: int = 1000, seed: int = 0) -> dict:
+               examples: str | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
     """Finding 10: Early-Attack examples do not transfer significantly between DyNNs.
 
     Criterion: an example *transfers* when it meets the full Early-Attack criterion on the
@@ -784,6 +786,9 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     images when ``transfer`` (``run(...)["transfer"]``, filtered by ``examples`` as Table 3 is)
     is given, else a Wilson interval on the pooled counts (which treats an image's examples in
     several pairs as independent: too narrow); and each pair's rate with its Wilson interval.
+    ``examples`` (None: Table 3's ``examples`` column, "all" for a table without it) must be the
+    filter Table 3 was made with, so that the pooled rate and the pairs' rates count the same
+    examples; a different value is an error.
     A comparison supports the finding when its 95 % interval lies below the threshold, is
     against it when above; the verdict combines them ("partly": the pooled rate stays below but
     some pair reaches it). Mean T1 and T2 are reported beside (with the paper's means when
@@ -793,8 +798,16 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     "pooled_full_success_on_b", "pooled_lo", "pooled_hi", "max_full_success_on_b", "mean_t1",
     "mean_t2", "paper_mean_t1", "paper_mean_t2", "pairs"}.
     """
+    made_with = set(table3_df["examples"].dropna()) if "examples" in table3_df else set()
+    if len(made_with) > 1:
+        raise ValueError(f"table3 mixes example filters {sorted(made_with)}; pool one of them")
+    table_examples = made_with.pop() if made_with else "all"
+    examples = table_examples if examples is None else examples
     if examples not in TRANSFER_EXAMPLES:
         raise ValueError(f"unknown examples {examples!r}; accepted: {', '.join(TRANSFER_EXAMPLES)}")
+    if examples != table_examples:
+        raise ValueError(f"examples={examples!r} but table3 was made with examples={table_examples!r}: the pooled "
+                         f"rate would count other examples than the pairs' rates")
     t = table3_df.dropna(subset=["full_success_on_b"])
     if t.empty:
         raise ValueError("finding_10 needs table3 with at least one pair with examples "
