@@ -42,7 +42,7 @@ from . import verdicts as _v
 __all__ = ["LABELS", "COLUMN_FORMATS", "VERDICT_STYLES", "REAL_PROFILES", "GENERATED_DATASETS", "EMPTY",
            "HTMLBlock", "table", "with_intervals", "ledger_table", "site_summary_markdown", "UNCOMPARED", "format_value", "formatter_for", "csv_link", "normalise_verdict",
            "verdict_box", "findings", "profile_tag", "is_indicative", "rel_path", "class_names",
-           "CIFAR10_CLASSES", "CIFAR100_CLASSES"]
+           "CIFAR10_CLASSES", "CIFAR100_CLASSES", "shared_timing_note"]
 
 REAL_PROFILES = ("paper", "fast")
 """Profiles whose numbers mean something; any other profile (``smoke``) is tagged."""
@@ -301,6 +301,17 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     if notes:
         text += "\n" + "\n".join(notes)
     return HTMLBlock(markup, text, shown)
+
+
+def shared_timing_note(df: pd.DataFrame) -> str:
+    """A caption sentence when attack times in ``df`` were measured while other jobs of the run
+    could use the same device (its ``seconds_shared`` column; a Ray run sharing GPUs or nodes);
+    ``""`` otherwise."""
+    if "seconds_shared" not in df or not df["seconds_shared"].any():
+        return ""
+    n = int(df["seconds_shared"].sum())
+    return (f" The attack times of {n} of these {len(df)} rows were measured while other jobs of the run could "
+            "use the same device (a Ray run sharing GPUs or nodes), so they say little about the attack itself.")
 
 
 def with_intervals(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

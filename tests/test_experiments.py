@@ -166,6 +166,20 @@ def test_whitebox_table_schema(fake_ws):
         whitebox_table(fake_ws, "vgg16", "fgsm", 8 / 255, CFG, exit_loss="fired")
 
 
+def test_tables_record_whether_their_timing_shared_the_device(tmp_path, monkeypatch):
+    """gen_seconds_shared is what the engine said when the table was timed (a Ray worker that may
+    share its GPU sets DYNN_SHARED_DEVICE=1); a plain process times alone."""
+    from dynn_lib.engines import SHARED_DEVICE_ENV
+    ws = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", **TINY)
+    fake_zoo(ws)
+    monkeypatch.delenv(SHARED_DEVICE_ENV, raising=False)
+    alone = whitebox_table(ws, "mobilenet", "fgsm", 2 / 255, CFG)
+    monkeypatch.setenv(SHARED_DEVICE_ENV, "1")
+    shared = whitebox_table(ws, "mobilenet", "fgsm", 4 / 255, CFG)
+    assert alone["gen_seconds_shared"].dtype == bool and not alone["gen_seconds_shared"].any()
+    assert shared["gen_seconds_shared"].all()
+
+
 def test_second_call_reuses_cache(fake_ws, monkeypatch):
     first_t = transfer_table(fake_ws, S2D_MNET, "fgsm", 2 / 255, CFG)
     first_w = whitebox_table(fake_ws, "mobilenet", "fgsm", 2 / 255, CFG)

@@ -67,6 +67,33 @@ def test_overlapping_costs_are_inconclusive_and_no_pair_is_not_testable():
     assert f["verdict"].startswith("not testable") and f["time_verdict"].startswith("not testable")
 
 
+def test_wall_times_taken_on_a_shared_device_are_left_out_of_the_time_verdict():
+    """A table timed while other jobs could use the device (a Ray run sharing GPUs) says little
+    about the attack: its comparison leaves the time verdict, the MACs verdict is unchanged."""
+    parts = [_rows("mobilenet", "sdn", CHEAP, FAST), _rows("mobilenet", "cnn", FULL, SLOW),
+             _rows("resnet56", "sdn", CHEAP, FAST), _rows("resnet56", "cnn", FULL, SLOW)]
+    for r in parts[0]:  # the MobileNet DyNN surrogate's table was timed on a shared device
+        r["gen_seconds_shared"] = True
+    df = _table(*parts).assign(gen_seconds_shared=lambda d: d["gen_seconds_shared"].fillna(False).astype(bool))
+    f = rq1.finding_2(df, n_boot=300)
+    mob, res = f["comparisons"]
+    assert mob["seconds_shared"] and mob["time_outcome"] == "shared device" and mob["macs_outcome"] == "supports"
+    assert not res["seconds_shared"] and res["time_outcome"] == "supports"
+    assert f["verdict"] == f["time_verdict"] == "holds" and "1 left out" in f["evidence"]
+    everywhere = rq1.finding_2(df.assign(gen_seconds_shared=True), n_boot=300)
+    assert everywhere["verdict"] == "holds"
+    assert everywhere["time_verdict"] == ("not testable: the attacks were timed while other jobs of the run could use "
+                                          "the same device")
+    gt = rq1.generation_time(df, n_boot=100)
+    assert gt.set_index(["surrogate_arch", "surrogate"])["seconds_shared"].to_dict() == {
+        ("mobilenet", "DyNN"): True, ("mobilenet", "SDNN"): False, ("resnet56", "DyNN"): False,
+        ("resnet56", "SDNN"): False}
+    assert not rq1.shared_seconds(df.drop(columns="gen_seconds_shared"))  # tables from before the column
+    from dynn_lib import display
+    assert "1 of these 4 rows" in display.shared_timing_note(gt)  # the caption sentence of the timing tables
+    assert display.shared_timing_note(gt.assign(seconds_shared=False)) == ""
+
+
 def test_generation_time_reports_time_and_macs_per_surrogate():
     df = _table(_rows("mobilenet", "sdn", CHEAP, FAST), _rows("mobilenet", "cnn", FULL, SLOW))
     gt = rq1.generation_time(df, n_boot=200)

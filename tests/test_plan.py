@@ -177,6 +177,23 @@ def test_local_workers_publish_what_one_process_publishes(tmp_path):
     assert rec.stat().st_mtime_ns == before
 
 
+def test_local_workers_run_attack_tables_alone():
+    """An attack table times its batches, so the pool starts one only when nothing runs and starts
+    nothing beside it, nor after it in plan order while it waits; other jobs share the workers."""
+    from types import SimpleNamespace as J
+
+    from dynn_lib.engines.local import next_jobs
+    t1, t2, t3, tab, t4 = J(kind="train"), J(kind="train"), J(kind="surrogate"), J(kind="table"), J(kind="train")
+    assert next_jobs([t1, t2, t3], [], 2) == [t1, t2]
+    assert next_jobs([t1, tab, t2], [], 3) == [t1]  # the table waits for t1, and t2 waits behind it
+    assert next_jobs([tab, t2], [t1], 2) == []
+    assert next_jobs([tab, t2], [], 2) == [tab]
+    assert next_jobs([t2, t4], [tab], 3) == []
+    assert next_jobs([t4], [t1, t2], 2) == []
+    pub = J(kind="publish")
+    assert next_jobs([pub, t4], [t1], 3) == [pub, t4]
+
+
 @pytest.mark.parametrize("engine, threads, needle", [
     ("local", 2, "threads_per_job apply only to engine 'ray'"),
     ("ray", 0, "integer >= 1, got 0"),
@@ -206,6 +223,12 @@ def test_default_threads_follow_the_local_engine_on_cpu_and_the_cpus_per_gpu_on_
     assert default_threads(64, 0, 0.0, 1) == 1  # capped at the largest node
     assert default_threads(16, 1, 1.0, 16) == 16 and default_threads(16, 1, 0.25, 16) == 4
     assert default_threads(8, 8, 0.5, 8) == 1  # at least one
+
+
+def test_ray_jobs_share_their_device_unless_they_hold_a_whole_gpu_or_node():
+    from dynn_lib.engines.ray_engine import shares_device
+    assert not shares_device(1.0, 16, 64) and shares_device(0.5, 8, 64)  # GPU jobs: a whole GPU each or not
+    assert shares_device(0.0, 2, 4) and not shares_device(0.0, 2, 3)  # CPU jobs: room for a second one or not
 
 
 @pytest.mark.parametrize("extra, needle", [

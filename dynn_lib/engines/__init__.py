@@ -8,13 +8,29 @@
   an existing cluster (``address``); needs the ``cluster`` extra (``pip install -e ".[cluster]"``).
 
 Bad options are clear ``ValueError``\\ s before any work (:func:`check_engine_options`).
+
+Wall times: an attack table records whether its batches were timed while other jobs of the run
+could use the same device (``gen_seconds_shared``, read through :func:`device_shared`). The local
+engine runs ``table`` jobs alone, even with ``workers=K``, so its timings are never shared; on
+Ray they are shared unless each job holds a whole GPU (or a CPU job a whole node's CPUs).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 from numbers import Real
 
 ENGINES: tuple[str, ...] = ("local", "ray")
+
+SHARED_DEVICE_ENV = "DYNN_SHARED_DEVICE"
+"""Environment variable an engine sets to ``"1"`` in a process whose jobs may run beside other
+jobs of the run on the same device (see the module docstring)."""
+
+
+def device_shared() -> bool:
+    """Whether this process's jobs may share their device with other jobs of the run
+    (:data:`SHARED_DEVICE_ENV` is ``"1"``); False in a plain process."""
+    return os.environ.get(SHARED_DEVICE_ENV, "0") == "1"
 
 
 def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None,

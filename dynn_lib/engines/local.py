@@ -17,6 +17,10 @@ install.
   with 2 threads they took 91 s, on 2 workers with 2 threads each 145 s (oversubscribed), on 2
   workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a
   cluster use the ``ray`` engine.
+  Attack tables (``table`` jobs, :data:`ALONE_KINDS`) run alone: one starts only when nothing
+  runs, and nothing starts beside it (nor, to keep plan order, after it), because they time their
+  attack batches and Finding 2 compares those wall times; the trainings around them still share
+  the device.
 """
 from __future__ import annotations
 
@@ -25,6 +29,28 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from ..plan import Plan, run_job, run_job_in_worker
 from ..progress import progress
+
+
+ALONE_KINDS: tuple[str, ...] = ("table",)
+"""Job kinds a pool of workers runs with no other job beside them (timed attack tables)."""
+
+
+def next_jobs(ready: list, running: list, workers: int) -> list:
+    """The ready jobs (in plan order) to start now beside the ``running`` ones: up to ``workers``
+    at once, a job of :data:`ALONE_KINDS` only when nothing else runs or starts, and nothing
+    beside it or after it in the order while it waits or runs."""
+    if any(j.kind in ALONE_KINDS for j in running):
+        return []
+    start: list = []
+    for job in ready:
+        if len(running) + len(start) >= workers:
+            break
+        if job.kind in ALONE_KINDS:
+            if not running and not start:
+                start.append(job)
+            break
+        start.append(job)
+    return start
 
 
 def _init_worker(threads: int) -> None:
@@ -74,7 +100,7 @@ def _run_in_pool(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
                              initargs=(torch.get_num_threads(),)) as pool:
         while queue or running:
             ready = [j for j in queue if all(d not in todo or d in times for d in j.deps)]
-            for job in ready[:workers - len(running)]:
+            for job in next_jobs(ready, list(running.values()), workers):
                 queue.remove(job)
                 running[pool.submit(run_job_in_worker, job, plan.context)] = job
             if not running:  # cannot happen for a plan (its order is topological); never spin

@@ -29,6 +29,9 @@ passed as object references, so Ray starts a job when the jobs it needs have fin
   test's plan (35 jobs, generated data, 2 CPUs): the jobs' summed wall time 57.6 s with a fresh
   workspace per job, 44.1 s with one per worker (wall 62.6 -> 48.3 s); 45.7 s for the same work in one process.
 * Progress: a bar counting finished jobs, with the last job's name and wall time.
+* Wall times: unless each job holds a whole GPU (or a CPU job a whole node's CPUs), another job
+  may run on the same device, so attack tables mark their timings as shared
+  (:func:`shares_device`; Finding 2's wall-time verdict then leaves them out).
 
 Ray is imported only inside :func:`run` (``import dynn_lib.engines.ray_engine`` does not).
 """
@@ -92,11 +95,21 @@ def _probe(store: str, token: str, results: str, data_dir: str | None) -> tuple[
     return socket.gethostname(), check_paths(store, token, results, data_dir)
 
 
-def _execute(job: Job, ctx: Context, threads: int, *deps) -> float:
-    """A job as a Ray task with ``threads`` PyTorch threads; ``deps`` (the dependencies' results)
-    only order it."""
+def shares_device(gpus_per_job: float, threads: int, max_node_cpus: float) -> bool:
+    """Whether Ray may run another job of the run on a job's device at the same time: a GPU job
+    that holds less than a whole GPU, or a CPU job that leaves CPUs of its node free for another
+    one (the attack tables then mark their wall times as shared; :mod:`dynn_lib.engines`)."""
+    return gpus_per_job < 1 if gpus_per_job else max_node_cpus >= 2 * threads
+
+
+def _execute(job: Job, ctx: Context, threads: int, shared: bool, *deps) -> float:
+    """A job as a Ray task with ``threads`` PyTorch threads; ``shared``: :func:`shares_device`;
+    ``deps`` (the dependencies' results) only order it."""
     import torch
+
+    from . import SHARED_DEVICE_ENV
     torch.set_num_threads(threads)
+    os.environ[SHARED_DEVICE_ENV] = "1" if shared else "0"
     return run_job_in_worker(job, ctx)
 
 
@@ -181,6 +194,7 @@ def run(plan: Plan, address: str | None = None, gpus_per_job: float | None = Non
         else:
             threads = int(threads_per_job)
         _check_workers(ray, ctx, plan)
+        shared = shares_device(frac, threads, node_cpus)
         pending = plan.pending()
         task = ray.remote(_execute)
         ctx_ref = ray.put(ctx)
@@ -188,7 +202,8 @@ def run(plan: Plan, address: str | None = None, gpus_per_job: float | None = Non
         for job in pending:
             deps = [refs[d] for d in job.deps if d in refs]
             refs[job.key] = task.options(num_cpus=threads, num_gpus=frac, max_retries=retries,
-                                         retry_exceptions=False, name=job.name).remote(job, ctx_ref, threads, *deps)
+                                         retry_exceptions=False, name=job.name).remote(job, ctx_ref, threads, shared,
+                                                                                       *deps)
         return _collect(ray, plan, refs)
     finally:
         if started:

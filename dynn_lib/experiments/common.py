@@ -27,7 +27,9 @@ Schema (:data:`COLUMNS`, in order)::
         attack wall time) · gen_macs float (forward MACs the attack spent on this image over all
         its steps, each step up to the exit it stopped at: the truncated path of
         :mod:`dynn_lib.attacks.losses`; NaN when unknown) · gen_batch int (0-based attack batch
-        the image was in; its batch's ``gen_seconds`` are one timing sample) · psnr (dB) ·
+        the image was in; its batch's ``gen_seconds`` are one timing sample) · gen_seconds_shared
+        bool (the batches were timed while other jobs of the run could use the same device: a Ray
+        run that shares GPUs or nodes; :func:`dynn_lib.engines.device_shared`) · psnr (dB) ·
         linf ([0,1] pixels)
     conf_clean list[float] E · pred_clean list[int] E · conf_adv list[float] E · pred_adv list[int] E
         (max-softmax confidence and argmax of every exit of the target, final exit last)
@@ -53,6 +55,7 @@ from torch import nn
 from .. import attacks as _attacks
 from .. import blackbox, data, early_exit, metrics, models, verdicts
 from ..blackbox import Pair
+from ..engines import device_shared
 from ..progress import progress
 from ..zoo import Workspace
 
@@ -61,14 +64,16 @@ __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "G
            "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits",
            "setting_tables", "compare_datasets", "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 """Bumped when the content of a stored table changes meaning (part of every cache key).
-3: ``gen_macs`` and ``gen_batch`` columns; attacks stop at the exit their loss uses."""
+3: ``gen_macs`` and ``gen_batch`` columns; attacks stop at the exit their loss uses.
+4: ``gen_seconds_shared`` column."""
 
 COLUMNS: tuple[str, ...] = (
     "dataset", "setting", "direction", "pair", "surrogate_arch", "surrogate_kind", "target_arch", "target_kind",
     "attack", "eps", "eps_255", "exit_loss", "image", "label", "tau", "taus", "surrogate_exit", "gen_seconds",
-    "gen_macs", "gen_batch", "psnr", "linf", "conf_clean", "pred_clean", "conf_adv", "pred_adv", "exit_macs", "seed",
+    "gen_macs", "gen_batch", "gen_seconds_shared", "psnr", "linf", "conf_clean", "pred_clean", "conf_adv",
+    "pred_adv", "exit_macs", "seed",
 )
 """Columns of :func:`transfer_table` and :func:`whitebox_table`, in order."""
 
@@ -350,6 +355,7 @@ def _rows(meta: dict, images: torch.Tensor, labels: torch.Tensor, image_ids: tor
         "gen_seconds": seconds.numpy().astype(np.float64),
         "gen_macs": np.full(n, np.nan) if gen_macs is None else gen_macs.numpy().astype(np.float64),
         "gen_batch": np.full(n, -1, dtype=np.int64) if gen_batch is None else gen_batch.numpy().astype(np.int64),
+        "gen_seconds_shared": np.full(n, device_shared(), dtype=bool),
         "psnr": metrics.psnr(images, x_adv).numpy(),
         "linf": metrics.linf(images, x_adv).numpy(),
         "conf_clean": conf_c.tolist(), "pred_clean": pred_c.tolist(),
@@ -376,6 +382,7 @@ def _normalise(df: pd.DataFrame) -> pd.DataFrame:
         df[c] = df[c].astype(np.int64)
     for c in ("eps", "eps_255", "tau", "gen_seconds", "gen_macs", "psnr", "linf"):
         df[c] = df[c].astype(np.float64)
+    df["gen_seconds_shared"] = df["gen_seconds_shared"].astype(bool)
     return df[list(COLUMNS)]
 
 

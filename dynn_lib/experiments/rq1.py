@@ -56,6 +56,13 @@ def add_success(df: pd.DataFrame, tau: float | None = None) -> pd.DataFrame:
     return out
 
 
+def shared_seconds(rows: pd.DataFrame) -> bool:
+    """Whether any of these attack rows was timed while other jobs of the run could use the same
+    device (``gen_seconds_shared``; a Ray run sharing GPUs or nodes), so that its wall time says
+    little about the attack itself. False for tables from before the column (TABLE_VERSION < 4)."""
+    return bool(rows["gen_seconds_shared"].any()) if "gen_seconds_shared" in rows else False
+
+
 def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Success rates per (dataset, direction, pair, attack, ε) from per-image rows (pure; ``tau``
     overrides the DyNN targets' τ as in :func:`common.deployed`).
@@ -64,8 +71,9 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
     with ``n_correct`` images; success_rate_all: % of all ``n`` images misclassified after the
     attack; each with its 95 % Wilson interval (``<rate>_lo``, ``<rate>_hi``, percent; ``n_success``
     and ``n_wrong_adv`` are the numerators). seconds_per_example: the surrogate's attack wall time
-    per example; mean_psnr (dB) with a seeded bootstrap-over-images interval (``mean_psnr_lo``,
-    ``mean_psnr_hi``; ``n_boot`` replicates, ``seed``).
+    per example (``seconds_shared``: timed while other jobs of the run could use the device, see
+    :func:`shared_seconds`); mean_psnr (dB) with a seeded bootstrap-over-images interval
+    (``mean_psnr_lo``, ``mean_psnr_hi``; ``n_boot`` replicates, ``seed``).
     """
     df = add_success(per_image, tau)
     rows = []
@@ -80,6 +88,7 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
                      "n_success": int(g["success"].sum()), "n_wrong_adv": int((pa != y).sum()),
                      "clean_accuracy": 100.0 * float(g["correct_clean"].mean()),
                      "seconds_per_example": metrics.time_per_example(float(g["gen_seconds"].sum()), len(g)),
+                     "seconds_shared": shared_seconds(g),
                      "mean_psnr": metrics.mean_psnr(g["psnr"].to_numpy(copy=True)),
                      "mean_psnr_lo": lo, "mean_psnr_hi": hi})
     out = pd.DataFrame(rows)
@@ -127,13 +136,14 @@ def generation_time(per_image: pd.DataFrame, num_classes: int = 10, input_size: 
 
     ``seconds_per_example``: measured attack wall time per example (``gen_seconds``; DyNN
     surrogates run the truncated path, stopping each step at the exit it uses), from
-    ``n_batches`` timed batches. ``macs_per_example``: mean forward MACs the attack spent per
-    example over all its steps (``gen_macs``: each step up to the exit it stopped at), with a
-    seeded bootstrap-over-images 95 % interval (``macs_per_example_lo``, ``_hi``; ``n_boot``
-    replicates, ``seed``). ``macs_per_step``: mean MACs of the forward up to the exit each
-    example's *last* step used (from a freshly built model of the architecture); ``full_macs``:
-    the whole surrogate (every exit). ``n``: examples. MACs count forward passes only (a
-    backward pass costs about twice its forward, for either kind).
+    ``n_batches`` timed batches (``seconds_shared``: see :func:`shared_seconds`).
+    ``macs_per_example``: mean forward MACs the attack spent per example over all its steps
+    (``gen_macs``: each step up to the exit it stopped at), with a seeded bootstrap-over-images
+    95 % interval (``macs_per_example_lo``, ``_hi``; ``n_boot`` replicates, ``seed``).
+    ``macs_per_step``: mean MACs of the forward up to the exit each example's *last* step used
+    (from a freshly built model of the architecture); ``full_macs``: the whole surrogate (every
+    exit). ``n``: examples. MACs count forward passes only (a backward pass costs about twice its
+    forward, for either kind).
     """
     rows = []
     for k, g in per_image.groupby(GENERATION_KEYS, sort=False):
@@ -147,6 +157,7 @@ def generation_time(per_image: pd.DataFrame, num_classes: int = 10, input_size: 
             mpe = lo = hi = math.nan
         rows.append({**dict(zip(GENERATION_KEYS, k)), "surrogate": ("DyNN" if k[4] != "cnn" else "SDNN"),
                      "seconds_per_example": metrics.time_per_example(float(g["gen_seconds"].sum()), len(g)),
+                     "seconds_shared": shared_seconds(g),
                      "n_batches": int(g["gen_batch"].nunique()) if "gen_batch" in g else math.nan,
                      "macs_per_example": mpe, "macs_per_example_lo": lo, "macs_per_example_hi": hi,
                      "macs_per_step": float(sum(macs) / len(macs)), "full_macs": float(costs[-1]), "n": len(g)})
@@ -292,7 +303,9 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
     * ``time_verdict``: wall time per example. The samples are the timed attack batches (one
       per batch: its seconds per example), compared with a Welch interval; a side with fewer
       than 2 batches gives no interval, so "inconclusive". Wall time depends on the machine and
-      its load; MACs do not.
+      its load; MACs do not. A comparison whose tables were timed while other jobs of the run
+      could use the device (:func:`shared_seconds`) is left out of this verdict
+      (``time_outcome`` "shared device"; none left: "not testable").
 
     Each verdict combines its comparisons (:func:`dynn_lib.verdicts.combine`). With ``summary``
     given (any table), ``effectiveness`` adds Finding 1's verdict on ``per_image``.
@@ -304,7 +317,8 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
         ``{"finding", "claim", "verdict", "time_verdict", "evidence", "n_images",
         "comparisons": [{dataset, attack, eps_255, arch, macs_dynn, macs_sdnn, macs_difference,
         macs_lo, macs_hi, macs_outcome, seconds_dynn, seconds_sdnn, seconds_difference,
-        seconds_lo, seconds_hi, time_outcome, batches_dynn, batches_sdnn}], "comparisons_holding",
+        seconds_lo, seconds_hi, time_outcome, seconds_shared, batches_dynn, batches_sdnn}],
+        "comparisons_holding",
         "time_comparisons_holding", "mean_macs_dynn", "mean_macs_sdnn", "mean_seconds_dynn",
         "mean_seconds_sdnn"}`` (MACs per example, seconds per example).
     """
@@ -320,17 +334,21 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
                                                          seed=seed)
         bdy, bsd = _batch_seconds(dy), _batch_seconds(sd)
         td, tlo, thi = welch_interval(bdy, bsd)
+        shared = shared_seconds(dy) or shared_seconds(sd)
         comps.append({"dataset": key[0], "attack": key[1], "eps_255": float(key[2]), "arch": key[3],
                       "macs_dynn": float(dy["gen_macs"].mean()), "macs_sdnn": float(sd["gen_macs"].mean()),
                       "macs_difference": md, "macs_lo": mlo, "macs_hi": mhi,
                       "macs_outcome": verdicts.compare(mlo, mhi, 0.0, "<"),
                       "seconds_dynn": float(dy["gen_seconds"].mean()), "seconds_sdnn": float(sd["gen_seconds"].mean()),
                       "seconds_difference": td, "seconds_lo": tlo, "seconds_hi": thi,
-                      "time_outcome": verdicts.compare(tlo, thi, 0.0, "<"),
-                      "batches_dynn": len(bdy), "batches_sdnn": len(bsd)})
+                      "time_outcome": "shared device" if shared else verdicts.compare(tlo, thi, 0.0, "<"),
+                      "seconds_shared": shared, "batches_dynn": len(bdy), "batches_sdnn": len(bsd)})
     reason = "no architecture with both a DyNN and an SDNN surrogate"
     macs_v = verdict([c["macs_outcome"] for c in comps], reason)
-    time_v = verdict([c["time_outcome"] for c in comps], reason)
+    n_shared = sum(c["seconds_shared"] for c in comps)
+    time_v = verdict([c["time_outcome"] for c in comps if not c["seconds_shared"]],
+                     "the attacks were timed while other jobs of the run could use the same device"
+                     if comps and n_shared == len(comps) else reason)
     kinds = per_image["surrogate_kind"]
     mean = {(q, k): float(per_image.loc[(kinds != "cnn") == (k == "DyNN"), q].mean())
             for q in ("gen_macs", "gen_seconds") for k in ("DyNN", "SDNN")}
@@ -352,7 +370,9 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
                         f"same-architecture comparisons: {macs_v}. Wall time per example: DyNN "
                         f"{fmt(mean['gen_seconds', 'DyNN'] * 1e3, ' ms', 2)} vs SDNN "
                         f"{fmt(mean['gen_seconds', 'SDNN'] * 1e3, ' ms', 2)}, DyNN faster (95 % Welch interval over "
-                        f"timed batches below 0) in {t_hold} of {len(comps)}: {time_v}. {n_images} images"
+                        f"timed batches below 0) in {t_hold} of {len(comps)}"
+                        + (f" ({n_shared} left out: timed while other jobs could use the device)" if n_shared else "")
+                        + f": {time_v}. {n_images} images"
                         + (f" ({'; '.join(parts)})" if parts else "")),
            "n_images": n_images, "comparisons": comps, "comparisons_holding": int(m_hold),
            "time_comparisons_holding": int(t_hold),
