@@ -8,7 +8,8 @@ fast they are, so that a failure costs a GPU slot minutes, not the whole run. It
 ``selfcheck.json`` after every section, so a run killed by a timeout still returns what it had.
 Exit code 1 on any FAIL (a correctness problem); a WARN (a performance target missed, a sync
 found, nondeterminism between two identical runs) never fails the run; SKIP says why (no CUDA, an
-API the library does not have yet, the time budget spent).
+API the library does not have yet, the time budget spent). Every random network and input comes
+from ``--seed``, so a run's numbers do not depend on which sections ran before.
 
 Sections, in order (each checks the clock; when the budget is spent the rest are SKIP):
 
@@ -31,9 +32,9 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    random start equals the CPU's, FGSM on CPU and CUDA agree on >= 99 % of the pixels (WARN).
 5. ``early_attack``: same state/range checks; its success flags equal a rescoring of ``x_adv``;
    a row equals, bit for bit, the same row in a batch of its own copies (same shape, other
-   neighbours) and, within 1e-4, the single-image run from the same ``w0`` (a WARN on CUDA, where
-   batch 1 may run other kernels); a per-sample alpha tensor equals the scalar alpha run bit for
-   bit. On CUDA under ``numerics.configure(deterministic=True)``.
+   neighbours) and, within 1e-4, the single-image run from the same ``w0`` (a WARN: batch 1 may
+   run other kernels); a per-sample alpha tensor equals the scalar alpha run bit for bit. On CUDA
+   under ``numerics.configure(deterministic=True)``.
 6. ``early_exit``: the batched decision (``exit_numbers`` / ``fired_logits`` of the full forward)
    equals :meth:`DyNN.forward_early_exit` (exit numbers and predictions exactly, logits within
    :data:`FWD_TOL`), with each τ in the widest gap of its exit's confidences.
@@ -41,9 +42,10 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    epoch and resumed from the checkpoint equals the uninterrupted training bit for bit. On CUDA
    under ``numerics.configure(deterministic=True)``; when two uninterrupted runs already differ
    (nondeterministic kernels) that is a WARN, and the resumed run's distance to the reference is
-   judged against that run-to-run gap g: PASS up to 2 g, WARN up to RESUME_GAP_FAIL x g (two
-   samples of the same noise can differ that much), FAIL beyond (a resume that restores the
-   wrong random state or optimizer state moves the weights by far more than rounding noise).
+   judged against that run-to-run gap g: PASS up to max(2 g, 1e-6), WARN up to RESUME_GAP_FAIL / 2
+   times that (two samples of the same noise can differ that much), FAIL beyond (a resume that
+   restores the wrong random state or optimizer state moves the weights by far more than rounding
+   noise).
 8. ``sync_audit`` (CUDA only): ``torch.cuda.set_sync_debug_mode("warn")`` around a training run,
    a colour-jitter loader epoch, a fired-loss PGD and an Early Attack; synchronisations counted
    per ``dynn_lib`` file:line (the innermost library frame) and written to ``syncs.txt``. WARN when
@@ -125,8 +127,9 @@ CONCURRENCY_GAIN_MIN = 1.15
 """Least total-throughput gain (k concurrent trainings against one at a time) for which
 ``gpu_run.sh`` runs k jobs at once (each further worker must add this much again)."""
 RESUME_GAP_FAIL = 10.0
-"""With nondeterministic kernels, how many times the run-to-run weight gap a resumed training may
-lie from the uninterrupted one before the resume check FAILs (above 2x it WARNs)."""
+"""With nondeterministic kernels, how many times the run-to-run weight gap g a resumed training
+may lie from the uninterrupted one before the resume check FAILs (above 2 g it WARNs; both limits
+at least 1e-6 and 5e-6)."""
 
 STATUSES = ("PASS", "FAIL", "WARN", "SKIP")
 
@@ -257,6 +260,14 @@ def _lib(modname: str, *attrs: str):
     return out[0] if len(out) == 1 else tuple(out)
 
 
+def _network(arch: str, exits: bool, seed: int) -> torch.nn.Module:
+    """A freshly built network whose initial weights depend on ``seed`` only (the default
+    initialisation draws from the global generator, which is seeded here: otherwise every run of
+    the check, and every order of its sections, would test another network)."""
+    torch.manual_seed(seed)
+    return _lib("models").build(arch, 10, 32, exits=exits)
+
+
 def _randomise(model: torch.nn.Module, seed: int, linear_scale: float = 1.0) -> torch.nn.Module:
     """Random BatchNorm running statistics (mean N(0, 0.1), var U(0.5, 2)), eval mode; Linear
     weights times ``linear_scale`` (spreads the softmax confidences, so exits fire variably)."""
@@ -326,7 +337,7 @@ def sec_forward(r: Report, ctx: dict) -> None:
             r.need_time(5.0)
             exits = layout == "dynn"
             name = f"{arch}/{layout}"
-            model = _randomise(models.build(arch, 10, 32, exits=exits), ctx["seed"])
+            model = _randomise(_network(arch, exits, ctx["seed"]), ctx["seed"])
             want = models.PROTOCOL_PARAM_COUNTS[(arch, 10, exits)]
             got = models.count_trainable(model)
             r.check(f"{name}/params", got == want, got, want)
@@ -419,6 +430,8 @@ def sec_loader(r: Report, ctx: dict) -> None:
     levels = torch.arange(256, dtype=torch.uint8)
     r.check("pixels_cpu_vs_cuda_bitwise", torch.equal(to_float_pixels(levels), to_float_pixels(levels.to(dev)).cpu()),
             note="uint8 -> float32 of all 256 levels")
+    plain = (levels.to(dev).float() / 255).cpu()  # what the library avoids on the device
+    r.info("levels_off_by_plain_division_on_device", int((plain != to_float_pixels(levels)).sum()))
     gpu = batches(dev)
     r.check("cpu_vs_cuda_bitwise", all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                                        for a, b in zip(cpu, gpu)), f"{len(gpu)} batches")
@@ -428,8 +441,7 @@ def sec_loader(r: Report, ctx: dict) -> None:
 
 
 def _dynn(arch: str, seed: int, dev: torch.device):
-    models = _lib("models")
-    return _randomise(models.build(arch, 10, 32, exits=True), seed, linear_scale=25.0).to(dev)
+    return _randomise(_network(arch, True, seed), seed, linear_scale=25.0).to(dev)
 
 
 def sec_attacks(r: Report, ctx: dict) -> None:
@@ -479,9 +491,10 @@ def sec_attacks(r: Report, ctx: dict) -> None:
 def sec_early_attack(r: Report, ctx: dict) -> None:
     """Early Attack on random DyNNs: range, device, state, flags equal to a rescoring, and rows
     independent of their batch. On CUDA the section runs with deterministic cuDNN kernels, so two
-    runs of one batch shape agree bit for bit; a row against its single-image run (another batch
-    shape, so other kernels there) is then only a WARN, while a row against the same row in a batch
-    of its own copies (the same shape, other neighbours) must agree exactly everywhere."""
+    runs of one batch shape agree bit for bit. A row against the same row in a batch of its own
+    copies (the same shape, other neighbours) must agree exactly; against its single-image run
+    (another batch shape, so possibly other kernels, whose last-bit differences 50 Adam steps can
+    grow to 1e-3: seen here on the CPU for some random networks) it is only a WARN."""
     early_attack, initial_w = _lib("attacks", "early_attack", "initial_w")
     success = _lib("metrics", "early_attack_success")
     numerics = _lib("numerics")
@@ -510,21 +523,20 @@ def sec_early_attack(r: Report, ctx: dict) -> None:
             r.check(f"{arch}/success_equals_rescoring", torch.equal(rescored.cpu(), res.success.cpu()),
                     f"{int(res.success.sum())}/{B} succeeded in {iters} iterations")
 
-            def same_row(other, d):
-                return (bool(other.success[0] == res.success[0]) and int(other.iters_used[0]) == int(res.iters_used[0])
-                        and d)
+            def same_row(other, d):  # every row of `other` against row 0 of the batch
+                return (bool((other.success == res.success[0]).all())
+                        and bool((other.iters_used == res.iters_used[0]).all()) and d)
 
             copies = early_attack(model, x[:1].expand_as(x).contiguous(), alpha=1.0, iters=iters,
                                   w0=w0[:1].expand_as(w0).contiguous())
-            d_copies = float((copies.x_adv[0] - xa[0]).abs().max())
+            d_copies = float((copies.x_adv - xa[:1]).abs().max())  # every copy equals the batch's row 0
             r.check(f"{arch}/row_independent_of_batch_neighbours", same_row(copies, d_copies == 0.0), d_copies, 0.0,
-                    note="row 0 of the batch vs row 0 of a batch of its copies: success, iterations used, "
+                    note="row 0 of the batch vs every row of a batch of its copies: success, iterations used, "
                          "max |x_adv diff|")
             one = early_attack(model, x[:1], alpha=1.0, iters=iters, w0=w0[:1])
             d = float((one.x_adv - xa[:1]).abs().max())
-            other_kernels = "; batch 1 may run other cuDNN kernels than batch B, so only a WARN" if cuda else ""
-            r.check(f"{arch}/batched_row_equals_single_run", same_row(one, d <= 1e-4), d, 1e-4,
-                    level="WARN" if cuda else "FAIL", note="success, iterations used, max |x_adv diff|" + other_kernels)
+            r.check(f"{arch}/batched_row_equals_single_run", same_row(one, d <= 1e-4), d, 1e-4, level="WARN",
+                    note="success, iterations used, max |x_adv diff|; batch 1 may run other kernels than batch B")
             vec = early_attack(model, x, alpha=torch.full((B,), 1.0, device=dev), iters=iters, w0=w0)
             r.check(f"{arch}/per_sample_alpha_equals_scalar", torch.equal(vec.x_adv, xa)
                     and torch.equal(vec.success, res.success))
@@ -637,14 +649,16 @@ def sec_resume(r: Report, ctx: dict) -> None:
         r.check("resumed_from_epoch_1", rrec.get("resumed_from_epoch") == 1, rrec.get("resumed_from_epoch"))
         d = _max_weight_diff(ref, res)
         note = "max |weight difference|, VGG-16 SDN (dropout)"
+        pass_limit = max(2 * rerun, 1e-6)
+        fail_limit = RESUME_GAP_FAIL / 2 * pass_limit
         if rerun == 0.0:
             r.check("resumed_equals_uninterrupted", d == 0.0, d, 0.0, note=note)
-        elif d <= max(2 * rerun, 1e-6):
-            r.check("resumed_equals_uninterrupted", True, d, max(2 * rerun, 1e-6), note=note)
+        elif d <= pass_limit:
+            r.check("resumed_equals_uninterrupted", True, d, pass_limit, note=note)
         else:  # two samples of nondeterministic noise can differ a few fold; a wrong resume differs far more
-            r.check("resumed_equals_uninterrupted", False, d, RESUME_GAP_FAIL * rerun,
-                    note=f"{note}; above 2x the run-to-run gap {rerun:.3g}, FAIL only beyond {RESUME_GAP_FAIL:g}x",
-                    level="FAIL" if d > RESUME_GAP_FAIL * rerun else "WARN")
+            r.check("resumed_equals_uninterrupted", False, d, fail_limit,
+                    note=f"{note}; above {pass_limit:.3g} (2x the run-to-run gap {rerun:.3g}), FAIL only beyond "
+                         f"{fail_limit:.3g}", level="FAIL" if d > fail_limit else "WARN")
         r.check("same_loss_history", [h["loss"] for h in rrec["history"]] == [h["loss"] for h in rec["history"]]
                 if rerun == 0.0 else None, note="" if rerun == 0.0 else "not bitwise reproducible here")
     finally:
@@ -790,9 +804,8 @@ def sec_timings(r: Report, ctx: dict) -> None:
 
 def sec_pgd_speed(r: Report, ctx: dict) -> None:
     attacks = _lib("attacks")
-    models = _lib("models")
     dev, B, steps = ctx["device"], ctx["pgd_batch"], ctx["pgd_steps"]
-    model = _randomise(models.build("resnet56", 10, 32, exits=False), ctx["seed"]).to(dev)
+    model = _randomise(_network("resnet56", False, ctx["seed"]), ctx["seed"]).to(dev)
     x = torch.rand(B, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(dev)
     y = torch.randint(0, 10, (B,), generator=torch.Generator().manual_seed(1)).to(dev)
     ours = lambda: attacks.pgd(model, x, y, eps=8 / 255, step=2 / 255, steps=steps,  # noqa: E731

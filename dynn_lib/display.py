@@ -303,15 +303,16 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     return HTMLBlock(markup, text, shown)
 
 
-def shared_timing_note(df: pd.DataFrame) -> str:
-    """A caption sentence when attack times in ``df`` were measured while other jobs of the run
-    could use the same device (its ``seconds_shared`` column; a Ray run sharing GPUs or nodes);
-    ``""`` otherwise."""
+def shared_timing_note(df: pd.DataFrame, what: str = "attack tables") -> str:
+    """A caption sentence when times behind a displayed table were measured while other jobs of
+    the run could use the same device (``df``'s ``seconds_shared`` column, one row per attack
+    table or model, named ``what``); ``""`` otherwise."""
     if "seconds_shared" not in df or not df["seconds_shared"].any():
         return ""
     n = int(df["seconds_shared"].sum())
-    return (f" The attack times of {n} of these {len(df)} rows were measured while other jobs of the run could "
-            "use the same device (a Ray run sharing GPUs or nodes), so they say little about the attack itself.")
+    return (f" The wall times of {n} of the {len(df)} {what} behind this table were measured while other jobs of "
+            "the run could use the same device (several workers, or a Ray run sharing GPUs or nodes), so they say "
+            "little about the computation itself.")
 
 
 def with_intervals(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -53,6 +53,7 @@ from torch.nn import functional as F
 from . import models
 from .data import GpuLoader, get_info
 from .early_exit import all_exit_logits
+from .engines import device_shared
 from .profiles import Profile, check_training_fields, get_profile
 from .progress import progress
 from .store import atomic_write, git_commit, load_checkpoint
@@ -479,7 +480,9 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     that ran, even if the checkout moves on before the save; ``git_commit_before_resume`` when a
     resumed training began under another), the resolved ``amp`` / ``channels_last``, the ``step_mode``
     (``cuda_graph``, ``eager`` or ``eager (CUDA graph capture failed)`` with ``graph_fallback``
-    giving the reason) and the steps replayed / run eagerly in this call.
+    giving the reason), the steps replayed / run eagerly in this call, and ``device_shared``
+    (some epoch ran while other jobs of the run could use the device:
+    :func:`dynn_lib.engines.device_shared`; the times then say little about the training).
     """
     validate(cfg)
     commit = git_commit()  # the code that runs now; a save hours later may see a newer checkout
@@ -508,6 +511,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     opt = _optimizer(cfg, _trainable(cfg, model), lr, graphed)
     start, history, elapsed = 0, [], 0.0
     first_commit = commit
+    shared = device_shared()  # other jobs of the run may use this device meanwhile (times say little then)
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
@@ -516,6 +520,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
             group["lr"] = lr  # the schedule sets it; keep the one device tensor a graph reads
         start, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
         first_commit = state.get("git_commit", commit)
+        shared = shared or bool(state.get("device_shared", False))
         _set_rng_state(state, device)
     num_ics = model.num_exits - 1 if cfg.exits else 0
     stepper = _Stepper(cfg, model, opt, lr, num_ics, amp, channels_last, device, graphed)
@@ -552,7 +557,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
             if checkpoint is None:
                 continue
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done,
-                     "history": history, "elapsed": elapsed, "git_commit": first_commit, **_rng_state(device)}
+                     "history": history, "elapsed": elapsed, "git_commit": first_commit, "device_shared": shared,
+                     **_rng_state(device)}
             if checkpoint_due(cfg, done, time.monotonic() - last_save):
                 atomic_write(Path(checkpoint), lambda p: torch.save(state, p))
                 last_save, saves, unsaved = time.monotonic(), saves + 1, None
@@ -568,7 +574,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
               "resumed_from_epoch": start,  # > 0 when an interrupted training resumed from its checkpoint
               "amp": amp, "channels_last": channels_last, "step_mode": stepper.mode,
               "graph_fallback": stepper.fallback, "graph_replays": stepper.replays,
-              "eager_steps": stepper.eager_steps, "checkpoints_saved": saves, "git_commit": commit}
+              "eager_steps": stepper.eager_steps, "checkpoints_saved": saves, "device_shared": shared,
+              "git_commit": commit}
     if first_commit != commit:  # resumed under other code: say which commit ran the earlier epochs
         record["git_commit_before_resume"] = first_commit
     return model, record

@@ -90,7 +90,7 @@ def test_wall_times_taken_on_a_shared_device_are_left_out_of_the_time_verdict():
         ("resnet56", "SDNN"): False}
     assert not rq1.shared_seconds(df.drop(columns="gen_seconds_shared"))  # tables from before the column
     from dynn_lib import display
-    assert "1 of these 4 rows" in display.shared_timing_note(gt)  # the caption sentence of the timing tables
+    assert "1 of the 4 attack tables" in display.shared_timing_note(gt)  # the caption sentence of the timing tables
     assert display.shared_timing_note(gt.assign(seconds_shared=False)) == ""
 
 

@@ -162,6 +162,10 @@ def test_local_workers_publish_what_one_process_publishes(tmp_path):
         if job.kind == "train":
             a, b = (torch.load(tmp_path / f"w{w}" / "store" / key / "model.pt", weights_only=True) for w in (1, 2))
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), key
+            # trainings beside others say so in their records (their wall times say little); alone they do not
+            shared = [json.loads((tmp_path / f"w{w}" / "store" / key / "record.json").read_text())["device_shared"]
+                      for w in (1, 2)]
+            assert shared == [False, True], key
     tables = [pd.read_parquet(next((tmp_path / f"w{w}" / "results").rglob("models.parquet"))) for w in (1, 2)]
     keep = [c for c in tables[0].columns if "second" not in c and "time" not in c and c != "device"]
     pd.testing.assert_frame_equal(tables[0][keep], tables[1][keep], check_exact=True)
@@ -177,21 +181,24 @@ def test_local_workers_publish_what_one_process_publishes(tmp_path):
     assert rec.stat().st_mtime_ns == before
 
 
-def test_local_workers_run_attack_tables_alone():
-    """An attack table times its batches, so the pool starts one only when nothing runs and starts
-    nothing beside it, nor after it in plan order while it waits; other jobs share the workers."""
+def test_local_workers_run_transfer_tables_alone():
+    """A black-box transfer table's attack times feed Finding 2, so the pool starts one only when
+    nothing runs and starts nothing beside it, nor after it in plan order while it waits; every
+    other job (trainings, white-box and RQ4 tables) shares the workers."""
     from types import SimpleNamespace as J
 
-    from dynn_lib.engines.local import next_jobs
-    t1, t2, t3, tab, t4 = J(kind="train"), J(kind="train"), J(kind="surrogate"), J(kind="table"), J(kind="train")
+    from dynn_lib.engines.local import next_jobs, runs_alone
+    t1, t2, t4 = (J(kind="train", spec={}) for _ in range(3))
+    t3 = J(kind="surrogate", spec={})
+    tab, wb = J(kind="table", spec={"table": "transfer"}), J(kind="table", spec={"table": "whitebox"})
+    assert runs_alone(tab) and not runs_alone(wb) and not runs_alone(J(kind="table", spec={"table": "rq4"}))
     assert next_jobs([t1, t2, t3], [], 2) == [t1, t2]
     assert next_jobs([t1, tab, t2], [], 3) == [t1]  # the table waits for t1, and t2 waits behind it
     assert next_jobs([tab, t2], [t1], 2) == []
     assert next_jobs([tab, t2], [], 2) == [tab]
     assert next_jobs([t2, t4], [tab], 3) == []
     assert next_jobs([t4], [t1, t2], 2) == []
-    pub = J(kind="publish")
-    assert next_jobs([pub, t4], [t1], 3) == [pub, t4]
+    assert next_jobs([wb, t4], [t1], 3) == [wb, t4]
 
 
 @pytest.mark.parametrize("engine, threads, needle", [

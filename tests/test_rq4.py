@@ -322,3 +322,5 @@ def test_transfer_options_reuse_cached_blocks(result, monkeypatch):
     assert f10["n_images"] == kept[["dataset", "image"]].drop_duplicates().shape[0]
     with pytest.raises(ValueError, match="made with examples='successful'"):
         rq4.finding_10(succ["table3"], transfer=succ["transfer"], examples="all")
+    old = succ["table3"].drop(columns="examples")  # a table from before the column takes the value given
+    assert rq4.finding_10(old, transfer=succ["transfer"], examples="successful") == f10

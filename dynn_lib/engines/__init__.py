@@ -9,10 +9,12 @@
 
 Bad options are clear ``ValueError``\\ s before any work (:func:`check_engine_options`).
 
-Wall times: an attack table records whether its batches were timed while other jobs of the run
-could use the same device (``gen_seconds_shared``, read through :func:`device_shared`). The local
-engine runs ``table`` jobs alone, even with ``workers=K``, so its timings are never shared; on
-Ray they are shared unless each job holds a whole GPU (or a CPU job a whole node's CPUs).
+Wall times: an attack table (``gen_seconds_shared``) and a training record (``device_shared``)
+say whether they were timed while other jobs of the run could use the same device (read through
+:func:`device_shared`). The local engine in one process never shares; with ``workers=K`` it runs
+the black-box transfer tables, whose times Finding 2 compares, alone, and marks every other job
+as shared; on Ray a job shares unless it holds a whole GPU, or a CPU job leaves no room on its
+node for a second one (:func:`dynn_lib.engines.ray_engine.shares_device`).
 """
 from __future__ import annotations
 

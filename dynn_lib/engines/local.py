@@ -17,10 +17,11 @@ install.
   with 2 threads they took 91 s, on 2 workers with 2 threads each 145 s (oversubscribed), on 2
   workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a
   cluster use the ``ray`` engine.
-  Attack tables (``table`` jobs, :data:`ALONE_KINDS`) run alone: one starts only when nothing
-  runs, and nothing starts beside it (nor, to keep plan order, after it), because they time their
-  attack batches and Finding 2 compares those wall times; the trainings around them still share
-  the device.
+  Black-box transfer tables (:func:`runs_alone`) run alone: one starts only when nothing runs,
+  and nothing starts beside it (nor, to keep plan order, after it), because Finding 2 compares
+  their attack wall times; every other job runs with ``DYNN_SHARED_DEVICE=1``
+  (:func:`dynn_lib.engines.device_shared`), so the times it records (white-box and RQ4 tables,
+  trainings) say that the device may have been shared.
 """
 from __future__ import annotations
 
@@ -31,26 +32,35 @@ from ..plan import Plan, run_job, run_job_in_worker
 from ..progress import progress
 
 
-ALONE_KINDS: tuple[str, ...] = ("table",)
-"""Job kinds a pool of workers runs with no other job beside them (timed attack tables)."""
+def runs_alone(job) -> bool:
+    """Whether a pool of workers runs ``job`` with no other job beside it: a black-box transfer
+    table, whose attack wall times Finding 2 compares."""
+    return job.kind == "table" and job.spec.get("table") == "transfer"
 
 
 def next_jobs(ready: list, running: list, workers: int) -> list:
     """The ready jobs (in plan order) to start now beside the ``running`` ones: up to ``workers``
-    at once, a job of :data:`ALONE_KINDS` only when nothing else runs or starts, and nothing
+    at once, a job that :func:`runs_alone` only when nothing else runs or starts, and nothing
     beside it or after it in the order while it waits or runs."""
-    if any(j.kind in ALONE_KINDS for j in running):
+    if any(runs_alone(j) for j in running):
         return []
     start: list = []
     for job in ready:
         if len(running) + len(start) >= workers:
             break
-        if job.kind in ALONE_KINDS:
+        if runs_alone(job):
             if not running and not start:
                 start.append(job)
             break
         start.append(job)
     return start
+
+
+def _run_pool_job(job, ctx, shared: bool) -> float:
+    """One job in a pool worker; ``shared``: other jobs may run beside it (see the module docstring)."""
+    from . import SHARED_DEVICE_ENV
+    os.environ[SHARED_DEVICE_ENV] = "1" if shared else "0"
+    return run_job_in_worker(job, ctx)
 
 
 def _init_worker(threads: int) -> None:
@@ -102,7 +112,7 @@ def _run_in_pool(plan: Plan, pending, bar, workers: int) -> dict[str, float]:
             ready = [j for j in queue if all(d not in todo or d in times for d in j.deps)]
             for job in next_jobs(ready, list(running.values()), workers):
                 queue.remove(job)
-                running[pool.submit(run_job_in_worker, job, plan.context)] = job
+                running[pool.submit(_run_pool_job, job, plan.context, not runs_alone(job))] = job
             if not running:  # cannot happen for a plan (its order is topological); never spin
                 raise RuntimeError(f"no job can start: {[j.key for j in queue]} wait for jobs not in the plan")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)

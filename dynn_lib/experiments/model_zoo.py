@@ -33,6 +33,7 @@ def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequenc
             row = {"dataset": ws.dataset, "arch": arch, "kind": kind, "exits": model.num_exits,
                    "params": _recipe_params(model, kind), "full_macs": macs[-1],
                    "train_seconds": rec.get("train_seconds"), "seconds_per_epoch": rec.get("seconds_per_epoch"),
+                   "seconds_shared": bool(rec.get("device_shared", False)),
                    "epochs": rec["config"]["epochs"], "n_train": rec.get("n_train"), "device": rec.get("device_name"),
                    "exit_accuracy": [float(a) for a in rec["exit_accuracy"]], "n_eval": int(rec["n_eval"])}
             if model.num_exits > 1:

@@ -788,7 +788,7 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     several pairs as independent: too narrow); and each pair's rate with its Wilson interval.
     ``examples`` (None: Table 3's ``examples`` column, "all" for a table without it) must be the
     filter Table 3 was made with, so that the pooled rate and the pairs' rates count the same
-    examples; a different value is an error.
+    examples; a different value is an error (a table without the column takes the value given).
     A comparison supports the finding when its 95 % interval lies below the threshold, is
     against it when above; the verdict combines them ("partly": the pooled rate stays below but
     some pair reaches it). Mean T1 and T2 are reported beside (with the paper's means when
@@ -801,11 +801,11 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     made_with = set(table3_df["examples"].dropna()) if "examples" in table3_df else set()
     if len(made_with) > 1:
         raise ValueError(f"table3 mixes example filters {sorted(made_with)}; pool one of them")
-    table_examples = made_with.pop() if made_with else "all"
-    examples = table_examples if examples is None else examples
+    table_examples = made_with.pop() if made_with else None  # None: a table from before the column
+    examples = (table_examples or "all") if examples is None else examples
     if examples not in TRANSFER_EXAMPLES:
         raise ValueError(f"unknown examples {examples!r}; accepted: {', '.join(TRANSFER_EXAMPLES)}")
-    if examples != table_examples:
+    if table_examples is not None and examples != table_examples:
         raise ValueError(f"examples={examples!r} but table3 was made with examples={table_examples!r}: the pooled "
                          f"rate would count other examples than the pairs' rates")
     t = table3_df.dropna(subset=["full_success_on_b"])
