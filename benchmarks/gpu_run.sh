@@ -52,7 +52,9 @@
 #   DYNN_GPU_RUN_CHECK_ARGS extra gpu_check.py arguments (e.g. --tiny) []
 #   DYNN_GPU_RUN_PROFILE   profile [fast]        DYNN_GPU_RUN_DATASET  dataset [cifar10-jpeg]
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
-#   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []
+#   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []; e.g.
+#                          "cuda_graph=False" trains every step eagerly, should graphed training fail
+#                          on this GPU (in no artefact key: finished work is reused)
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
 #                          copy sent to a GPU machine carries no .git) []

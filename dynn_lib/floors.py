@@ -76,7 +76,7 @@ def _check_floor(floor) -> None:
         raise ValueError(f"floor must be a percentage in [0, 100] or None (the issue's floor), got {floor!r}")
 
 
-_CADENCE = ("checkpoint_every", "checkpoint_minutes")  # when the state is saved: changes no weight
+_CADENCE = ("checkpoint_every", "checkpoint_minutes", "cuda_graph")  # how it runs (store.KEY_NEUTRAL), not what
 
 
 def _plain(v):

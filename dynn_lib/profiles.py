@@ -63,6 +63,11 @@ class Profile:
     channels_last: channels-last memory format in training; ``"auto"``: the same rule as ``amp``,
         and also on (in fp32) on other x86-64 CPUs, where it is measured to be faster
         (:data:`dynn_lib.train.CHANNELS_LAST_CPU_MACHINES`).
+    cuda_graph: whether a CUDA training captures its step as a CUDA graph and replays it:
+        ``"auto"`` (default: on CUDA), False (every step eager: the way out if graphed training
+        misbehaves on some GPU or PyTorch) or True (CUDA only). The same computation either way
+        (the graphed path equals the eager one, tested on the CPU), so it is in no artefact key;
+        each training record's ``step_mode`` says which ran.
     checkpoint_every / checkpoint_minutes: save the resumable training state after every
         ``checkpoint_every`` epochs or when ``checkpoint_minutes`` have passed since the last save
         (None: no time trigger), whichever comes first, and after the last epoch.
@@ -96,6 +101,7 @@ class Profile:
     warmup_frac: float = 0.0
     amp: bool | str = "auto"
     channels_last: bool | str = "auto"
+    cuda_graph: bool | str = "auto"
     checkpoint_every: int = 5
     checkpoint_minutes: float | None = 10.0
 
@@ -166,14 +172,15 @@ def _check_tau_setting(tau: Any) -> None:
 
 
 def check_auto_flag(name: str, value: Any) -> None:
-    """ValueError unless ``value`` is ``"auto"``, True or False (the ``amp`` / ``channels_last`` settings)."""
+    """ValueError unless ``value`` is ``"auto"``, True or False (the ``amp`` / ``channels_last`` /
+    ``cuda_graph`` settings)."""
     if not (isinstance(value, bool) or value == "auto"):
         raise ValueError(f"{name} must be 'auto', True or False; got {value!r}")
 
 
 def check_training_fields(p: Any) -> None:
     """ValueError naming the bad value for the training-schedule fields shared by Profile and TrainConfig
-    (``lr_schedule``, ``warmup_frac``, ``amp``, ``channels_last``, ``checkpoint_every``,
+    (``lr_schedule``, ``warmup_frac``, ``amp``, ``channels_last``, ``cuda_graph``, ``checkpoint_every``,
     ``checkpoint_minutes``)."""
     if p.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {p.lr_schedule!r}; accepted: {', '.join(LR_SCHEDULES)}")
@@ -181,6 +188,7 @@ def check_training_fields(p: Any) -> None:
         raise ValueError(f"warmup_frac must lie in [0, 1), got {p.warmup_frac}")
     check_auto_flag("amp", p.amp)
     check_auto_flag("channels_last", p.channels_last)
+    check_auto_flag("cuda_graph", p.cuda_graph)
     if isinstance(p.checkpoint_every, bool) or not isinstance(p.checkpoint_every, int) or p.checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be an integer >= 1 (epochs), got {p.checkpoint_every!r}")
     m = p.checkpoint_minutes

@@ -48,11 +48,13 @@ def default_root() -> Path:
     return Path(os.environ.get("DYNN_STORE", "artefacts"))
 
 
-KEY_NEUTRAL: frozenset[str] = frozenset({"checkpoint_every", "checkpoint_minutes"})
-"""Config fields that decide only when a training saves its resumable state, never what it
-computes (a resumed training equals an uninterrupted one, tested): :func:`canonical` leaves
-them out at every depth, so they are in no artefact key and no recorded config, and changing
-them (e.g. ``-p checkpoint_minutes 1`` for a short GPU slot) reuses every finished artefact."""
+KEY_NEUTRAL: frozenset[str] = frozenset({"checkpoint_every", "checkpoint_minutes", "cuda_graph"})
+"""Config fields that decide only how a training runs, never what it computes: when it saves its
+resumable state (a resumed training equals an uninterrupted one, tested) and whether a CUDA step
+is replayed from a graph (the graphed path equals the eager one, tested; the record's
+``step_mode`` says which ran). :func:`canonical` leaves them out at every depth, so they are in no
+artefact key and no recorded config, and changing them (e.g. ``-p checkpoint_minutes 1`` for a
+short GPU slot) reuses every finished artefact."""
 
 
 def canonical(config: Any) -> Any:

@@ -74,6 +74,7 @@ class TrainConfig:
     DyNN is built on. ``lr_schedule``: ``"multistep"`` (x ``gamma`` at the ``milestones`` epochs)
     or ``"onecycle"`` (see :func:`learning_rate`; ``warmup_frac`` of the steps warm up).
     ``amp`` / ``channels_last``: ``"auto"``, True or False (see :func:`resolve_flag`).
+    ``cuda_graph``: ``"auto"`` (graph the step on CUDA), True (CUDA only) or False (eager).
     ``checkpoint_every`` (epochs) / ``checkpoint_minutes`` (None: no time trigger): when the
     resumable state is saved (see the module docstring).
     """
@@ -97,6 +98,7 @@ class TrainConfig:
     base: dict | None = None
     amp: bool | str = "auto"
     channels_last: bool | str = "auto"
+    cuda_graph: bool | str = "auto"
     lr_schedule: str = "multistep"
     warmup_frac: float = 0.0
     checkpoint_every: int = 5
@@ -113,7 +115,7 @@ def recipe_config(recipe: str, arch: str, dataset: str, profile: str | Profile =
     prof = get_profile(profile)
     _check_names(recipe, arch, dataset)
     common = dict(n_train=prof.n_train, batch_size=prof.batch_size, amp=prof.amp, channels_last=prof.channels_last,
-                  lr_schedule=prof.lr_schedule, warmup_frac=prof.warmup_frac,
+                  cuda_graph=prof.cuda_graph, lr_schedule=prof.lr_schedule, warmup_frac=prof.warmup_frac,
                   checkpoint_every=prof.checkpoint_every, checkpoint_minutes=prof.checkpoint_minutes)
     if recipe == "ic_only":
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.ic_epochs, optimizer="adam", lr=prof.ic_lr,
@@ -467,14 +469,15 @@ def _save_on_interrupt(pending: Callable[[], dict | None], checkpoint: Path | No
 
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_images: torch.Tensor,
           eval_labels: torch.Tensor, device: str | torch.device = "cpu", checkpoint: Path | None = None,
-          base_state: dict | None = None, cuda_graph: bool | str = "auto") -> tuple[nn.Module, dict]:
+          base_state: dict | None = None, cuda_graph: bool | str | None = None) -> tuple[nn.Module, dict]:
     """Train one model; returns (model in eval mode on ``device``, fp32, contiguous; result record).
 
     images/labels: uint8 ``[N,3,H,W]`` / int64 ``[N]`` training data (already subset to n_train);
     eval_images/eval_labels: the evaluation half, for the per-exit accuracies in the record.
     checkpoint: a path for the resumable state (deleted by the caller when done).
     base_state: the trained CNN's state dict (``ic_only`` only).
-    cuda_graph: ``"auto"`` (graph the step on CUDA, eager elsewhere), True (CUDA only) or False.
+    cuda_graph: ``"auto"`` (graph the step on CUDA, eager elsewhere), True (CUDA only) or False;
+    None (default): the config's ``cuda_graph``.
     The record holds per-exit accuracies, times, the per-epoch history (mean loss, lr of the
     epoch's last step, seconds), ``git_commit`` (the checkout's when this call started: the code
     that ran, even if the checkout moves on before the save; ``git_commit_before_resume`` when a
@@ -487,7 +490,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     validate(cfg)
     commit = git_commit()  # the code that runs now; a save hours later may see a newer checkout
     device = torch.device(device)
-    graphed = _use_graph(cuda_graph, device)
+    graphed = _use_graph(cfg.cuda_graph if cuda_graph is None else cuda_graph, device)
     info = get_info(cfg.dataset)
     num_classes = info.num_classes
     if labels.numel() and int(labels.max()) >= num_classes:

@@ -84,16 +84,18 @@ def test_corrupt_table_reported(tmp_path):
     json.loads((st.dir("t", {"k": 1}) / "record.json").read_text())
 
 
-def test_checkpoint_cadence_is_in_no_key(tmp_path):
-    """When a training saves its resumable state never changes what it computes, so it changes
-    no artefact key: a model, a surrogate, an attack table and a published result are reused."""
+@pytest.mark.parametrize("neutral", [dict(checkpoint_every=1, checkpoint_minutes=None), dict(cuda_graph=False)])
+def test_how_a_training_runs_is_in_no_key(tmp_path, neutral):
+    """When a training saves its resumable state, and whether its CUDA step is graphed, never
+    change what it computes, so they change no artefact key: a model, a surrogate, an attack table
+    and a published result are reused."""
     from dynn_lib import blackbox
     from dynn_lib.experiments import common
     from dynn_lib.experiments.runner import make_config, publish_config
     from dynn_lib.zoo import Workspace
 
     a = Workspace("synthetic", "smoke", store=tmp_path, device="cpu")
-    b = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", checkpoint_every=1, checkpoint_minutes=None)
+    b = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", **neutral)
     assert a.model_config("vgg16", "cnn") != b.model_config("vgg16", "cnn")  # the trainer still sees them
     for arch, kind in (("vgg16", "cnn"), ("vgg16", "ic_only"), ("mobilenet", "sdn")):
         assert a.model_dir(arch, kind) == b.model_dir(arch, kind)

@@ -256,6 +256,12 @@ def test_trained_record_holds_resolved_flags(small_data):
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
     with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
         T.train(_cfg(epochs=1), *small_data, cuda_graph=True)
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):  # the config's setting is used
+        T.train(_cfg(epochs=1, cuda_graph=True), *small_data)
+    with pytest.raises(ValueError, match="cuda_graph must be 'auto', True or False; got 'off'"):
+        T.recipe_config("cnn", "vgg16", "synthetic", "smoke", cuda_graph="off")
+    eager_fast = profiles.get_profile("fast", cuda_graph=False)
+    assert T.recipe_config("cnn", "vgg16", "synthetic", eager_fast).cuda_graph is False
 
 
 def _emulate_graph(monkeypatch, capture):
