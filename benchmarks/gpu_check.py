@@ -39,7 +39,9 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    equals :meth:`DyNN.forward_early_exit` (exit numbers and predictions exactly, logits within
    :data:`FWD_TOL`), with each τ in the widest gap of its exit's confidences.
 7. ``resume``: :func:`dynn_lib.train.train` of a VGG-16 SDN (dropout) interrupted after its first
-   epoch and resumed from the checkpoint equals the uninterrupted training bit for bit. On CUDA
+   epoch and resumed from the checkpoint equals the uninterrupted training bit for bit; on CUDA a
+   graphed training also equals the same training with every step eager (a WARN: the profile
+   field ``cuda_graph`` is in no artefact key on that premise). On CUDA
    under ``numerics.configure(deterministic=True)``; when two uninterrupted runs already differ
    (nondeterministic kernels) that is a WARN, and the resumed run's distance to the reference is
    judged against that run-to-run gap g: PASS up to max(2 g, 1e-6), WARN up to RESUME_GAP_FAIL / 2
@@ -637,6 +639,16 @@ def sec_resume(r: Report, ctx: dict) -> None:
         else:  # CPU kernels are deterministic (tests/test_train.py checks same seed -> same weights)
             rerun = 0.0
             r.check("two_runs_bitwise_equal", None, note="CPU: deterministic, tested in tests/test_train.py")
+        if dev.type == "cuda" and rec.get("step_mode") == "cuda_graph":
+            # the profile field cuda_graph is key-neutral because graphed and eager steps compute the same
+            r.need_time(10.0)
+            eager, _ = T.train(cfg, *args, device=dev, cuda_graph=False)
+            d_eager = _max_weight_diff(ref, eager)
+            r.check("graphed_equals_eager", d_eager <= max(2 * rerun, 0.0), d_eager, max(2 * rerun, 0.0),
+                    level="WARN", note="max |weight difference| against the same training with every step eager "
+                                       "(within the run-to-run gap)")
+        else:
+            r.check("graphed_equals_eager", None, note=f"no graphed training here ({rec.get('step_mode')})")
         r.need_time(10.0)
         with _interrupt_at_epoch(GpuLoader, 1):
             try:
