@@ -490,6 +490,20 @@ def sec_attacks(r: Report, ctx: dict) -> None:
         del model
 
 
+@contextmanager
+def _deterministic_on_cuda(numerics, dev: torch.device):
+    """On CUDA, TF32 off and deterministic cuDNN kernels while the block runs (two runs of one
+    batch shape then agree bit for bit); the previous numeric flags afterwards, on any device."""
+    prev = numerics.state()
+    try:
+        if dev.type == "cuda":
+            numerics.configure(tf32=False, deterministic=True)
+        yield
+    finally:
+        numerics.configure(tf32=prev["cudnn_allow_tf32"], cudnn_benchmark=prev["cudnn_benchmark"],
+                           deterministic=prev["cudnn_deterministic"])
+
+
 def sec_early_attack(r: Report, ctx: dict) -> None:
     """Early Attack on random DyNNs: range, device, state, flags equal to a rescoring, and rows
     independent of their batch. On CUDA the section runs with deterministic cuDNN kernels, so two
@@ -501,11 +515,7 @@ def sec_early_attack(r: Report, ctx: dict) -> None:
     success = _lib("metrics", "early_attack_success")
     numerics = _lib("numerics")
     dev, B, iters = ctx["device"], ctx["ea_batch"], ctx["ea_iters"]
-    cuda = dev.type == "cuda"
-    prev = numerics.state()
-    try:
-        if cuda:
-            numerics.configure(tf32=False, deterministic=True)
+    with _deterministic_on_cuda(numerics, dev):
         for arch in ctx["attack_archs"]:
             r.need_time(5.0)
             model = _dynn(arch, ctx["seed"], dev)
@@ -543,9 +553,6 @@ def sec_early_attack(r: Report, ctx: dict) -> None:
             r.check(f"{arch}/per_sample_alpha_equals_scalar", torch.equal(vec.x_adv, xa)
                     and torch.equal(vec.success, res.success))
             del model
-    finally:
-        numerics.configure(tf32=prev["cudnn_allow_tf32"], cudnn_benchmark=prev["cudnn_benchmark"],
-                           deterministic=prev["cudnn_deterministic"])
 
 
 def _gap_taus(conf: torch.Tensor) -> list[float]:
@@ -621,62 +628,58 @@ def sec_resume(r: Report, ctx: dict) -> None:
     args = (tr.images, tr.labels, te.images, te.labels)
     cfg = T.recipe_config("sdn", "vgg16", "synthetic", "smoke", seed=2, epochs=epochs, batch_size=batch, n_train=n,
                           checkpoint_every=1, checkpoint_minutes=None)
-    prev = numerics.state()
     ckpt = ctx["workdir"] / "resume-partial.pt"
     ckpt.unlink(missing_ok=True)
     try:
-        if dev.type == "cuda":
-            numerics.configure(tf32=False, deterministic=True)
-        r.need_time(10.0)
-        ref, rec = T.train(cfg, *args, device=dev)
-        r.info("step_mode", rec.get("step_mode", "eager (the trainer records no step_mode)"))
-        if dev.type == "cuda":
+        with _deterministic_on_cuda(numerics, dev):
             r.need_time(10.0)
-            ref2, _ = T.train(cfg, *args, device=dev)
-            rerun = _max_weight_diff(ref, ref2)
-            r.check("two_runs_bitwise_equal", rerun == 0.0, rerun, 0.0, level="WARN",
-                    note="" if rerun == 0 else "nondeterministic kernels: resume judged against this run-to-run gap")
-        else:  # CPU kernels are deterministic (tests/test_train.py checks same seed -> same weights)
-            rerun = 0.0
-            r.check("two_runs_bitwise_equal", None, note="CPU: deterministic, tested in tests/test_train.py")
-        if dev.type == "cuda" and rec.get("step_mode") == "cuda_graph":
-            # the profile field cuda_graph is key-neutral because graphed and eager steps compute the same
+            ref, rec = T.train(cfg, *args, device=dev)
+            r.info("step_mode", rec.get("step_mode", "eager (the trainer records no step_mode)"))
+            if dev.type == "cuda":
+                r.need_time(10.0)
+                ref2, _ = T.train(cfg, *args, device=dev)
+                rerun = _max_weight_diff(ref, ref2)
+                r.check("two_runs_bitwise_equal", rerun == 0.0, rerun, 0.0, level="WARN", note="" if rerun == 0 else
+                        "nondeterministic kernels: resume judged against this run-to-run gap")
+            else:  # CPU kernels are deterministic (tests/test_train.py checks same seed -> same weights)
+                rerun = 0.0
+                r.check("two_runs_bitwise_equal", None, note="CPU: deterministic, tested in tests/test_train.py")
+            if dev.type == "cuda" and rec.get("step_mode") == "cuda_graph":
+                # the profile field cuda_graph is key-neutral because graphed and eager steps compute the same
+                r.need_time(10.0)
+                eager, _ = T.train(cfg, *args, device=dev, cuda_graph=False)
+                d_eager = _max_weight_diff(ref, eager)
+                r.check("graphed_equals_eager", d_eager <= 2 * rerun, d_eager, 2 * rerun,
+                        level="WARN", note="max |weight difference| against the same training with every step eager "
+                                           "(within the run-to-run gap)")
+            else:
+                r.check("graphed_equals_eager", None, note=f"no graphed training here ({rec.get('step_mode')})")
             r.need_time(10.0)
-            eager, _ = T.train(cfg, *args, device=dev, cuda_graph=False)
-            d_eager = _max_weight_diff(ref, eager)
-            r.check("graphed_equals_eager", d_eager <= max(2 * rerun, 0.0), d_eager, max(2 * rerun, 0.0),
-                    level="WARN", note="max |weight difference| against the same training with every step eager "
-                                       "(within the run-to-run gap)")
-        else:
-            r.check("graphed_equals_eager", None, note=f"no graphed training here ({rec.get('step_mode')})")
-        r.need_time(10.0)
-        with _interrupt_at_epoch(GpuLoader, 1):
-            try:
-                T.train(cfg, *args, device=dev, checkpoint=ckpt)
-            except _Interrupt:
-                pass
-        if not ckpt.is_file():
-            raise RuntimeError("no checkpoint after the first epoch with checkpoint_every=1")
-        res, rrec = T.train(cfg, *args, device=dev, checkpoint=ckpt)
-        r.check("resumed_from_epoch_1", rrec.get("resumed_from_epoch") == 1, rrec.get("resumed_from_epoch"))
-        d = _max_weight_diff(ref, res)
-        note = "max |weight difference|, VGG-16 SDN (dropout)"
-        pass_limit = max(2 * rerun, 1e-6)
-        fail_limit = RESUME_GAP_FAIL / 2 * pass_limit
-        if rerun == 0.0:
-            r.check("resumed_equals_uninterrupted", d == 0.0, d, 0.0, note=note)
-        elif d <= pass_limit:
-            r.check("resumed_equals_uninterrupted", True, d, pass_limit, note=note)
-        else:  # two samples of nondeterministic noise can differ a few fold; a wrong resume differs far more
-            r.check("resumed_equals_uninterrupted", False, d, fail_limit,
-                    note=f"{note}; above {pass_limit:.3g} (2x the run-to-run gap {rerun:.3g}), FAIL only beyond "
-                         f"{fail_limit:.3g}", level="FAIL" if d > fail_limit else "WARN")
-        r.check("same_loss_history", [h["loss"] for h in rrec["history"]] == [h["loss"] for h in rec["history"]]
-                if rerun == 0.0 else None, note="" if rerun == 0.0 else "not bitwise reproducible here")
+            with _interrupt_at_epoch(GpuLoader, 1):
+                try:
+                    T.train(cfg, *args, device=dev, checkpoint=ckpt)
+                except _Interrupt:
+                    pass
+            if not ckpt.is_file():
+                raise RuntimeError("no checkpoint after the first epoch with checkpoint_every=1")
+            res, rrec = T.train(cfg, *args, device=dev, checkpoint=ckpt)
+            r.check("resumed_from_epoch_1", rrec.get("resumed_from_epoch") == 1, rrec.get("resumed_from_epoch"))
+            d = _max_weight_diff(ref, res)
+            note = "max |weight difference|, VGG-16 SDN (dropout)"
+            pass_limit = max(2 * rerun, 1e-6)
+            fail_limit = RESUME_GAP_FAIL / 2 * pass_limit
+            if rerun == 0.0:
+                r.check("resumed_equals_uninterrupted", d == 0.0, d, 0.0, note=note)
+            elif d <= pass_limit:
+                r.check("resumed_equals_uninterrupted", True, d, pass_limit, note=note)
+            else:  # two samples of nondeterministic noise can differ a few fold; a wrong resume differs far more
+                r.check("resumed_equals_uninterrupted", False, d, fail_limit,
+                        note=f"{note}; above {pass_limit:.3g} (2x the run-to-run gap {rerun:.3g}), FAIL only beyond "
+                             f"{fail_limit:.3g}", level="FAIL" if d > fail_limit else "WARN")
+            r.check("same_loss_history", [h["loss"] for h in rrec["history"]] == [h["loss"] for h in rec["history"]]
+                    if rerun == 0.0 else None, note="" if rerun == 0.0 else "not bitwise reproducible here")
     finally:
         ckpt.unlink(missing_ok=True)
-        numerics.configure(tf32=prev["cudnn_allow_tf32"], cudnn_benchmark=prev["cudnn_benchmark"],
-                           deterministic=prev["cudnn_deterministic"])
 
 
 @contextmanager

@@ -144,13 +144,13 @@ def surrogate_seed(seed: int, pair: Pair, target_key: str) -> int:
 def surrogate_config(ws: Workspace, pair: Pair):
     """Training config of the pair's surrogate: its own recipe, trained on the labelled query set
     less the calibration hold-out, with its own seed (:func:`surrogate_seed`)."""
-    tcfg = ws.model_config(pair.target_arch, pair.target_kind)
+    target = config_key(ws.model_config(pair.target_arch, pair.target_kind))
     base = ws.model_config(pair.surrogate_arch, pair.surrogate_kind)
     # the label source names the target, the query-set size, the seed of its corruptions and
     # the held-out fraction
-    return replace(base, labels=(f"target:{config_key(tcfg)}:nq{ws.profile.n_query}:s{ws.seed}"
+    return replace(base, labels=(f"target:{target}:nq{ws.profile.n_query}:s{ws.seed}"
                                  f":holdout{ws.profile.surrogate_holdout:g}"),
-                   train_source="query", n_train=None, seed=surrogate_seed(ws.seed, pair, config_key(tcfg)))
+                   train_source="query", n_train=None, seed=surrogate_seed(ws.seed, pair, target))
 
 
 def surrogate(ws: Workspace, pair: Pair) -> nn.Module:

@@ -31,7 +31,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from . import metrics, verdicts
-from .store import atomic_write_text
+from .store import KEY_NEUTRAL, atomic_write_text
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
            "check_name", "probe_epochs"]
@@ -76,21 +76,18 @@ def _check_floor(floor) -> None:
         raise ValueError(f"floor must be a percentage in [0, 100] or None (the issue's floor), got {floor!r}")
 
 
-_CADENCE = ("checkpoint_every", "checkpoint_minutes", "cuda_graph")  # how it runs (store.KEY_NEUTRAL), not what
-
-
 def _plain(v):
     return tuple(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 def schedule_differences(config: Mapping) -> list[str]:
     """Fields in which a training config (a record's ``"config"``) differs from the current
-    ``fast`` recipe for the same recipe, architecture, dataset and seed; checkpoint cadence
-    aside. Empty: the record tests today's ``fast`` schedule."""
+    ``fast`` recipe for the same recipe, architecture, dataset and seed; the fields of
+    :data:`dynn_lib.store.KEY_NEUTRAL` (checkpoint cadence, ``cuda_graph``) aside. Empty: the record tests today's ``fast`` schedule."""
     from .train import recipe_config
 
     ref = asdict(recipe_config(config["recipe"], config["arch"], config["dataset"], "fast", seed=config["seed"]))
-    return [k for k in sorted(ref) if k not in _CADENCE and _plain(config.get(k)) != _plain(ref[k])]
+    return [k for k in sorted(ref) if k not in KEY_NEUTRAL and _plain(config.get(k)) != _plain(ref[k])]
 
 
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:

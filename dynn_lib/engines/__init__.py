@@ -35,6 +35,12 @@ def device_shared() -> bool:
     return os.environ.get(SHARED_DEVICE_ENV, "0") == "1"
 
 
+def set_device_shared(shared: bool) -> None:
+    """Say, for the jobs this process runs next, whether other jobs of the run may share their
+    device (what :func:`device_shared` then reads); an engine calls it before each job."""
+    os.environ[SHARED_DEVICE_ENV] = "1" if shared else "0"
+
+
 def check_engine_options(engine: str, address: str | None = None, gpus_per_job: float | None = None,
                          threads_per_job: int | None = None, workers: int = 1) -> None:
     """Validate engine options without importing Ray or doing any work.

@@ -58,8 +58,8 @@ def next_jobs(ready: list, running: list, workers: int) -> list:
 
 def _run_pool_job(job, ctx, shared: bool) -> float:
     """One job in a pool worker; ``shared``: other jobs may run beside it (see the module docstring)."""
-    from . import SHARED_DEVICE_ENV
-    os.environ[SHARED_DEVICE_ENV] = "1" if shared else "0"
+    from . import set_device_shared
+    set_device_shared(shared)
     return run_job_in_worker(job, ctx)
 
 

@@ -107,9 +107,9 @@ def _execute(job: Job, ctx: Context, threads: int, shared: bool, *deps) -> float
     ``deps`` (the dependencies' results) only order it."""
     import torch
 
-    from . import SHARED_DEVICE_ENV
+    from . import set_device_shared
     torch.set_num_threads(threads)
-    os.environ[SHARED_DEVICE_ENV] = "1" if shared else "0"
+    set_device_shared(shared)
     return run_job_in_worker(job, ctx)
 
 
