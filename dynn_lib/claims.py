@@ -81,7 +81,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import data, metrics, verdicts, versions
+from . import data, metrics, profiles, verdicts, versions
 from .experiments import appendix, rq1, rq2, rq3, rq4
 from .experiments.common import larger_smaller
 from .experiments.runner import QUESTIONS, load_record, load_results, results_path
@@ -931,7 +931,9 @@ def _untuple(value: Any) -> Any:
 def provenance_table(results_dir: str | Path | Sequence[str | Path], profile: str,
                      datasets: Sequence[str]) -> pd.DataFrame:
     """One row per published (results folder, dataset, question): seeds, device, commit, wall time,
-    creation time, read from the ``record.json`` files (what the claims page shows)."""
+    creation time and the profile fields its config changed (:func:`dynn_lib.profiles.describe_changes`;
+    "none" when it ran the profile as defined), read from the ``record.json`` files (what the
+    claims page shows)."""
     dirs = [Path(results_dir)] if isinstance(results_dir, (str, Path)) else [Path(d) for d in results_dir]
     rows = []
     for d in dirs:
@@ -945,9 +947,11 @@ def provenance_table(results_dir: str | Path | Sequence[str | Path], profile: st
                              "device": rec.get("device_name") or rec.get("device"),
                              "git commit": str(rec.get("git_commit", ""))[:12],
                              "wall time s": float(rec.get("wall_time_s", float("nan"))),
-                             "computed": rec.get("created", "")})
+                             "computed": rec.get("created", ""),
+                             "profile changes": profiles.describe_changes(
+                                 (rec.get("config") or {}).get("profile")) or "none"})
     return pd.DataFrame(rows, columns=["folder", "dataset", "question", "seeds", "generated data", "device",
-                                       "git commit", "wall time s", "computed"])
+                                       "git commit", "wall time s", "computed", "profile changes"])
 
 
 class _HTML:
@@ -966,7 +970,8 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     """The data-honesty box of a page, computed from a published result's ``record.json``.
 
     States the dataset (with its label), whether it is GENERATED, the profile (``smoke`` numbers
-    are meaningless), the device, the git commit, the wall time, whether the result was
+    are meaningless) with every field that differs from that profile's definition (e.g. the
+    epochs a GPU run's schedule probe chose, or a reader's ``-p n_eval 1000``), the device, the git commit, the wall time, whether the result was
     computed by this execution (``started``: ``time.time()`` before ``publish``) or loaded, and
     a warning when it was computed by other library code (:func:`dynn_lib.versions.is_current`).
     ``details=False`` keeps the dataset, profile and device lines only (plus ``extra``), for a
@@ -1003,7 +1008,8 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     elif current is None:
         warnings_.append("This result's record names no code version (it was computed before versions were "
                          "recorded): it may predate the current code.")
-    items = [("dataset", f"{ds} — {label}"), ("profile", prof),
+    changes = profiles.describe_changes(cfg.get("profile"))
+    items = [("dataset", f"{ds} — {label}"), ("profile", f"{prof}, changed: {changes}" if changes else prof),
              ("seed", str(cfg.get("seed", "?"))),
              ("device", f"{record.get('device', '?')} ({record.get('device_name', '?')})"),
              ("git commit", str(record.get("git_commit", "?"))),

@@ -477,11 +477,13 @@ QUESTION_PAGES = {"zoo": ("the model zoo", "model_zoo"), "rq1": ("RQ1", "rq1_tra
 
 
 def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence[str], *,
-                          generated: bool = False, missing: Sequence[str] = ()) -> str:
+                          generated: bool = False, missing: Sequence[str] = (), changes: Sequence[str] = ()) -> str:
     """The landing page's "Results of this build" (Markdown): profile, data, what the counts count,
     and the verdict of each of the paper's findings, from the same ledger as the claims page.
     ``missing``: questions with no published result on the first dataset (a partial build), named
-    with links to their pages."""
+    with links to their pages. ``changes``: the profile fields the published results changed, one
+    text per result (the claims page's ``profile changes`` column; "none" or "" for a result made
+    with the profile as defined), stated after the profile's name."""
     bad = [q for q in missing if q not in QUESTION_PAGES]
     if bad:
         raise ValueError(f"unknown question(s) {bad} in missing; accepted: {', '.join(QUESTION_PAGES)}")
@@ -489,7 +491,15 @@ def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence
     fam = ledger["verdict"].map(_family)
     decided = ledger[~fam.isin(UNCOMPARED)]
     agree = int(decided["verdict"].map(_family).isin(["holds"]).sum())
-    lines = [f"This site was built with profile **{profile}** on **{', '.join(datasets) or '?'}**"
+    changed = sorted({c for c in changes if c and c != "none"})
+    if len(changed) == 1:
+        how = f" (changed: {changed[0]})"
+    elif changed:
+        how = (f" (with fields changed from its definition that differ between results: "
+               f"{len(changed)} variants; each page's data note lists its own)")
+    else:
+        how = ""
+    lines = [f"This site was built with profile **{profile}**{how} on **{', '.join(datasets) or '?'}**"
              + (f" {tag}: its numbers only show that the code runs and are not results." if tag else "."),
              "",
              f"The {{doc}}`claims ledger <_generated/claims>` lists {len(ledger)} statements of the paper (the ten "

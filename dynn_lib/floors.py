@@ -15,6 +15,10 @@ with the ``fast`` schedule before any GPU run, committed under ``results/schedul
 that the methods page shows them (:func:`schedule_checks`). They test the schedule, not the
 results: a check trained on a CPU differs from the GPU run in its bits, not in its recipe.
 
+The model-zoo page sets a ``fast`` run beside a ``paper`` run of the same dataset once the results
+folder holds both (:func:`side_by_side`): the same networks, data and evaluation images, trained
+two ways.
+
 The *schedule probe* (:func:`probe_epochs`, ``dynn schedule-probe``, the ``schedule`` stage of
 ``benchmarks/gpu_run.sh``) picks the number of epochs by measurement at the start of a run: it
 trains the static networks at each candidate in turn, stops at the first at which all are above
@@ -34,7 +38,7 @@ from . import metrics, verdicts
 from .store import KEY_NEUTRAL, atomic_write_text
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
-           "check_name", "probe_epochs"]
+           "check_name", "probe_epochs", "side_by_side"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -115,11 +119,21 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
                                        "accuracy_hi", "floor", "verdict"])
 
 
-def schedule_checks(folder: str | Path) -> pd.DataFrame:
-    """:func:`floor_rows` of every ``*.json`` training record in ``folder`` (sorted by name);
-    an empty table when the folder does not exist."""
-    paths = sorted(Path(folder).glob("*.json"))
-    return floor_rows(json.loads(p.read_text()) for p in paths)
+def schedule_checks(*folders: str | Path) -> pd.DataFrame:
+    """:func:`floor_rows` of every ``*.json`` training record in ``folders`` (each sorted by name;
+    a file name met again in a later folder, or a folder met twice, is read once: the first wins);
+    an empty table when no folder exists. The methods page reads the results folder's
+    ``schedule-checks/`` (a GPU run's probe) first, then the repository's committed ones."""
+    seen: dict[str, Path] = {}
+    done: set[Path] = set()
+    for folder in folders:
+        folder = Path(folder).resolve()
+        if folder in done:
+            continue
+        done.add(folder)
+        for p in sorted(folder.glob("*.json")):
+            seen.setdefault(p.name, p)
+    return floor_rows(json.loads(p.read_text()) for p in seen.values())
 
 
 def check_name(record: Mapping) -> str:
@@ -200,3 +214,52 @@ def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequen
             return result
     result.update(chosen_epochs=epochs[-1], passed=False)
     return result
+
+
+_ZOO_COLUMNS = ("dataset", "arch", "kind", "exit_accuracy", "n_eval", "early_exit_accuracy", "tau", "macs_ratio")
+
+
+def side_by_side(zoos: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Two runs' model zoos, one row per model: ``zoos`` maps two run labels (e.g. ``"fast"`` and
+    ``"paper"``, in that order) to each run's ``models`` table of the zoo question.
+
+    Per run label ``L``: ``final_L`` (final-exit accuracy, %) and ``deployed_L`` (accuracy through
+    early exit at the run's own τ, %), each with its 95 % Wilson interval (``_lo``/``_hi``) over
+    the run's ``n_L`` evaluation images; ``tau_L`` and ``macs_ratio_L`` (mean MACs over the
+    backbone's; NaN for a static network's τ). ``final_difference``: first label minus second, in
+    points, with Newcombe's interval for independent proportions (:func:`metrics.newcombe_interval`).
+    Two runs of one dataset and seed evaluate the *same* images, so their correctness is positively
+    correlated and that interval is conservative (wider than a paired one). A model that only one
+    run holds keeps its row, with the other run's cells empty; rows follow the first run's order.
+    """
+    if len(zoos) != 2:
+        raise ValueError(f"side_by_side compares exactly two runs; got {len(zoos)}: {list(zoos)!r}")
+    keys = ["dataset", "arch", "kind"]
+    parts = []
+    for label, zoo in zoos.items():
+        missing = [c for c in _ZOO_COLUMNS if c not in zoo.columns]
+        if missing:
+            raise ValueError(f"run {label!r}: not a model-zoo table, columns {missing} missing "
+                             f"(expected {', '.join(_ZOO_COLUMNS)})")
+        rows = []
+        for r in zoo.itertuples():
+            n = int(r.n_eval)
+            row = {"dataset": r.dataset, "arch": r.arch, "kind": r.kind, f"n_{label}": n,
+                   f"_k_{label}": round(float(r.exit_accuracy[-1]) * n)}
+            for name, acc in (("final", float(r.exit_accuracy[-1])), ("deployed", float(r.early_exit_accuracy))):
+                lo, hi = metrics.wilson_interval(round(acc * n), n)
+                row.update({f"{name}_{label}": 100.0 * acc, f"{name}_{label}_lo": lo, f"{name}_{label}_hi": hi})
+            row.update({f"tau_{label}": float(r.tau), f"macs_ratio_{label}": float(r.macs_ratio)})
+            rows.append(row)
+        parts.append(pd.DataFrame(rows).set_index(keys) if rows else pd.DataFrame(columns=keys).set_index(keys))
+    (a, b), (ta, tb) = zoos.keys(), parts
+    order = list(ta.index) + [k for k in tb.index if k not in set(ta.index)]  # the first run's row order
+    out = ta.join(tb, how="outer").reindex(order).reset_index()
+    diff = [metrics.newcombe_interval(ka, na, kb, nb) if pd.notna(ka) and pd.notna(kb) else (float("nan"),) * 3
+            for ka, na, kb, nb in zip(out[f"_k_{a}"], out[f"n_{a}"], out[f"_k_{b}"], out[f"n_{b}"])]
+    out["final_difference"], out["final_difference_lo"], out["final_difference_hi"] = (
+        [d[i] for d in diff] for i in range(3))
+    cols = keys + [f"{m}_{lab}{s}" for m in ("final", "deployed") for lab in (a, b) for s in ("", "_lo", "_hi")]
+    cols += ["final_difference", "final_difference_lo", "final_difference_hi"]
+    cols += [f"{m}_{lab}" for m in ("tau", "macs_ratio") for lab in (a, b)] + [f"n_{a}", f"n_{b}"]
+    return out[cols].reset_index(drop=True)

@@ -11,6 +11,7 @@ Screenshots go to test-artifacts/screenshots/<page>.png, page reports to test-ar
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -402,3 +403,35 @@ def test_plain_papermill_route_runs_a_page_with_new_parameters(tmp_path, book_ru
     out = json.loads((tmp_path / "out.ipynb").read_text())
     html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in out["cells"] for o in c.get("outputs", []))
     assert "dynn-verdict" in html and "[smoke · generated data]" in html  # findings as tagged boxes
+
+
+@pytest.mark.slow  # a kernel, a jupytext conversion and nine tiny trainings: about a minute on 2 cores
+@pytest.mark.book
+def test_model_zoo_page_sets_fast_beside_paper(tmp_path):
+    """The model-zoo page at ``fast`` (the branch only a GPU run's book takes: floors judged,
+    no smoke tag) with a ``paper`` zoo of the same dataset in the results folder shows both runs
+    side by side (Table Z.3); the paper zoo is this run's table with other accuracies, written as
+    a published result would be."""
+    import pandas as pd
+
+    from dynn_lib.experiments import runner
+
+    results = tmp_path / "results"
+    paper = pd.DataFrame([{"dataset": "synthetic", "arch": a, "kind": k, "exits": 1, "params": 1, "full_macs": 1,
+                           "train_seconds": 1.0, "seconds_per_epoch": 1.0, "seconds_shared": False, "epochs": 100,
+                           "n_train": 32, "device": "GPU", "exit_accuracy": [0.5, 0.75], "n_eval": 16,
+                           "tau": 0.9 if k != "cnn" else math.nan, "early_exit_accuracy": 0.625, "mean_exit": 1.0,
+                           "mean_macs": 1.0, "macs_ratio": 0.5}
+                          for a in ("vgg16", "resnet56", "mobilenet") for k in ("cnn", "sdn", "ic_only")])
+    runner.write_results(runner.results_path(results, "paper", "synthetic", "zoo"), {"models": paper},
+                         {"config": {"profile": {"name": "paper"}}, "git_commit": "feedfacecafe0000"})
+    run = _plain_route(tmp_path, "model_zoo", "-p", "profile", "fast", "-p", "dataset", "synthetic",
+                       "-p", "device", "cpu", "-p", "results_dir", str(results), "-p", "store", str(tmp_path / "store"),
+                       "-p", "overrides", json.dumps({**TINY, "cnn_epochs": 1, "ic_epochs": 1}))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    html = "".join("".join(o.get("data", {}).get("text/html", "")) for c in out["cells"] for o in c.get("outputs", []))
+    assert "Table Z.3. The same models trained with the `fast` schedule and the `paper` recipe" in html
+    assert "final exit % (paper)" in html and "final exit: fast − paper" in html and "feedfacecafe" in html
+    assert "75.0 [" in html  # the paper run's final-exit accuracy, with its interval
+    assert "[smoke" not in html and "Table Z.2." not in html  # synthetic data: no floor to judge

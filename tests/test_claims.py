@@ -367,3 +367,14 @@ def test_ledger_from_a_real_rq4_run(tmp_path):
     assert row["n_images"] == 4 and row["verdict"] in ("inconclusive", "does not hold")  # 4 images never hold
     assert led.loc["T2-cifar10-vgg16-a1", "verdict"].startswith("not testable")
     assert verdicts.family(led.loc["F9", "verdict"]) in verdicts.VERDICTS
+
+
+def test_provenance_names_the_profile_fields_each_result_changed(two_seeds, tmp_path):
+    root, _ = two_seeds
+    prov = claims.provenance_table(claims.results_dirs(root), "smoke", ["cifar10-jpeg"])
+    assert len(prov) == 10 and set(prov["profile changes"]) == {"none"}  # {"name": "smoke"}: nothing differs
+    rec = _record("zoo", "cifar10-jpeg", 0)
+    rec["config"]["profile"] = {"name": "smoke", "n_eval": 50, "lr": 0.02}
+    write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "zoo"), {}, rec)
+    one = claims.provenance_table(tmp_path, "smoke", ["cifar10-jpeg"])
+    assert list(one["profile changes"]) == ["n_eval 50 (smoke: 200)"]

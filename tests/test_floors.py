@@ -51,6 +51,14 @@ def test_schedule_checks_read_static_networks_only(tmp_path):
     assert list(t["current_fast"]) == ["yes", "no: epochs, lr"]  # a check of another schedule says so
     assert list(t["accuracy"]) == pytest.approx([91.0, 80.0])
     assert list(t["n"]) == [5000, 5000]
+    # a results folder's checks (a GPU run's probe) first, then the committed ones; a name in both is read once
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "a.json").write_text(json.dumps(_record("resnet56", "cnn", 0.95)))
+    (run / "d.json").write_text(json.dumps(_record("vgg16", "cnn", 0.90)))
+    both = floors.schedule_checks(run, tmp_path, tmp_path / "absent", run / ".." / "run")
+    assert list(both["arch"]) == ["resnet56", "vgg16", "mobilenet"]
+    assert list(both["accuracy"]) == pytest.approx([95.0, 90.0, 80.0])
 
 
 def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monkeypatch):
@@ -105,3 +113,41 @@ def test_probe_rejects_bad_input_before_training(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         floors.probe_epochs(**args)
     assert not (tmp_path / "s").exists()
+
+
+def _zoo(rows):
+    """A model-zoo ``models`` table: (arch, kind, final accuracy, deployed accuracy, tau, macs ratio, n)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"dataset": "cifar10-jpeg", "arch": a, "kind": k, "exit_accuracy": [0.1, f],
+                          "n_eval": n, "early_exit_accuracy": d, "tau": t, "macs_ratio": m, "epochs": 45}
+                         for a, k, f, d, t, m, n in rows])
+
+
+def test_side_by_side_pairs_models_with_intervals():
+    fast = _zoo([("vgg16", "cnn", 0.90, 0.90, math.nan, 1.0, 5000), ("vgg16", "sdn", 0.88, 0.87, 0.9, 0.6, 5000),
+                 ("resnet56", "cnn", 0.91, 0.91, math.nan, 1.0, 5000)])
+    paper = _zoo([("resnet56", "cnn", 0.93, 0.93, math.nan, 1.0, 5000), ("vgg16", "cnn", 0.92, 0.92, math.nan, 1.0, 5000),
+                  ("mobilenet", "cnn", 0.89, 0.89, math.nan, 1.0, 5000)])
+    t = floors.side_by_side({"fast": fast, "paper": paper})
+    # the first run's order, then the models only the second holds
+    assert [(r.arch, r.kind) for r in t.itertuples()] == [("vgg16", "cnn"), ("vgg16", "sdn"), ("resnet56", "cnn"),
+                                                          ("mobilenet", "cnn")]
+    vgg = t.iloc[0]
+    assert (vgg["final_fast"], vgg["final_paper"]) == pytest.approx((90.0, 92.0))
+    assert (vgg["final_fast_lo"], vgg["final_fast_hi"]) == pytest.approx(metrics.wilson_interval(4500, 5000))
+    d, lo, hi = metrics.newcombe_interval(4500, 5000, 4600, 5000)
+    assert (vgg["final_difference"], vgg["final_difference_lo"], vgg["final_difference_hi"]) == pytest.approx((d, lo, hi))
+    assert lo < -2.0 < hi < 0  # 2 points over 5,000 images each: the interval excludes 0
+    sdn = t.iloc[1]  # only the fast run has it: its cells are there, the paper's empty
+    assert sdn["deployed_fast"] == pytest.approx(87.0) and sdn["tau_fast"] == 0.9 and sdn["macs_ratio_fast"] == 0.6
+    assert math.isnan(sdn["final_paper"]) and math.isnan(sdn["final_difference"]) and math.isnan(sdn["n_paper"])
+    assert math.isnan(t.iloc[3]["final_fast"]) and t.iloc[3]["final_paper"] == pytest.approx(89.0)
+
+
+def test_side_by_side_rejects_bad_input():
+    fast = _zoo([("vgg16", "cnn", 0.9, 0.9, math.nan, 1.0, 100)])
+    with pytest.raises(ValueError, match="exactly two runs; got 1"):
+        floors.side_by_side({"fast": fast})
+    with pytest.raises(ValueError, match=r"run 'paper': not a model-zoo table, columns \['tau'\] missing"):
+        floors.side_by_side({"fast": fast, "paper": fast.drop(columns=["tau"])})

@@ -705,3 +705,10 @@ def test_ledger_rows_this_build_cannot_decide_are_collapsed_and_the_summary_says
     assert part.replace(part[part.index("\n\n**A partial"):part.index("| finding")], "\n\n") == md
     with pytest.raises(ValueError, match=r"unknown question\(s\) \['rq9'\].*accepted: zoo, rq1"):
         show.site_summary_markdown(led, "smoke", ["synthetic"], missing=["rq9"])
+    # the profile fields the results changed (a GPU run's probe choosing 60 epochs) follow its name
+    one = show.site_summary_markdown(led, "fast", ["cifar10-jpeg"], changes=["cnn_epochs 60 (fast: 45)"] * 6)
+    assert "built with profile **fast** (changed: cnn_epochs 60 (fast: 45)) on **cifar10-jpeg**." in one
+    assert "(changed" not in show.site_summary_markdown(led, "fast", ["cifar10-jpeg"], changes=["none", ""])
+    two = show.site_summary_markdown(led, "fast", ["cifar10-jpeg"], changes=["none", "lr 0.1 (fast: 0.4)",
+                                                                             "n_eval 100 (fast: all)"])
+    assert "that differ between results: 2 variants; each page's data note lists its own)" in two

@@ -138,3 +138,27 @@ def test_a_page_says_when_a_result_predates_the_code():
     rec["code_version"] = versions.code_version("results")
     assert "predates" not in claims.data_note(rec).text
     assert "names no code version" in claims.data_note({"config": {"dataset": "synthetic"}}).text
+
+
+def test_a_page_names_every_field_that_differs_from_its_profile():
+    """A result of profile P made with overrides (a GPU run's probe choosing cnn_epochs=60, a
+    reader's -p n_eval 1000) says so in its data note, field by field against P's definition."""
+    import json
+    from dataclasses import asdict
+
+    from dynn_lib import claims, profiles
+
+    recorded = store.canonical(asdict(profiles.get_profile("fast", cnn_epochs=60, n_eval=1000,
+                                                           tau={"vgg16": 0.9}, checkpoint_minutes=1.0)))
+    recorded = json.loads(json.dumps(recorded))  # as read back from record.json: tuples are lists
+    assert profiles.changed_fields(recorded) == [("cnn_epochs", 60, 45), ("n_eval", 1000, None),
+                                                 ("tau", {"vgg16": 0.9}, None)]  # the cadence changes nothing
+    note = claims.data_note({"config": {"dataset": "synthetic", "profile": recorded}}).text
+    assert "profile: fast, changed: cnn_epochs 60 (fast: 45); n_eval 1000 (fast: all); " \
+           "tau {'vgg16': 0.9} (fast: calibrated)" in note
+    plain = json.loads(json.dumps(store.canonical(asdict(profiles.get_profile("paper")))))
+    assert profiles.changed_fields(plain) == [] and "profile: paper\n" in claims.data_note(
+        {"config": {"dataset": "synthetic", "profile": plain}}).text
+    # a Profile object, and a name no profile has
+    assert profiles.describe_changes(profiles.get_profile("smoke", lr=0.1)) == "lr 0.1 (smoke: 0.02)"
+    assert profiles.changed_fields({"name": "custom", "lr": 1.0}) == []
