@@ -206,7 +206,7 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
           formats: Mapping[str, Callable[[float], str]] | None = None,
           to_caption: Sequence[str] = ("dataset", "device", "profile"), empty: str | None = None,
           csv: str | bool = True, intervals: bool = True, ms: Sequence[str] = _MS_COLUMNS,
-          index: bool = False, pretty: bool = True) -> HTMLBlock:
+          index: bool = False, pretty: bool = True, interval_note: str | None = None) -> HTMLBlock:
     """A result table as it appears in the book (see the module docstring for the rules).
 
     Args:
@@ -225,6 +225,8 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
         index: keep the DataFrame's index as leading columns.
         pretty: show attacks, architectures, pairs and datasets by their display names
             (``resnet56→vgg16`` -> ``ResNet-56 → VGG-16``); the CSV keeps the raw names.
+        interval_note: what the intervals are, written under the table when it shows any (default:
+            Wilson for a proportion, a seeded bootstrap over images for a difference or a mean).
     Returns:
         an :class:`HTMLBlock`; ``.data`` is the DataFrame of display strings (library column names).
     """
@@ -282,8 +284,9 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     if has_empty and empty != "":
         notes.append(f"{EMPTY} : {empty or 'not defined for that row (nothing to average over) or not reported'}.")
     if intervals and bounds & set(shown.columns):
-        notes.append("[lo, hi]: 95 % interval, same units as the value (Wilson for a proportion; a seeded "
-                     "bootstrap over images for a difference or a mean).")
+        notes.append("[lo, hi]: 95 % interval, same units as the value ("
+                     + (interval_note or "Wilson for a proportion; a seeded bootstrap over images for a difference "
+                                         "or a mean") + ").")
     link = ""
     if csv:
         if isinstance(csv, str):
