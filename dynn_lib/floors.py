@@ -28,6 +28,7 @@ number of epochs.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -38,7 +39,7 @@ from . import metrics, verdicts
 from .store import KEY_NEUTRAL, atomic_write_text
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
-           "check_name", "probe_epochs", "side_by_side"]
+           "check_name", "probe_epochs", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -263,3 +264,48 @@ def side_by_side(zoos: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     cols += ["final_difference", "final_difference_lo", "final_difference_hi"]
     cols += [f"{m}_{lab}" for m in ("tau", "macs_ratio") for lab in (a, b)] + [f"n_{a}", f"n_{b}"]
     return out[cols].reset_index(drop=True)
+
+
+def beside_paper(results_dir: str | Path, dataset: str, table: str = "Table Z.3"):
+    """What a page shows of ``fast`` beside ``paper`` on ``dataset`` (the model-zoo page as Table
+    Z.3, the methods page as Table M.2): :func:`side_by_side` of the two runs' model zoos in
+    ``results_dir`` as a book table (final-exit accuracy and difference, τ and MACs ratio; the
+    deployed accuracies are left to :func:`side_by_side`), captioned ``table`` with each run's
+    epochs and commit; or, while ``results_dir`` lacks one of the runs, a note naming it and the
+    command that makes it. Returns a :class:`dynn_lib.display.HTMLBlock`."""
+    import html
+
+    from . import display
+    from .experiments import runner
+
+    runs, records, absent = {}, {}, []
+    for prof in ("fast", "paper"):
+        try:
+            runs[prof] = runner.load_results(results_dir, prof, dataset, "zoo")["models"]
+            records[prof] = runner.load_record(results_dir, prof, dataset, "zoo")
+        except FileNotFoundError:
+            absent.append(prof)
+    if absent:
+        text = (f"{table} is drawn once this results folder holds a model-zoo run of both the fast and the paper "
+                f"profile on {dataset}; it has none of {' and '.join(absent)} "
+                f"(`{'`, `'.join(f'dynn run zoo --dataset {dataset} --profile {p}' for p in absent)}` makes it).")
+        markup = "<p>" + re.sub(r"`([^`]*)`", lambda m: f"<code>{html.escape(m.group(1))}</code>",
+                                html.escape(text, quote=False)) + "</p>"
+        return display.HTMLBlock(markup, text.replace("`", ""))
+    pair = side_by_side(runs)
+    pair = pair.drop(columns=[c for c in pair.columns if c.startswith("deployed")])
+    made = "; ".join(f"{lab}: epochs {', '.join(f'{k} {int(e)}' for k, e in runs[lab].groupby('kind')['epochs'].max().items())}, "
+                     f"commit {str(records[lab].get('git_commit', 'unknown'))[:12]}" for lab in runs)
+    labels = {f"{m}_{lab}": f"{what} {lab}" for lab in runs
+              for m, what in (("final", "final exit %"), ("tau", "τ"), ("macs_ratio", "MACs / full"), ("n", "images"))}
+    return display.table(
+        pair, f"{table}. The same models trained with the fast schedule and the paper recipe: final-exit accuracy with "
+              "its 95 % Wilson interval over the evaluation images; the difference (fast − paper, points) with "
+              "Newcombe's interval for independent samples, conservative here since both runs answer the same "
+              "images; each run's τ and mean MACs relative to the whole network when answering through early exit "
+              f"(dynn_lib.floors.side_by_side also gives the deployed accuracies). {made}.",
+        interval_note="Wilson for an accuracy; Newcombe for the difference",
+        labels={**labels, "final_difference": "final exit: fast − paper"}, to_caption=("dataset", "n_fast", "n_paper"),
+        formats={**{c: (lambda v: f"{v:.1f}") for c in pair.columns if c.startswith("final")},
+                 **{c: (lambda v: f"{v:.2f}") for c in pair.columns if c.startswith(("tau", "macs"))}},
+        empty="a static network has no τ; or that run has no such model")

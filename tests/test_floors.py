@@ -151,3 +151,22 @@ def test_side_by_side_rejects_bad_input():
         floors.side_by_side({"fast": fast})
     with pytest.raises(ValueError, match=r"run 'paper': not a model-zoo table, columns \['tau'\] missing"):
         floors.side_by_side({"fast": fast, "paper": fast.drop(columns=["tau"])})
+
+
+def test_beside_paper_draws_the_table_once_both_runs_exist(tmp_path):
+    from dynn_lib.experiments import runner
+
+    fast = _zoo([("vgg16", "cnn", 0.90, 0.90, math.nan, 1.0, 5000), ("vgg16", "sdn", 0.88, 0.87, 0.9, 0.6, 5000)])
+    runner.write_results(runner.results_path(tmp_path, "fast", "cifar10-jpeg", "zoo"), {"models": fast},
+                         {"git_commit": "aaaabbbbcccc1111"})
+    note = floors.beside_paper(tmp_path, "cifar10-jpeg", "Table M.2")
+    assert "Table M.2 is drawn once" in note.text and "none of paper" in note.text
+    assert "<code>dynn run zoo --dataset cifar10-jpeg --profile paper</code>" in note.markup
+    paper = fast.assign(exit_accuracy=[[0.1, 0.93], [0.1, 0.91]], epochs=100)
+    runner.write_results(runner.results_path(tmp_path, "paper", "cifar10-jpeg", "zoo"), {"models": paper},
+                         {"git_commit": "ddddeeeeffff2222"})
+    t = floors.beside_paper(tmp_path, "cifar10-jpeg", "Table M.2")
+    assert t.text.startswith("Table M.2. The same models trained with the fast schedule and the paper recipe")
+    assert "fast: epochs cnn 45, sdn 45, commit aaaabbbbcccc; paper: epochs cnn 100, sdn 100, commit ddddeeeeffff" in t.text
+    assert "images fast: 5,000" in t.text and "deployed" not in "".join(t.data.columns)
+    assert list(t.data["final_difference"]) == ["-3.0 [-4.1, -1.9]", "-3.0 [-4.2, -1.8]"]
