@@ -8,7 +8,8 @@ Rows (:func:`claims_ledger`):
   tables, so each deciding difference has its seeded bootstrap interval over images). Findings
   5 and 8 compare a dataset with larger models (CIFAR-100) with one with smaller models
   (CIFAR-10) in matched cells; with only one of them present their verdict is
-  ``"not testable: only <dataset> ran"``.
+  ``"not testable: needs CIFAR-100 beside CIFAR-10; of those only <dataset> ran"`` (Tiny ImageNet
+  beside them does not count: it never stands in for a CIFAR dataset).
 * ``T1-...``, ``T2-...``, ``T3-...``: one row per cell of the paper's Tables 1, 2 and 3
   (protocol section 10), paper value beside the reproduced one.
 * ``S-...``: the percentages and comparisons quoted in the paper's text (protocol section 10,
@@ -341,7 +342,8 @@ def _finding_rows(runs: _Runs, main: Sequence[str], others: Sequence[str]) -> li
             continue
         if n in (5, 8) and larger_smaller(used) is None:
             only = ", ".join(used)
-            rows.append(_row(fid, src, text, "stated", "—", len(seeds), ds_text, f"not testable: only {only} ran",
+            rows.append(_row(fid, src, text, "stated", "—", len(seeds), ds_text,
+                             f"not testable: needs CIFAR-100 beside CIFAR-10; of those only {only} ran",
                              "needs a dataset with larger models (CIFAR-100) next to one with smaller models "
                              f"(CIFAR-10); only {only} ran", seeds=", ".join(seeds)))
             continue

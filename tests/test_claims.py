@@ -255,8 +255,8 @@ def test_findings_use_the_finding_functions(ledger, two_seeds):
     v1 = [rq1.finding_1(t["rq1"]["per_image"])["verdict"] for t in runs]
     assert f.loc["F1", "verdict"] == verdicts.combine_verdicts(v1)
     assert f.loc["F1", "n_images"] == 12 and "bootstrap" in f.loc["F1", "evidence"]
-    assert f.loc["F5", "verdict"] == "not testable: only cifar10-jpeg ran"
-    assert f.loc["F8", "verdict"] == "not testable: only cifar10-jpeg ran"
+    assert f.loc["F5", "verdict"] == "not testable: needs CIFAR-100 beside CIFAR-10; of those only cifar10-jpeg ran"
+    assert f.loc["F8", "verdict"] == "not testable: needs CIFAR-100 beside CIFAR-10; of those only cifar10-jpeg ran"
     assert f.loc["F1", "n_seeds"] == 2 and f.loc["F1", "seeds"] == "0, 1"
     assert "confounded" in f.loc["F7", "evidence"]
     for n in (1, 3, 4, 6, 7, 9, 10):
