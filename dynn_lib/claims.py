@@ -973,9 +973,10 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
 
     States the dataset (with its label), whether it is GENERATED, the profile (``smoke`` numbers
     are meaningless) with every field that differs from that profile's definition (e.g. the
-    epochs a GPU run's schedule probe chose, or a reader's ``-p n_eval 1000``), the device, the git commit, the wall time, whether the result was
-    computed by this execution (``started``: ``time.time()`` before ``publish``) or loaded, and
-    a warning when it was computed by other library code (:func:`dynn_lib.versions.is_current`).
+    epochs a GPU run's schedule probe chose, or a reader's ``-p n_eval 1000``), the device, the
+    git commit, the wall time, whether the result was computed by this execution (``started``:
+    ``time.time()`` before ``publish``) or loaded, and a warning when it was computed by other
+    library code (:func:`dynn_lib.versions.is_current`).
     ``details=False`` keeps the dataset, profile and device lines only (plus ``extra``), for a
     page that summarises several results.
     """

@@ -294,8 +294,10 @@ def beside_paper(results_dir: str | Path, dataset: str, table: str = "Table Z.3"
         return display.HTMLBlock(markup, text.replace("`", ""))
     pair = side_by_side(runs)
     pair = pair.drop(columns=[c for c in pair.columns if c.startswith("deployed")])
-    made = "; ".join(f"{lab}: epochs {', '.join(f'{k} {int(e)}' for k, e in runs[lab].groupby('kind')['epochs'].max().items())}, "
-                     f"commit {str(records[lab].get('git_commit', 'unknown'))[:12]}" for lab in runs)
+    def made(lab):
+        epochs = runs[lab].groupby("kind")["epochs"].max()
+        return (f"{lab}: epochs {', '.join(f'{k} {int(e)}' for k, e in epochs.items())}, "
+                f"commit {str(records[lab].get('git_commit', 'unknown'))[:12]}")
     labels = {f"{m}_{lab}": f"{what} {lab}" for lab in runs
               for m, what in (("final", "final exit %"), ("tau", "τ"), ("macs_ratio", "MACs / full"), ("n", "images"))}
     return display.table(
@@ -303,9 +305,10 @@ def beside_paper(results_dir: str | Path, dataset: str, table: str = "Table Z.3"
               "its 95 % Wilson interval over the evaluation images; the difference (fast − paper, points) with "
               "Newcombe's interval for independent samples, conservative here since both runs answer the same "
               "images; each run's τ and mean MACs relative to the whole network when answering through early exit "
-              f"(dynn_lib.floors.side_by_side also gives the deployed accuracies). {made}.",
+              f"(dynn_lib.floors.side_by_side also gives the deployed accuracies). {'; '.join(map(made, runs))}.",
         interval_note="Wilson for an accuracy; Newcombe for the difference",
-        labels={**labels, "final_difference": "final exit: fast − paper"}, to_caption=("dataset", "n_fast", "n_paper"),
+        labels={**labels, "final_difference": "final exit: fast − paper"},
+        to_caption=("dataset", "n_fast", "n_paper"),
         formats={**{c: (lambda v: f"{v:.1f}") for c in pair.columns if c.startswith("final")},
                  **{c: (lambda v: f"{v:.2f}") for c in pair.columns if c.startswith(("tau", "macs"))}},
         empty="a static network has no τ; or that run has no such model")

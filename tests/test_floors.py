@@ -137,7 +137,7 @@ def test_side_by_side_pairs_models_with_intervals():
     assert (vgg["final_fast"], vgg["final_paper"]) == pytest.approx((90.0, 92.0))
     assert (vgg["final_fast_lo"], vgg["final_fast_hi"]) == pytest.approx(metrics.wilson_interval(4500, 5000))
     d, lo, hi = metrics.newcombe_interval(4500, 5000, 4600, 5000)
-    assert (vgg["final_difference"], vgg["final_difference_lo"], vgg["final_difference_hi"]) == pytest.approx((d, lo, hi))
+    assert tuple(vgg[["final_difference", "final_difference_lo", "final_difference_hi"]]) == pytest.approx((d, lo, hi))
     assert lo < -2.0 < hi < 0  # 2 points over 5,000 images each: the interval excludes 0
     sdn = t.iloc[1]  # only the fast run has it: its cells are there, the paper's empty
     assert sdn["deployed_fast"] == pytest.approx(87.0) and sdn["tau_fast"] == 0.9 and sdn["macs_ratio_fast"] == 0.6
@@ -167,6 +167,7 @@ def test_beside_paper_draws_the_table_once_both_runs_exist(tmp_path):
                          {"git_commit": "ddddeeeeffff2222"})
     t = floors.beside_paper(tmp_path, "cifar10-jpeg", "Table M.2")
     assert t.text.startswith("Table M.2. The same models trained with the fast schedule and the paper recipe")
-    assert "fast: epochs cnn 45, sdn 45, commit aaaabbbbcccc; paper: epochs cnn 100, sdn 100, commit ddddeeeeffff" in t.text
+    assert ("fast: epochs cnn 45, sdn 45, commit aaaabbbbcccc; "
+            "paper: epochs cnn 100, sdn 100, commit ddddeeeeffff") in t.text
     assert "images fast: 5,000" in t.text and "deployed" not in "".join(t.data.columns)
     assert list(t.data["final_difference"]) == ["-3.0 [-4.1, -1.9]", "-3.0 [-4.2, -1.8]"]
