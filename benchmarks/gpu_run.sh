@@ -65,7 +65,9 @@
 #                          recommendation (concurrency section; 1 when it did not run) [auto]
 #
 # Exit status: 0 every stage done; 75 stopped before the limit with work left (call again);
-# 1 the check failed or a stage crashed; 2 bad usage. The last line printed is a one-line summary.
+# 1 the check failed or a stage crashed; 2 bad usage. The last line printed is a one-line summary;
+# the line before it (unless a stage failed) is the command that renders the results as a book
+# (`dynn reproduce ... --no-experiments` with this run's parameters, the probe's cnn_epochs too).
 # A folder .device-data/site beside the archive, if present, is put on PYTHONPATH (pure-Python
 # packages carried for the check, e.g. torchattacks).
 set -uo pipefail
@@ -226,6 +228,12 @@ EOF
 
 finish() {  # exit code
   pack
+  if [ "$STATUS" != failed ] && [ -d "$STATE/results/$PROFILE" ]; then  # how to render what came back
+    local book="dynn reproduce --profile $PROFILE --datasets $DATASET --no-experiments" p
+    for p in $PARAMS; do book="$book -p ${p%%=*} $(printf %q "${p#*=}")"; done
+    [ "$STATUS" = done ] || book="$book --allow-missing"
+    echo "book: unpack results.tar.gz in the repository root (it holds results/), then run: $book"
+  fi
   local line="gpu_run call $CALL: ${SECONDS}s, $STATUS; stages: $(IFS=,; echo "${SUMMARY[*]}" | sed 's/,/, /g')"
   [ "$STATUS" = incomplete ] && line="$line -- call again to resume"
   echo "$line"

@@ -249,6 +249,11 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert json.loads((out / "selfcheck.json").read_text())["summary"]["FAIL"] == 0
     last = p.stdout.strip().splitlines()[-1]
     assert last.startswith("gpu_run call 2:") and ", done;" in last and "zoo" in last
+    # the line before the summary says how to render what came back, with the run's parameters
+    assert p.stdout.strip().splitlines()[-2] == (
+        "book: unpack results.tar.gz in the repository root (it holds results/), then run: dynn reproduce --profile "
+        "smoke --datasets cifar10-jpeg --no-experiments " + " ".join(f"-p {kv.replace('=', ' ')}" for kv in
+                                                                     SMOKE_PARAMS.split()) + " -p cnn_epochs 1")
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
     first = [s for s in json.loads((out / "timings.json").read_text())["stages"] if s["call"] == 2]
