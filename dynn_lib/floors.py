@@ -28,15 +28,13 @@ number of epochs.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from . import metrics, verdicts
-from .store import KEY_NEUTRAL, atomic_write_text
+from .store import atomic_write_text, canonical
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
            "check_name", "probe_epochs", "side_by_side", "beside_paper"]
@@ -81,18 +79,15 @@ def _check_floor(floor) -> None:
         raise ValueError(f"floor must be a percentage in [0, 100] or None (the issue's floor), got {floor!r}")
 
 
-def _plain(v):
-    return tuple(_plain(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
 def schedule_differences(config: Mapping) -> list[str]:
     """Fields in which a training config (a record's ``"config"``) differs from the current
     ``fast`` recipe for the same recipe, architecture, dataset and seed; the fields of
     :data:`dynn_lib.store.KEY_NEUTRAL` (checkpoint cadence, ``cuda_graph``) aside. Empty: the record tests today's ``fast`` schedule."""
     from .train import recipe_config
 
-    ref = asdict(recipe_config(config["recipe"], config["arch"], config["dataset"], "fast", seed=config["seed"]))
-    return [k for k in sorted(ref) if k not in KEY_NEUTRAL and _plain(config.get(k)) != _plain(ref[k])]
+    # canonical: the recorded form (lists for tuples), without the KEY_NEUTRAL fields
+    ref = canonical(recipe_config(config["recipe"], config["arch"], config["dataset"], "fast", seed=config["seed"]))
+    return [k for k in sorted(ref) if canonical(config.get(k)) != ref[k]]
 
 
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
@@ -252,7 +247,9 @@ def side_by_side(zoos: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 row.update({f"{name}_{label}": 100.0 * acc, f"{name}_{label}_lo": lo, f"{name}_{label}_hi": hi})
             row.update({f"tau_{label}": float(r.tau), f"macs_ratio_{label}": float(r.macs_ratio)})
             rows.append(row)
-        parts.append(pd.DataFrame(rows).set_index(keys) if rows else pd.DataFrame(columns=keys).set_index(keys))
+        parts.append(pd.DataFrame(rows, columns=keys + [f"n_{label}", f"_k_{label}"] + [
+            f"{m}_{label}{s}" for m in ("final", "deployed") for s in ("", "_lo", "_hi")] + [
+            f"tau_{label}", f"macs_ratio_{label}"]).set_index(keys))
     (a, b), (ta, tb) = zoos.keys(), parts
     order = list(ta.index) + [k for k in tb.index if k not in set(ta.index)]  # the first run's row order
     out = ta.join(tb, how="outer").reindex(order).reset_index()
@@ -286,12 +283,13 @@ def beside_paper(results_dir: str | Path, dataset: str, table: str = "Table Z.3"
         except FileNotFoundError:
             absent.append(prof)
     if absent:
-        text = (f"{table} is drawn once this results folder holds a model-zoo run of both the fast and the paper "
-                f"profile on {dataset}; it has none of {' and '.join(absent)} "
-                f"(`{'`, `'.join(f'dynn run zoo --dataset {dataset} --profile {p}' for p in absent)}` makes it).")
-        markup = "<p>" + re.sub(r"`([^`]*)`", lambda m: f"<code>{html.escape(m.group(1))}</code>",
-                                html.escape(text, quote=False)) + "</p>"
-        return display.HTMLBlock(markup, text.replace("`", ""))
+        head = (f"{table} is drawn once this results folder holds a model-zoo run of both the fast and the paper "
+                f"profile on {dataset}; it has none of {' and '.join(absent)} (")
+        commands = [f"dynn run zoo --dataset {dataset} --profile {p}" for p in absent]
+        tail = " makes it)." if len(commands) == 1 else " make them)."
+        code = ", ".join(f"<code>{html.escape(c)}</code>" for c in commands)
+        return display.HTMLBlock(f"<p>{html.escape(head)}{code}{html.escape(tail)}</p>",
+                                 head + ", ".join(commands) + tail)
     pair = side_by_side(runs)
     pair = pair.drop(columns=[c for c in pair.columns if c.startswith("deployed")])
     def made(lab):

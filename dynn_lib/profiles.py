@@ -160,32 +160,22 @@ _ALL = {"n_train": "all", "n_query": "all", "n_eval": "all", "tau": "calibrated"
 """How a ``None`` of these fields reads (every image; τ calibrated per model)."""
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    return v
-
-
 def changed_fields(recorded: Any) -> list[tuple[str, Any, Any]]:
     """``(field, recorded value, the named profile's value)`` for each field in which a recorded
     profile (a result's ``record["config"]["profile"]``, or a :class:`Profile`) differs from the
-    profile of its name today, in field order; [] for an unknown name. Fields the record lacks
-    (left out of records, like the checkpoint cadence, or added since) are not compared."""
-    rec = {f.name: getattr(recorded, f.name) for f in fields(Profile)} if isinstance(recorded, Profile) \
-        else dict(recorded or {})
+    profile of its name today, in field order, both values in their recorded form
+    (:func:`dynn_lib.store.canonical`: lists for tuples); [] for an unknown name. The fields of
+    :data:`dynn_lib.store.KEY_NEUTRAL` (checkpoint cadence, ``cuda_graph``), which records leave
+    out because they change no number, and fields a record lacks (added since) are not compared."""
+    from .store import canonical
+
+    rec = canonical(recorded or {})
     base = PROFILES.get(str(rec.get("name")))
     if base is None:
         return []
-    out = []
-    for f in fields(Profile):
-        if f.name == "name" or f.name not in rec:
-            continue
-        mine, theirs = _plain(rec[f.name]), _plain(getattr(base, f.name))
-        if mine != theirs:
-            out.append((f.name, rec[f.name], getattr(base, f.name)))
-    return out
+    ref = canonical(base)
+    return [(f.name, rec[f.name], ref[f.name]) for f in fields(Profile)
+            if f.name != "name" and f.name in rec and f.name in ref and rec[f.name] != ref[f.name]]
 
 
 def describe_changes(recorded: Any) -> str:
@@ -194,7 +184,7 @@ def describe_changes(recorded: Any) -> str:
     name = recorded.name if isinstance(recorded, Profile) else dict(recorded or {}).get("name")
 
     def show(field, v):
-        return _ALL[field] if v is None and field in _ALL else (repr(v) if isinstance(v, str) else str(_plain(v)))
+        return _ALL[field] if v is None and field in _ALL else (repr(v) if isinstance(v, str) else str(v))
     return "; ".join(f"{k} {show(k, v)} ({name}: {show(k, d)})" for k, v, d in changed_fields(recorded))
 
 

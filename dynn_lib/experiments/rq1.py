@@ -36,6 +36,11 @@ from .common import exit_costs, ExperimentConfig, deployed, fmt, num_exits, tran
 SUMMARY_KEYS = ["dataset", "direction", "pair", "surrogate_arch", "surrogate_kind", "target_arch", "target_kind",
                 "attack", "eps", "eps_255"]
 
+SHOWN_COLUMNS = ("dataset", "direction", "pair", "attack", "eps_255", "success_rate", "success_rate_all", "n",
+                 "n_correct", "clean_accuracy", "seconds_per_example", "mean_psnr")
+"""The columns of :func:`summarise` that the book shows per pair (Table RQ1.1, and Table A.2 for
+the second dataset), each with its interval columns (:func:`dynn_lib.display.with_intervals`)."""
+
 
 def transfer_tables(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(),
                     pairs: Sequence[Pair] | None = None) -> pd.DataFrame:
@@ -405,4 +410,4 @@ def share_early_exits(exit_used_df: pd.DataFrame, upto: int = 2) -> pd.DataFrame
 
 
 __all__ = ["run", "transfer_tables", "add_success", "summarise", "exit_used", "generation_time", "finding_1",
-           "finding_2", "share_early_exits", "welch_interval", "SUMMARY_KEYS", "GENERATION_KEYS"]
+           "finding_2", "share_early_exits", "welch_interval", "SUMMARY_KEYS", "SHOWN_COLUMNS", "GENERATION_KEYS"]
