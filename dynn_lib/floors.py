@@ -36,7 +36,7 @@ import pandas as pd
 from . import metrics, verdicts
 from .store import atomic_write_text, canonical
 
-__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
+__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks", "devices_line",
            "check_name", "probe_epochs", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
@@ -90,9 +90,15 @@ def schedule_differences(config: Mapping) -> list[str]:
     return [k for k in sorted(ref) if canonical(config.get(k)) != ref[k]]
 
 
+def device_type(record: Mapping) -> str:
+    """The device type of a record's ``device`` ("cuda:0" -> "cuda"; "cpu" when it names none)."""
+    return str(record.get("device") or "cpu").split(":", 1)[0]
+
+
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per training record (a model's ``record.json`` as a dict) of a static network:
-    what it is, how it was trained (device, epochs, batch, schedule, peak lr, training images) and
+    what it is, how it was trained (device: its name, and ``device_type`` "cpu" or "cuda"; epochs, batch,
+    schedule, peak lr, training images) and
     :func:`judge` of its final-exit accuracy over its ``n_eval`` evaluation images;
     ``current_fast``: "yes" when its config is today's ``fast`` recipe
     (:func:`schedule_differences`), else "no: " and the differing fields."""
@@ -104,13 +110,14 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
         n = int(rec["n_eval"])
         diff = schedule_differences(cfg)
         rows.append({"dataset": cfg["dataset"], "arch": cfg["arch"], "kind": cfg["recipe"],
-                     "device": rec.get("device_name", rec.get("device")), "epochs": int(cfg["epochs"]),
+                     "device": rec.get("device_name", rec.get("device")),
+                     "device_type": device_type(rec), "epochs": int(cfg["epochs"]),
                      "batch": int(cfg["batch_size"]), "schedule": cfg.get("lr_schedule", "multistep"),
                      "peak_lr": float(cfg["lr"]), "n_train": rec.get("n_train"),
                      "git_commit": str(rec.get("git_commit", "unknown"))[:12],
                      "current_fast": "no: " + ", ".join(diff) if diff else "yes", "n": n,
                      **judge(cfg["dataset"], cfg["arch"], float(rec["exit_accuracy"][-1]), n)})
-    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "epochs", "batch", "schedule", "peak_lr",
+    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "device_type", "epochs", "batch", "schedule", "peak_lr",
                                        "n_train", "git_commit", "current_fast", "n", "accuracy", "accuracy_lo",
                                        "accuracy_hi", "floor", "verdict"])
 
@@ -132,14 +139,25 @@ def schedule_checks(*folders: str | Path) -> pd.DataFrame:
     return floor_rows(json.loads(p.read_text()) for p in seen.values())
 
 
+def devices_line(checks: pd.DataFrame) -> str:
+    """One sentence on where the schedule checks of :func:`schedule_checks` ran, for the methods page:
+    how many of them on a GPU (``device_type`` "cuda"), so the page never claims by hand that none has."""
+    n, n_gpu = len(checks), int((checks["device_type"] == "cuda").sum()) if len(checks) else 0
+    if n == 0:
+        return "No schedule check has run yet, on any device."
+    if n_gpu == 0:
+        which = "The check above did not" if n == 1 else f"None of the {n} checks above"
+        return f"{which} run on a GPU: the `fast` schedule has not yet been trained where it is meant to run."
+    gpus = ", ".join(sorted(set(checks.loc[checks["device_type"] == "cuda", "device"].astype(str))))
+    return f"{n_gpu} of the {n} check{'s' if n != 1 else ''} above ran on a GPU ({gpus})."
+
+
 def check_name(record: Mapping) -> str:
     """File name of a schedule check: ``<dataset>-<arch>-<recipe>-<profile>-e<epochs>-<device type>.json``
     (e.g. ``cifar10-jpeg-resnet56-cnn-fast-e45-cuda.json``)."""
-    import torch
-
     cfg = record["config"]
-    device = torch.device(str(record.get("device", "cpu"))).type
-    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{record.get('profile', 'fast')}-e{cfg['epochs']}-{device}.json"
+    return (f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{record.get('profile', 'fast')}-e{cfg['epochs']}-"
+            f"{device_type(record)}.json")
 
 
 def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence[int], out_dir: str | Path,

@@ -61,6 +61,23 @@ def test_schedule_checks_read_static_networks_only(tmp_path):
     assert list(both["accuracy"]) == pytest.approx([95.0, 90.0, 80.0])
 
 
+def test_devices_line_counts_gpu_checks(tmp_path):
+    """The methods page's sentence on where the checks ran comes from the records' devices."""
+    (tmp_path / "a.json").write_text(json.dumps(_record("resnet56", "cnn", 0.91)))  # no "device": a CPU
+    one = floors.schedule_checks(tmp_path)
+    assert list(one["device_type"]) == ["cpu"]
+    assert floors.devices_line(one).startswith("The check above did not run on a GPU")
+    (tmp_path / "b.json").write_text(json.dumps({**_record("vgg16", "cnn", 0.91), "device": "cpu"}))
+    assert floors.devices_line(floors.schedule_checks(tmp_path)).startswith("None of the 2 checks above")
+    gpu = {**_record("mobilenet", "cnn", 0.9), "device": "cuda:0", "device_name": "NVIDIA H200"}
+    (tmp_path / "c.json").write_text(json.dumps(gpu))
+    t = floors.schedule_checks(tmp_path)
+    assert list(t["device_type"]) == ["cpu", "cpu", "cuda"]
+    assert floors.devices_line(t) == "1 of the 3 checks above ran on a GPU (NVIDIA H200)."
+    assert floors.check_name(gpu).endswith("-cuda.json")
+    assert floors.devices_line(floors.schedule_checks(tmp_path / "absent")).startswith("No schedule check")
+
+
 def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monkeypatch):
     """The probe trains one schedule after another and stops at the first above the floor; its
     models are the experiments' (same store key), its records are schedule checks."""
