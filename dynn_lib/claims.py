@@ -85,7 +85,7 @@ import pandas as pd
 from . import data, metrics, profiles, verdicts, versions
 from .experiments import appendix, rq1, rq2, rq3, rq4
 from .experiments.common import larger_smaller
-from .experiments.runner import QUESTIONS, load_record, load_results, results_path
+from .experiments.runner import QUESTIONS, load_record, load_results, model_conflicts, results_path
 
 __all__ = ["COLUMNS", "VERDICTS", "FINDINGS", "STAND_INS", "claims_ledger", "results_dirs", "summary_counts",
            "style_ledger", "page_overrides", "data_note", "paper_dataset_for",
@@ -967,8 +967,29 @@ class _HTML:
         return self.text
 
 
+def _model_clash(results_dir: str | Path | None, profile: str, dataset: str, question: str | None) -> str:
+    """The data note's warning on models that stand for different weights in two questions' results
+    (involving ``question``, or any question when None); "" when none or no ``results_dir``."""
+    if results_dir is None:
+        return ""
+    c = model_conflicts(results_dir, profile, dataset)
+    if question is not None:
+        c = c[c["model"].isin(c.loc[c["question"] == question, "model"])]
+    if c.empty:
+        return ""
+    parts = []
+    for model, rows in c.groupby("model", sort=True):
+        by_w = rows.groupby("weights", sort=False)["question"].agg(", ".join)
+        parts.append(f"<b>{html.escape(model)}</b>: " + "; ".join(
+            f"weights {html.escape(w)} in {html.escape(qs)}" for w, qs in by_w.items()))
+    return ("These results rest on different trainings of the same model (a results folder merged from two "
+            "runs, e.g. two GPU slots that each trained it anew): " + " — ".join(parts) + ". Pages that "
+            "read them describe different networks; publish every question again from one store "
+            "(<code>dynn reproduce</code>, or one <code>gpu_run.sh</code> run).")
+
+
 def data_note(record: dict, *, started: float | None = None, extra: Sequence[str] = (),
-              details: bool = True) -> _HTML:
+              details: bool = True, results_dir: str | Path | None = None) -> _HTML:
     """The data-honesty box of a page, computed from a published result's ``record.json``.
 
     States the dataset (with its label), whether it is GENERATED, the profile (``smoke`` numbers
@@ -978,7 +999,10 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     ``time.time()`` before ``publish``) or loaded, and a warning when it was computed by other
     library code (:func:`dynn_lib.versions.is_current`).
     ``details=False`` keeps the dataset, profile and device lines only (plus ``extra``), for a
-    page that summarises several results.
+    page that summarises several results. ``results_dir`` (the folder ``record`` was read from):
+    a warning names every model whose weights differ between this result and another question's
+    of the same profile and dataset (:func:`dynn_lib.experiments.runner.model_conflicts`; with
+    ``details=False``, every such model of the folder).
     """
     cfg = record.get("config", {})
     ds = cfg.get("dataset", "?")
@@ -1011,6 +1035,9 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     elif current is None:
         warnings_.append("This result's record names no code version (it was computed before versions were "
                          "recorded): it may predate the current code.")
+    clash = _model_clash(results_dir, prof, ds, cfg.get("question") if details else None)
+    if clash:
+        warnings_.append(clash)
     changes = profiles.describe_changes(cfg.get("profile"))
     items = [("dataset", f"{ds} — {label}"), ("profile", f"{prof}, changed: {changes}" if changes else prof),
              ("seed", str(cfg.get("seed", "?"))),
@@ -1022,7 +1049,7 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
              *[(k, v) for k, v in (e.split(": ", 1) for e in extra)]]
     if not details:
         items = [it for it in items if it[0] in ("dataset", "profile", "device")] + items[7:]
-    level = "warning" if (generated or prof == "smoke" or not current) else "note"
+    level = "warning" if (generated or prof == "smoke" or not current or clash) else "note"
     rows = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in items)
     warn = "".join(f"<p>{w}</p>" for w in warnings_)
     markup = (f'<div class="admonition {level} dynn-data-note"><p class="admonition-title">What these numbers '

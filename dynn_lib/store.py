@@ -74,6 +74,23 @@ def canonical(config: Any) -> Any:
     return config
 
 
+def weights_digest(state_dict: dict) -> str:
+    """SHA-256 of a state dict's contents: every entry's name, dtype, shape and values (in sorted
+    name order, standard memory layout), so equal weights give equal digests whatever the file
+    format, the torch version or a channels-last layout, and two trainings that differ in any bit
+    do not."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not isinstance(t, torch.Tensor):
+            h.update(f"{name}:{t!r};".encode())
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def config_key(config: Any, slug: str = "") -> str:
     blob = json.dumps(canonical(config), sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -194,10 +211,14 @@ class Store:
     # -- models -------------------------------------------------------------------------
     def save_model(self, kind: str, config: Any, state_dict: dict, extra: dict | None = None,
                    slug: str = "", device=None) -> dict:
+        """Write ``model.pt`` and a record that also holds ``weights_sha256`` (:func:`weights_digest`):
+        which weights these are, so results computed from two trainings of one key can be told
+        apart (:func:`dynn_lib.experiments.runner.model_conflicts`)."""
         d = self.dir(kind, config, slug)
         (d / RECORD).unlink(missing_ok=True)
         atomic_write(d / "model.pt", lambda p: torch.save(state_dict, p))
-        return self._write_record(d, config, extra or {}, device, kind)
+        return self._write_record(d, config, {**(extra or {}), "weights_sha256": weights_digest(state_dict)},
+                                  device, kind)
 
     def load_model(self, kind: str, config: Any, slug: str = "") -> dict:
         path = self.dir(kind, config, slug) / "model.pt"

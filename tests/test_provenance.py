@@ -162,3 +162,54 @@ def test_a_page_names_every_field_that_differs_from_its_profile():
     # a Profile object, and a name no profile has
     assert profiles.describe_changes(profiles.get_profile("smoke", lr=0.1)) == "lr 0.1 (smoke: 0.02)"
     assert profiles.changed_fields({"name": "custom", "lr": 1.0}) == []
+
+
+def test_weights_digest_names_the_weights_not_the_file():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    sd = net.state_dict()
+    digest = store.weights_digest(sd)
+    assert len(digest) == 64
+    # the same weights in another memory layout, or copied, give the same digest
+    assert store.weights_digest(net.to(memory_format=torch.channels_last).state_dict()) == digest
+    assert store.weights_digest({k: v.clone() for k, v in reversed(list(sd.items()))}) == digest
+    bumped = {k: v.clone() for k, v in sd.items()}
+    bumped["0.weight"].view(-1)[5] = torch.nextafter(bumped["0.weight"].view(-1)[5], torch.tensor(1.0))
+    assert store.weights_digest(bumped) != digest  # one bit of one weight
+    assert store.weights_digest({**sd, "0.weight": sd["0.weight"].double()}) != digest  # the dtype counts
+
+
+def test_results_name_their_models_and_a_merged_folder_says_so(tmp_path, monkeypatch):
+    """Every published record lists the weights behind it; two questions published from two trainings
+    of one model (a folder merged from two GPU slots) are found and the data note says so."""
+    from dynn_lib import claims
+
+    ws = Workspace("synthetic", "smoke", store=tmp_path / "st", device="cpu", n_train=40, n_eval=20, n_query=20)
+    ws.model("resnet56", "cnn")
+    monkeypatch.setattr(runner, "run_question", lambda q, w, conf=None: {"t": pd.DataFrame({"x": [1]})})
+    res = tmp_path / "res"
+    runner.publish("zoo", ws, res)
+    runner.publish("rq2", ws, res)
+    zoo = runner.load_record(res, "smoke", "synthetic", "zoo")
+    (key, ident), = zoo["models"].items()  # the one stored model of this workspace
+    assert key == ws.model_dir("resnet56", "cnn").name
+    assert ident == ws.model_record("resnet56", "cnn")["weights_sha256"] == store.weights_digest(
+        ws.model("resnet56", "cnn").state_dict())
+    assert runner.model_conflicts(res, "smoke", "synthetic").empty
+    assert "different trainings" not in claims.data_note(zoo, results_dir=res)._repr_html_()
+
+    # the model trained anew (another slot's store) before RQ2 is published again
+    retrained = runner.load_record(res, "smoke", "synthetic", "rq2")
+    retrained["models"][key] = "f" * 64
+    runner.write_results(runner.results_path(res, "smoke", "synthetic", "rq2"), {}, retrained)
+    c = runner.model_conflicts(res, "smoke", "synthetic")
+    assert c.to_dict("records") == [{"model": key, "question": "zoo", "weights": ident[:12]},
+                                    {"model": key, "question": "rq2", "weights": "f" * 12}]
+    note = claims.data_note(zoo, results_dir=res)
+    assert "different trainings" in repr(note) and f"weights {'f' * 12} in rq2" in repr(note)
+    assert "different trainings" in repr(claims.data_note(zoo, results_dir=res, details=False))
+    assert "different trainings" not in repr(claims.data_note(zoo))  # no folder given: nothing to compare
+    # a question that shares no differing model is not warned
+    other = {**retrained, "config": {**retrained["config"], "question": "rq3"}, "models": {}}
+    runner.write_results(runner.results_path(res, "smoke", "synthetic", "rq3"), {}, other)
+    assert "different trainings" not in repr(claims.data_note(other, results_dir=res))

@@ -172,8 +172,56 @@ def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | 
     tables = run_question(question, ws, conf)
     record = {"config": config, "wall_time_s": time.perf_counter() - t0, "dataset_label": ws.info.label,
               "generated_data": bool(getattr(ws.info, "generated", False)), **provenance(ws.device),
-              "code_version": code_version("results")}
+              "code_version": code_version("results"), "models": models_behind(ws)}
     write_results(path, tables, record)
     return tables
 
 
+
+
+def models_behind(ws: Workspace) -> dict[str, str]:
+    """Which weights stand behind a result published from ``ws``: ``{store folder: identity}`` of
+    every model of the workspace in its store at this moment -- the nine of the model zoo (each
+    architecture as SDNN, SDN-trained and IC-only DyNN) and the black-box pairs' surrogates. The
+    identity is the record's ``weights_sha256`` (:func:`dynn_lib.store.weights_digest`), or
+    ``created <time>`` for a model stored before digests were recorded. A question's record lists
+    the models stored when it was published, which includes some it did not use; what matters is
+    that one folder never stands for two different weights within one results folder
+    (:func:`model_conflicts`)."""
+    from ..blackbox import PAIRS, surrogate_config
+    from ..models import ARCHS
+    from ..store import RECORD
+    from ..zoo import MODEL_KINDS, _slug
+
+    cfgs = [ws.model_config(a, k) for a in ARCHS for k in MODEL_KINDS] + [surrogate_config(ws, p) for p in PAIRS]
+    out: dict[str, str] = {}
+    for cfg in cfgs:
+        path = ws.store.dir("models", cfg, slug=_slug(cfg)) / RECORD
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        out[path.parent.name] = rec.get("weights_sha256") or f"created {rec.get('created', '?')}"
+    return dict(sorted(out.items()))
+
+
+def model_conflicts(results_dir: str | Path, profile: str, dataset: str) -> pd.DataFrame:
+    """Models that stand for different weights in the published results of one profile and dataset:
+    one row per (model, question) for every store folder whose recorded identity
+    (:func:`models_behind`) differs between two questions' records -- e.g. a results folder merged
+    from two GPU slots, each of which trained the models anew (GPU training is not bitwise
+    reproducible), so that one page's accuracies describe other networks than another page's
+    attacks. Columns ``model``, ``question``, ``weights`` (the first 12 characters of the
+    identity). Empty when every model agrees, and for records without a ``models`` entry."""
+    seen: dict[str, dict[str, str]] = {}
+    for q in QUESTIONS:
+        path = results_path(results_dir, profile, dataset, q) / "record.json"
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for model, ident in (rec.get("models") or {}).items():
+            seen.setdefault(model, {})[q] = ident
+    rows = [{"model": model, "question": q, "weights": ident if ident.startswith("created") else ident[:12]}
+            for model, by_q in sorted(seen.items()) if len(set(by_q.values())) > 1 for q, ident in by_q.items()]
+    return pd.DataFrame(rows, columns=["model", "question", "weights"])
