@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -1054,6 +1055,6 @@ def data_note(record: dict, *, started: float | None = None, extra: Sequence[str
     warn = "".join(f"<p>{w}</p>" for w in warnings_)
     markup = (f'<div class="admonition {level} dynn-data-note"><p class="admonition-title">What these numbers '
               f'come from</p>{warn}<ul>{rows}</ul></div>')
-    text = "\n".join([*(html.unescape(w.replace("<b>", "").replace("</b>", "")) for w in warnings_),
+    text = "\n".join([*(html.unescape(re.sub(r"</?(?:b|code)>", "", w)) for w in warnings_),
                       *(f"{k}: {v}" for k, v in items)])
     return _HTML(markup, text)

@@ -207,6 +207,7 @@ def test_results_name_their_models_and_a_merged_folder_says_so(tmp_path, monkeyp
                                     {"model": key, "question": "rq2", "weights": "f" * 12}]
     note = claims.data_note(zoo, results_dir=res)
     assert "different trainings" in repr(note) and f"weights {'f' * 12} in rq2" in repr(note)
+    assert "<code>" not in repr(note) and "<code>dynn reproduce</code>" in note._repr_html_()
     assert "different trainings" in repr(claims.data_note(zoo, results_dir=res, details=False))
     assert "different trainings" not in repr(claims.data_note(zoo))  # no folder given: nothing to compare
     # a question that shares no differing model is not warned
