@@ -36,8 +36,8 @@ import pandas as pd
 from . import metrics, verdicts
 from .store import atomic_write_text, canonical
 
-__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks", "devices_line",
-           "check_name", "probe_epochs", "side_by_side", "beside_paper"]
+__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
+           "devices_line", "device_type", "check_name", "probe_epochs", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -97,10 +97,9 @@ def device_type(record: Mapping) -> str:
 
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per training record (a model's ``record.json`` as a dict) of a static network:
-    what it is, how it was trained (device: its name, and ``device_type`` "cpu" or "cuda"; epochs, batch,
-    schedule, peak lr, training images) and
-    :func:`judge` of its final-exit accuracy over its ``n_eval`` evaluation images;
-    ``current_fast``: "yes" when its config is today's ``fast`` recipe
+    what it is, how it was trained (device: its name, and ``device_type`` "cpu" or "cuda"; epochs,
+    batch, schedule, peak lr, training images) and :func:`judge` of its final-exit accuracy over its
+    ``n_eval`` evaluation images; ``current_fast``: "yes" when its config is today's ``fast`` recipe
     (:func:`schedule_differences`), else "no: " and the differing fields."""
     rows = []
     for rec in records:
@@ -117,9 +116,9 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
                      "git_commit": str(rec.get("git_commit", "unknown"))[:12],
                      "current_fast": "no: " + ", ".join(diff) if diff else "yes", "n": n,
                      **judge(cfg["dataset"], cfg["arch"], float(rec["exit_accuracy"][-1]), n)})
-    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "device_type", "epochs", "batch", "schedule", "peak_lr",
-                                       "n_train", "git_commit", "current_fast", "n", "accuracy", "accuracy_lo",
-                                       "accuracy_hi", "floor", "verdict"])
+    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "device_type", "epochs", "batch",
+                                       "schedule", "peak_lr", "n_train", "git_commit", "current_fast", "n",
+                                       "accuracy", "accuracy_lo", "accuracy_hi", "floor", "verdict"])
 
 
 def schedule_checks(*folders: str | Path) -> pd.DataFrame:
@@ -142,7 +141,7 @@ def schedule_checks(*folders: str | Path) -> pd.DataFrame:
 def devices_line(checks: pd.DataFrame) -> str:
     """One sentence on where the schedule checks of :func:`schedule_checks` ran, for the methods page:
     how many of them on a GPU (``device_type`` "cuda"), so the page never claims by hand that none has."""
-    n, n_gpu = len(checks), int((checks["device_type"] == "cuda").sum()) if len(checks) else 0
+    n, n_gpu = len(checks), int((checks["device_type"] == "cuda").sum())
     if n == 0:
         return "No schedule check has run yet, on any device."
     if n_gpu == 0:

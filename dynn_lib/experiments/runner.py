@@ -177,8 +177,6 @@ def publish(question: str, ws: Workspace, results_dir: str | Path, conf: dict | 
     return tables
 
 
-
-
 def models_behind(ws: Workspace) -> dict[str, str]:
     """Which weights stand behind a result published from ``ws``: ``{store folder: identity}`` of
     every model of the workspace in its store at this moment -- the nine of the model zoo (each
