@@ -141,13 +141,14 @@ def schedule_checks(*folders: str | Path) -> pd.DataFrame:
 def devices_line(checks: pd.DataFrame) -> str:
     """One sentence on where the schedule checks of :func:`schedule_checks` ran, for the methods page:
     how many of them on a GPU (``device_type`` "cuda"), so the page never claims by hand that none has."""
-    n, n_gpu = len(checks), int((checks["device_type"] == "cuda").sum())
+    on_gpu = checks["device_type"] == "cuda"
+    n, n_gpu = len(checks), int(on_gpu.sum())
     if n == 0:
         return "No schedule check has run yet, on any device."
     if n_gpu == 0:
         which = "The check above did not" if n == 1 else f"None of the {n} checks above"
         return f"{which} run on a GPU: the `fast` schedule has not yet been trained where it is meant to run."
-    gpus = ", ".join(sorted(set(checks.loc[checks["device_type"] == "cuda", "device"].astype(str))))
+    gpus = ", ".join(sorted(set(checks.loc[on_gpu, "device"].astype(str))))
     return f"{n_gpu} of the {n} check{'s' if n != 1 else ''} above ran on a GPU ({gpus})."
 
 

@@ -188,18 +188,18 @@ def models_behind(ws: Workspace) -> dict[str, str]:
     (:func:`model_conflicts`)."""
     from ..blackbox import PAIRS, surrogate_config
     from ..models import ARCHS
-    from ..store import RECORD
+    from ..store import CorruptArtefactError
     from ..zoo import MODEL_KINDS, _slug
 
     cfgs = [ws.model_config(a, k) for a in ARCHS for k in MODEL_KINDS] + [surrogate_config(ws, p) for p in PAIRS]
     out: dict[str, str] = {}
     for cfg in cfgs:
-        path = ws.store.dir("models", cfg, slug=_slug(cfg)) / RECORD
         try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
+            rec = ws.store.record("models", cfg, slug=_slug(cfg))
+        except (FileNotFoundError, CorruptArtefactError):
             continue
-        out[path.parent.name] = rec.get("weights_sha256") or f"created {rec.get('created', '?')}"
+        out[ws.store.dir("models", cfg, slug=_slug(cfg)).name] = (rec.get("weights_sha256")
+                                                                  or f"created {rec.get('created', '?')}")
     return dict(sorted(out.items()))
 
 
@@ -213,9 +213,8 @@ def model_conflicts(results_dir: str | Path, profile: str, dataset: str) -> pd.D
     identity). Empty when every model agrees, and for records without a ``models`` entry."""
     seen: dict[str, dict[str, str]] = {}
     for q in QUESTIONS:
-        path = results_path(results_dir, profile, dataset, q) / "record.json"
         try:
-            rec = json.loads(path.read_text())
+            rec = load_record(results_dir, profile, dataset, q)
         except (OSError, ValueError):
             continue
         for model, ident in (rec.get("models") or {}).items():
