@@ -53,7 +53,10 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    per ``dynn_lib`` file:line (the innermost library frame) and written to ``syncs.txt``. WARN when
    a training line fires once per step or an Early Attack line once per iteration.
 9. ``pgd_speed``: PGD-10 images/s of :func:`dynn_lib.attacks.pgd` and of ``torchattacks.PGD``
-   (when importable) on the ResNet-56 CNN (target on CUDA: >= 1.5x, WARN below).
+   (when importable) on the ResNet-56 CNN (target on CUDA: >= 1.5x, WARN below); and the same PGD
+   with the model channels-last (``channels_last_speedup``: contiguous seconds / channels-last
+   seconds, fp32). :func:`dynn_lib.numerics.inference_channels_last` leaves ``"auto"`` off on CUDA
+   until this says channels-last is faster there.
 10. ``timings``: seconds per step and per 50k-image epoch of the real trainer, eager vs CUDA-graphed
     (``train(..., cuda_graph=False / "auto")``), per architecture x kind (cnn, sdn, ic_only) at
     batch 128 (the ``paper`` batch; target: graphed >= 4x eager, WARN below) and graphed at the
@@ -830,6 +833,14 @@ def sec_pgd_speed(r: Report, ctx: dict) -> None:
     ips = B / t
     r.check("dynn_lib_pgd_img_per_s", ips > 0, ips, note=f"resnet56 CNN, batch {B}, {steps} steps")
     ctx["pgd"] = {"dynn_lib_img_s": ips}
+    r.need_time(5.0)
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    ours_cl = lambda: attacks.pgd(model_cl, x, y, eps=8 / 255, step=2 / 255, steps=steps,  # noqa: E731
+                                  generator=torch.Generator().manual_seed(0))
+    ours_cl()
+    _, t_cl = _timed(ours_cl, dev)
+    ctx["pgd"]["channels_last_img_s"] = B / t_cl
+    r.info("channels_last_speedup", t / t_cl)  # > 1: channels-last faster (fp32; inference_channels_last)
     try:
         import torchattacks
     except Exception as e:  # noqa: BLE001

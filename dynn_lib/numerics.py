@@ -12,23 +12,45 @@ early-exit decisions near ties. This library therefore sets the flags itself
   pick the same kernels.
 * ``deterministic=False``: ``torch.backends.cudnn.deterministic``; True trades speed for
   bit-identical reruns on the same GPU.
+* ``inference_channels_last=False``: the memory format of the models that inference and attacks
+  run (fp32 either way). :class:`dynn_lib.zoo.Workspace` passes the profile's ``channels_last``
+  resolved by :func:`inference_channels_last`: on x86-64 CPUs, where channels-last fp32
+  convolutions are measured faster (:data:`INFERENCE_CHANNELS_LAST_MEASURED`), off on CUDA, where
+  fp32 channels-last is not yet measured (``benchmarks/gpu_check.py`` measures it). The layout
+  changes no precision, only the order of the sums inside a convolution, so results move in
+  their last bits, like TF32 would; that is why it is recorded with the other flags.
 
 :func:`state` reads the flags back; :func:`dynn_lib.store.provenance` records it with every
-artefact. On a CPU the flags have no effect but are still recorded.
+artefact. On a CPU the CUDA flags have no effect but are still recorded.
+
+The flags are process-wide (torch's own are): the last :func:`configure` call, which is the last
+:class:`~dynn_lib.zoo.Workspace` created, sets them for every record written afterwards.
 """
 from __future__ import annotations
 
 import torch
 
-DEFAULTS = {"tf32": False, "cudnn_benchmark": False, "deterministic": False}
+DEFAULTS = {"tf32": False, "cudnn_benchmark": False, "deterministic": False, "inference_channels_last": False}
 """The library's settings unless a caller asks otherwise."""
 
+INFERENCE_CHANNELS_LAST_MEASURED = (
+    "quiet 2-core AMD EPYC (AVX2, no bf16), torch 2.14.1, 200 CIFAR-sized images, fp32 DyNNs, seconds "
+    "contiguous -> channels-last (model converted, input left contiguous): input gradient (one PGD step) "
+    "VGG-16 2.30 -> 1.64, ResNet-56 1.03 -> 0.92, MobileNet 0.82 -> 0.72; forward only (input converted "
+    "too) 1.21 -> 0.84, 0.72 -> 0.49, 0.32 -> 0.23")
+"""What ``inference_channels_last="auto"`` rests on (a CPU measurement; CUDA is not measured)."""
 
-def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: bool = False) -> dict:
-    """Set the CUDA/cuDNN numeric flags (module docstring) and return :func:`state`."""
-    for name, v in (("tf32", tf32), ("cudnn_benchmark", cudnn_benchmark), ("deterministic", deterministic)):
+_INFERENCE = {"channels_last": False}
+
+
+def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: bool = False,
+              inference_channels_last: bool = False) -> dict:
+    """Set the numeric flags (module docstring) and return :func:`state`."""
+    for name, v in (("tf32", tf32), ("cudnn_benchmark", cudnn_benchmark), ("deterministic", deterministic),
+                    ("inference_channels_last", inference_channels_last)):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be True or False, got {v!r}")
+    _INFERENCE["channels_last"] = inference_channels_last
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
@@ -47,4 +69,25 @@ def state() -> dict:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "cpu_threads": int(torch.get_num_threads()),
+        "inference_channels_last": _INFERENCE["channels_last"],
     }
+
+
+def inference_memory_format() -> torch.memory_format:
+    """The memory format :func:`configure` set for the models of inference and attacks."""
+    return torch.channels_last if _INFERENCE["channels_last"] else torch.contiguous_format
+
+
+def inference_channels_last(setting: bool | str, device: torch.device | str) -> bool:
+    """Resolve a profile's ``channels_last`` (``"auto"``, True or False) for inference and attacks
+    on ``device``: True/False as given; ``"auto"``: on on a CPU where channels-last training is on
+    (:func:`dynn_lib.train.resolve_flag`: x86-64, or native bf16), where fp32 channels-last is
+    measured faster (:data:`INFERENCE_CHANNELS_LAST_MEASURED`); off on CUDA and anything else."""
+    from .profiles import check_auto_flag
+    from .train import resolve_flag
+
+    check_auto_flag("channels_last", setting)
+    if setting != "auto":
+        return setting
+    device = torch.device(device)
+    return device.type == "cpu" and resolve_flag("auto", device, "channels_last")

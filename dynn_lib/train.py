@@ -19,8 +19,11 @@ Precision and layout: bf16 autocast and channels-last in training follow the con
 in fp32, on other x86-64 CPUs, where it is measured to be faster; see :func:`resolve_flag`;
 on a CPU, MobileNet's depthwise convolutions stay fp32, see
 :class:`dynn_lib.models.mobilenet.DepthwiseConv2d`);
-the resolved values are in the training record. The returned model is fp32 and in the default
-(contiguous) memory format, exactly as a model loaded from the store; evaluation is fp32.
+the resolved values are in the training record. The returned model is fp32 and in the memory
+format that inference and attacks use (:func:`dynn_lib.numerics.inference_memory_format`, which
+a :class:`~dynn_lib.zoo.Workspace` sets from the same ``channels_last`` setting: channels-last on
+x86-64 CPUs, contiguous on CUDA), exactly as the workspace hands out a model loaded from the
+store; evaluation is fp32.
 
 Steps: on CUDA the whole training step (forward, backward, optimizer step; learning rate and SDN
 loss weights as device tensors) is captured once as a CUDA graph and replayed on static input
@@ -50,7 +53,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import models
+from . import models, numerics
 from .data import GpuLoader, get_info
 from .early_exit import all_exit_logits
 from .engines import device_shared
@@ -569,7 +572,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
                 # an in-memory copy of the last finished epoch, written if the run is interrupted
                 unsaved = copy.deepcopy(state)
     model.eval()
-    model.to(memory_format=torch.contiguous_format)  # as a model loaded from the store
+    model.to(memory_format=numerics.inference_memory_format())  # as the workspace hands out a stored model
     acc = exit_accuracies(model, eval_images, eval_labels, device)
     record = {"exit_accuracy": acc, "train_seconds": elapsed, "history": history, "n_train": int(len(labels)),
               "n_eval": int(len(eval_labels)),

@@ -39,7 +39,9 @@ class Workspace:
     """Dataset + profile + store + device. Cheap to create; loads lazily.
 
     Creating one sets the numeric flags (:func:`dynn_lib.numerics.configure`; ``tf32=False`` by
-    default), which every artefact's record then states.
+    default; the models' memory format for inference and attacks from the profile's
+    ``channels_last``, :func:`dynn_lib.numerics.inference_channels_last`), which every artefact's
+    record then states.
     """
 
     def __init__(self, dataset: str, profile: str | Profile = "smoke", store: Store | str | Path | None = None,
@@ -56,7 +58,8 @@ class Workspace:
         self._models: dict[tuple, nn.Module] = {}
         self._memo: dict[tuple, Any] = {}
         # explicit numeric flags (TF32 off: fp32 attacks and evaluation), recorded with every artefact
-        self.numerics = numerics.configure(tf32=tf32)
+        self.numerics = numerics.configure(tf32=tf32, inference_channels_last=numerics.inference_channels_last(
+            self.profile.channels_last, self.device))
 
     # -- data -------------------------------------------------------------------------------
     @cached_property
@@ -124,7 +127,8 @@ class Workspace:
         return recipe_config(kind, arch, self.dataset, self.profile, seed=self.seed, base=base)
 
     def model(self, arch: str, kind: str) -> nn.Module:
-        """The trained model (eval mode, on the workspace device), trained now if not stored."""
+        """The trained model (eval mode, on the workspace device, in the inference memory format
+        of :func:`dynn_lib.numerics.inference_memory_format`), trained now if not stored."""
         cfg = self.model_config(arch, kind)
         return self.trained(cfg, lambda: self.train_subset(cfg.n_train, cfg.seed))
 
@@ -157,7 +161,7 @@ class Workspace:
             st.save_model("models", cfg, model.state_dict(), {**rec, "dataset_label": self.info.label},
                           slug=_slug(cfg), device=self.device)
             ckpt.unlink(missing_ok=True)
-        model = model.to(self.device).eval()
+        model = model.to(self.device).eval().to(memory_format=numerics.inference_memory_format())
         self._models[key] = model
         return model
 

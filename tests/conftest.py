@@ -71,6 +71,17 @@ def fake_zoo(ws) -> None:
     ws.trained = trained
 
 
+@pytest.fixture(autouse=True)
+def default_numerics():
+    """Every test starts and ends with the library's default numeric flags: they are process-wide
+    (a Workspace sets them), so one test's Workspace would otherwise set another's model format."""
+    from dynn_lib import numerics
+
+    numerics.configure(**numerics.DEFAULTS)
+    yield
+    numerics.configure(**numerics.DEFAULTS)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one intra-op thread is faster than two busy-waiting ones on a shared CPU."""

@@ -66,10 +66,12 @@ def test_attach_exits_shares_backbone_and_final_exit(arch):
         assert torch.equal(dynn(x)[-1], cnn(x))
 
 
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_forward_early_exit_matches_batched_rule(arch):
+def test_forward_early_exit_matches_batched_rule(arch, fmt):
+    # in both memory formats: inference and attacks run channels-last on x86-64 CPUs (numerics)
     torch.manual_seed(0)
-    model = build(arch, 10).eval()
+    model = build(arch, 10).eval().to(memory_format=fmt)
     x = _x(8, 32, seed=2)
     with torch.no_grad():
         logits = model(x)
@@ -83,6 +85,21 @@ def test_forward_early_exit_matches_batched_rule(arch):
     assert len(exits.unique()) >= 2
     stacked = torch.stack(logits)
     torch.testing.assert_close(got_logits, stacked[exits, torch.arange(8)], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_channels_last_changes_logits_only_at_fp32_rounding(arch):
+    torch.manual_seed(0)
+    model = build(arch, 10).eval()
+    x = _x(4, 32, seed=3)
+    with torch.no_grad():
+        ref = torch.stack(model(x))
+        model.to(memory_format=torch.channels_last)
+        got = torch.stack(model(x))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    scale = ref.abs().amax(-1, keepdim=True)
+    assert float(((got - ref).abs() / scale).max()) < 1e-4
+    assert torch.equal(got.argmax(-1), ref.argmax(-1))
 
 
 @pytest.mark.parametrize("kwargs,bad", [

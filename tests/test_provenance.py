@@ -128,6 +128,42 @@ def test_numeric_flags_are_set_explicitly_and_recorded():
     assert "cpu (" not in store.device_name("cpu") and "cores" in store.device_name("cpu")
     with pytest.raises(ValueError, match="tf32 must be True or False"):
         numerics.configure(tf32="yes")
+    with pytest.raises(ValueError, match="inference_channels_last must be True or False"):
+        numerics.configure(inference_channels_last="auto")
+
+
+@pytest.mark.parametrize("machine,bf16,expected", [("x86_64", False, True), ("AMD64", False, True),
+                                                   ("aarch64", False, False), ("aarch64", True, True)])
+def test_inference_format_auto_follows_the_measured_cpus(monkeypatch, machine, bf16, expected):
+    from dynn_lib import train
+
+    monkeypatch.setattr(train.platform, "machine", lambda: machine)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: bf16)
+    assert numerics.inference_channels_last("auto", "cpu") is expected
+    assert numerics.inference_channels_last("auto", torch.device("cuda")) is False  # not measured on CUDA
+    assert numerics.inference_channels_last(True, "cuda") is True
+    assert numerics.inference_channels_last(False, "cpu") is False
+    with pytest.raises(ValueError, match="channels_last must be 'auto', True or False; got 'on'"):
+        numerics.inference_channels_last("on", "cpu")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_workspace_hands_out_models_in_the_recorded_inference_format(tmp_path, channels_last):
+    from dynn_lib import zoo
+    from dynn_lib.train import build_model
+
+    ws = Workspace("synthetic", "smoke", store=tmp_path, channels_last=channels_last)
+    assert numerics.state()["inference_channels_last"] is channels_last
+    cfg = ws.model_config("mobilenet", "sdn")
+    st = build_model(cfg).state_dict()
+    ws.store.save_model("models", cfg, st, {}, slug=zoo._slug(cfg))
+    model = ws.trained(cfg, lambda: pytest.fail("a stored model must not be retrained"))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
+    assert ws.store.record("models", cfg, slug=zoo._slug(cfg))["numerics"]["inference_channels_last"] is channels_last
+    # the layout changes no weight: the same digest either way
+    assert store.weights_digest(model.state_dict()) == store.weights_digest(st)
 
 
 def test_a_page_says_when_a_result_predates_the_code():

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from dynn_lib import data, profiles, train as T
+from dynn_lib import data, numerics, profiles, train as T
 from dynn_lib.data import GpuLoader
 from dynn_lib.zoo import Workspace
 
@@ -249,10 +249,21 @@ def test_auto_flags_on_cpu(monkeypatch, bf16, machine, amp, cl):
     assert T.resolve_flag("auto", "cpu", "channels_last") is cl
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_trained_model_is_in_the_inference_format(small_data, channels_last):
+    numerics.configure(inference_channels_last=channels_last)
+    model, _ = T.train(_cfg(epochs=1, amp=False, channels_last=not channels_last), *small_data)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
+    assert numerics.state()["inference_channels_last"] is channels_last
+
+
 def test_trained_record_holds_resolved_flags(small_data):
     model, rec = T.train(_cfg(epochs=1, amp=False, channels_last=True), *small_data)
     assert (rec["amp"], rec["channels_last"], rec["step_mode"]) == (False, True, "eager")
-    # the returned model is fp32 and contiguous, like one loaded from the store
+    # the returned model is fp32 and in the inference format (default: contiguous), as the
+    # workspace hands out a stored model
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in model.parameters())
     with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
         T.train(_cfg(epochs=1), *small_data, cuda_graph=True)
