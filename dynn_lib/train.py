@@ -21,9 +21,9 @@ on a CPU, MobileNet's depthwise convolutions stay fp32, see
 :class:`dynn_lib.models.mobilenet.DepthwiseConv2d`);
 the resolved values are in the training record. The returned model is fp32 and in the memory
 format that inference and attacks use (:func:`dynn_lib.numerics.inference_memory_format`, which
-a :class:`~dynn_lib.zoo.Workspace` sets from the same ``channels_last`` setting: channels-last on
-x86-64 CPUs, contiguous on CUDA), exactly as the workspace hands out a model loaded from the
-store; evaluation is fp32.
+a :class:`~dynn_lib.zoo.Workspace` sets from the same ``channels_last`` setting; under ``"auto"``
+channels-last on x86-64 CPUs, contiguous on CUDA), exactly as the workspace hands out a model
+loaded from the store; evaluation is fp32.
 
 Steps: on CUDA the whole training step (forward, backward, optimizer step; learning rate and SDN
 loss weights as device tensors) is captured once as a CUDA graph and replayed on static input
@@ -473,7 +473,8 @@ def _save_on_interrupt(pending: Callable[[], dict | None], checkpoint: Path | No
 def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_images: torch.Tensor,
           eval_labels: torch.Tensor, device: str | torch.device = "cpu", checkpoint: Path | None = None,
           base_state: dict | None = None, cuda_graph: bool | str | None = None) -> tuple[nn.Module, dict]:
-    """Train one model; returns (model in eval mode on ``device``, fp32, contiguous; result record).
+    """Train one model; returns (model in eval mode on ``device``, fp32, in the inference memory
+    format; result record).
 
     images/labels: uint8 ``[N,3,H,W]`` / int64 ``[N]`` training data (already subset to n_train);
     eval_images/eval_labels: the evaluation half, for the per-exit accuracies in the record.

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import plots
+from .experiments.rq1 import SHOWN_COLUMNS
 from .widgets_static import NOTE_CLASS
 
 __all__ = ["WIDGET_NOTE", "ALL", "exit_shift_at_tau", "select_sweep", "early_attack_at_alpha", "first_change_at",
@@ -260,9 +261,10 @@ def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = N
     out.outputs = tuple(items)
 
 
-SWEEP_COLUMNS = ("direction", "pair", "attack", "eps_255", "success_rate", "success_rate_all", "n", "n_correct",
-                 "clean_accuracy", "seconds_per_example", "mean_psnr")
-"""Columns the sweep selector's table shows: those of the RQ1 page's Table RQ1.1 (with their intervals)."""
+SWEEP_COLUMNS = tuple(c for c in SHOWN_COLUMNS if c != "dataset")
+"""Columns the sweep selector's table shows: those of the RQ1 page's Table RQ1.1
+(:data:`dynn_lib.experiments.rq1.SHOWN_COLUMNS`, with their intervals) less ``dataset``, which the
+selector's own dataset menu fixes."""
 
 
 def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]],
