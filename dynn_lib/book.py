@@ -209,6 +209,24 @@ def _environ(updates: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+KERNEL_START_ATTEMPTS = 3
+"""Kernel starts :func:`execute_notebook` tries before it fails a page whose kernel died before
+running a cell. Jupyter picks a kernel's TCP ports by binding free ones and releasing them for the
+kernel to take, so two pages started at the same moment from separate processes (``jobs > 1``)
+can, rarely, be handed the same port: the second kernel then dies at start (``ZMQError: Address
+already in use``; seen once in a smoke build). A new start picks new ports. A page whose cells
+ran is never re-run: only a kernel that never answered is retried."""
+
+_KERNEL_START_ERRORS = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+"""How jupyter_client's ``wait_for_ready`` says that a kernel never started (no cell ran yet)."""
+
+
+def kernel_start_failed(error: BaseException) -> bool:
+    """Whether ``error`` (from ``papermill.execute_notebook``) says the kernel never started, so
+    that nothing of the page ran and starting another kernel is safe (:data:`KERNEL_START_ATTEMPTS`)."""
+    return isinstance(error, RuntimeError) and str(error).startswith(_KERNEL_START_ERRORS)
+
+
 def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping[str, Any] | None = None,
                      *, kernel_name: str = "python3", cwd: str | Path | None = None,
                      timeout: float | None = None, allow_unknown: bool = False,
@@ -230,7 +248,8 @@ def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping
     Returns:
         ``out_path`` as a Path.
     Raises:
-        NotebookExecutionError: a cell raised; see ``failed_path``.
+        NotebookExecutionError: a cell raised, or the kernel failed to start
+            :data:`KERNEL_START_ATTEMPTS` times; see ``failed_path``.
     """
     import nbformat
     import papermill
@@ -257,11 +276,19 @@ def execute_notebook(path: str | Path, out_path: str | Path, parameters: Mapping
             raise ValueError(f"{path} does not declare parameter(s) {unknown}; "
                              f"its parameters cell declares {sorted(declared)}")
         try:
-            with _environ(environment):
-                papermill.execute_notebook(
-                    str(ipynb), str(partial), parameters=parameters, kernel_name=kernel_name,
-                    cwd=str(Path(cwd) if cwd is not None else repo_root()), progress_bar=False,
-                    log_output=log_output, execution_timeout=timeout)
+            for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+                try:
+                    with _environ(environment):
+                        papermill.execute_notebook(
+                            str(ipynb), str(partial), parameters=parameters, kernel_name=kernel_name,
+                            cwd=str(Path(cwd) if cwd is not None else repo_root()), progress_bar=False,
+                            log_output=log_output, execution_timeout=timeout)
+                    break
+                except Exception as e:
+                    if attempt == KERNEL_START_ATTEMPTS or not kernel_start_failed(e):
+                        raise
+                    print(f"[book] {path.stem}: the kernel did not start ({e}); starting another "
+                          f"(attempt {attempt + 1} of {KERNEL_START_ATTEMPTS})", file=sys.stderr, flush=True)
         except Exception as e:  # papermill.PapermillExecutionError and kernel failures alike
             if partial.exists():
                 os.replace(partial, failed)

@@ -86,6 +86,49 @@ def test_execute_notebook_injects_and_rejects_unknown(tmp_path):
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
 
+@pytest.mark.book
+def test_a_kernel_that_never_started_is_started_again_but_a_failed_cell_is_not_rerun(tmp_path, monkeypatch):
+    """Two kernels started at once from separate processes can be handed the same TCP port, and the
+    second dies before answering (seen once in a smoke build): execute_notebook starts another
+    kernel, up to KERNEL_START_ATTEMPTS in all; an error raised by a cell (even one with the same
+    words) is never retried, since the page's cells already ran."""
+    papermill = pytest.importorskip("papermill")
+    from dynn_lib import book
+
+    real, calls = papermill.execute_notebook, []
+    died = RuntimeError("Kernel died before replying to kernel_info")
+
+    def flaky(failures):
+        def run(*args, **kwargs):
+            calls.append(1)
+            if len(calls) <= failures:
+                raise died
+            return real(*args, **kwargs)
+        return run
+
+    src = tmp_path / "tiny.md"
+    src.write_text(_text_notebook("print(seed * 2)"), encoding="utf-8")
+    monkeypatch.setattr(papermill, "execute_notebook", flaky(book.KERNEL_START_ATTEMPTS - 1))
+    out = book.execute_notebook(src, tmp_path / "out.ipynb", {"seed": 21})
+    assert _outputs(out) == ["42\n"] and len(calls) == book.KERNEL_START_ATTEMPTS
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", flaky(book.KERNEL_START_ATTEMPTS))
+    with pytest.raises(book.NotebookExecutionError) as e:
+        book.execute_notebook(src, tmp_path / "out2.ipynb", {"seed": 21})
+    assert e.value.cause is died and len(calls) == book.KERNEL_START_ATTEMPTS
+    assert not (tmp_path / "out2.ipynb").exists()
+
+    calls.clear()
+    src.write_text(_text_notebook("raise RuntimeError('Kernel died before replying to kernel_info')"),
+                   encoding="utf-8")
+    monkeypatch.setattr(papermill, "execute_notebook", flaky(0))
+    with pytest.raises(book.NotebookExecutionError, match="kernel_info"):
+        book.execute_notebook(src, tmp_path / "out3.ipynb", {"seed": 21})
+    assert len(calls) == 1
+    assert book.kernel_start_failed(died) and not book.kernel_start_failed(ValueError(str(died)))
+
+
 def _mini_book(root: Path, pages: dict[str, str], parameters: str = "seed = 0") -> Path:
     """A book root whose TOC lists ``pages`` (name -> the code of its one cell after the parameters)."""
     (root / "notebooks").mkdir(parents=True)
