@@ -15,8 +15,12 @@ install.
   workspaces across the jobs it runs. On a CPU the workers compete for the same cores: measured
   on 2 cores (the 113 jobs of the tiny ``gpu_run.sh`` rehearsal), computed question by question
   with 2 threads they took 91 s, on 2 workers with 2 threads each 145 s (oversubscribed), on 2
-  workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). For a
-  cluster use the ``ray`` engine.
+  workers started under ``OMP_NUM_THREADS=1`` 68 s (whose numbers are a 1-thread run's). At real
+  sizes that gain is gone: the 113 jobs of ``dynn plan --profile smoke --datasets cifar10-jpeg --run``
+  on the same kind of 2-core machine took 466 s in one process with 2 threads and 522 s on 2 workers
+  under ``OMP_NUM_THREADS=1``, run one after the other on a quiet machine (the transfer tables, about
+  28 % of the estimated work, then run alone on one thread, and each worker loads the data
+  itself). So on a CPU keep the default, one process. For a cluster use the ``ray`` engine.
   Black-box transfer tables (:func:`runs_alone`) run alone: one starts only when nothing runs,
   and nothing starts beside it (nor, to keep plan order, after it), because Finding 2 compares
   their attack wall times; every other job runs with ``DYNN_SHARED_DEVICE=1``
