@@ -369,15 +369,8 @@ def sec_forward(r: Report, ctx: dict) -> None:
             r.check(f"{name}/grad_rel_err", grel < GRAD_REL_TOL, grel, GRAD_REL_TOL)
             r.check(f"{name}/grad_cosine", cos > GRAD_COS_MIN, cos, GRAD_COS_MIN)
             if dev.type == "cuda":
-                numerics = _lib("numerics")
-                prev = numerics.state()
-                try:
-                    numerics.configure(tf32=True)
-                    with torch.no_grad():
-                        tf = max(_rel(a, b) for a, b in zip(_exits(m32(x.to(dev))), ref_out))
-                finally:
-                    numerics.configure(tf32=False, cudnn_benchmark=prev["cudnn_benchmark"],
-                                       deterministic=prev["cudnn_deterministic"])
+                with _lib("numerics").flags(tf32=True), torch.no_grad():
+                    tf = max(_rel(a, b) for a, b in zip(_exits(m32(x.to(dev))), ref_out))
                 mcl = copy.deepcopy(m32).to(memory_format=torch.channels_last)
                 with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                     xcl = x.to(dev).contiguous(memory_format=torch.channels_last)
@@ -497,14 +490,8 @@ def sec_attacks(r: Report, ctx: dict) -> None:
 def _deterministic_on_cuda(numerics, dev: torch.device):
     """On CUDA, TF32 off and deterministic cuDNN kernels while the block runs (two runs of one
     batch shape then agree bit for bit); the previous numeric flags afterwards, on any device."""
-    prev = numerics.state()
-    try:
-        if dev.type == "cuda":
-            numerics.configure(tf32=False, deterministic=True)
+    with numerics.flags(**(dict(tf32=False, deterministic=True) if dev.type == "cuda" else {})):
         yield
-    finally:
-        numerics.configure(tf32=prev["cudnn_allow_tf32"], cudnn_benchmark=prev["cudnn_benchmark"],
-                           deterministic=prev["cudnn_deterministic"])
 
 
 def sec_early_attack(r: Report, ctx: dict) -> None:
@@ -919,7 +906,8 @@ def _concurrent_training_worker(spec: str) -> None:
     once CUDA and the data are up, waits for a line on stdin, trains, prints ``done T0 T1``
     (wall-clock times of the training)."""
     arch, kind, n, epochs, batch, seed, device = json.loads(spec)
-    from dynn_lib import data, train as T
+    from dynn_lib import data, numerics, train as T
+    numerics.configure(**numerics.DEFAULTS)  # TF32 off, as in a real run (torch's default would turn it on)
     dev = torch.device(device)
     torch.zeros(1, device=dev)  # the CUDA context, outside the timed part
     tr, te = data.make_synthetic(n_train=n, n_test=64, seed=seed)
@@ -1079,6 +1067,13 @@ def main(argv: list[str] | None = None) -> dict:
         _concurrent_training_worker(args.training_worker)
         return {"summary": {}}
     device = _resolve_device(args.device)
+    # the library's flags (TF32 off) whichever sections run: torch's own default lets cuDNN use TF32,
+    # which the fp32 forward check's tolerance would fail
+    try:
+        num = _lib("numerics")
+        num.configure(**num.DEFAULTS)
+    except Skip:
+        pass  # the environment section says what cannot be imported
     os.environ.setdefault("DYNN_PROGRESS", "0")  # the library's progress bars would drown the lines
     out = Path(args.out)
     json_path = out if out.suffix == ".json" else out / "selfcheck.json"

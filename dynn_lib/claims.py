@@ -228,10 +228,7 @@ def _num(v: float, digits: int, unit: str = "") -> str:
     return "n/a" if v is None or math.isnan(v) else f"{v:.{digits}f}{unit}"
 
 
-def _ci(lo: float, hi: float, digits: int) -> str:
-    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return "[interval n/a]"
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+_ci = metrics.interval_text  # "[lo, hi]" or why there is no interval
 
 
 class _M:
@@ -395,9 +392,9 @@ def _cell_measure(row: pd.Series, col: str, n_col: str, paper: float, tol: float
 
 
 def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha: float) -> _M | None:
-    """Best α of one run: "holds" when it is the paper's; "inconclusive" when the success at the
-    paper's α has a Wilson interval overlapping the best one's (the two α cannot be told apart at
-    this n); "does not hold" otherwise."""
+    """Best α of one run: "holds" when it is the paper's, or the paper's α ties with it for the
+    best rate; "inconclusive" when the success at the paper's α has a Wilson interval overlapping
+    the best one's (the two α cannot be told apart at this n); "does not hold" otherwise."""
     t1 = _rows_where(tables.get("table1", pd.DataFrame()), arch=arch) if "table1" in tables else pd.DataFrame()
     if not len(t1):
         return None
@@ -421,6 +418,10 @@ def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha:
             return float(row[c + "_lo"]), float(row[c + "_hi"])
         return metrics.wilson_interval(round(float(row[c]) * n / 100), n)
 
+    if math.isclose(float(row[col]), float(row[bcol])):  # a tie: the paper's α is one of the best
+        return _M(best, n_images=n, verdict="holds",
+                  evidence=(f"the paper's α={paper_alpha:g} ties with α={best:g} for the best rate "
+                            f"({float(row[col]):.1f}% on {n} images; Table 1 names the smallest tied α)"))
     (pl, ph), (bl, bh) = ci(col), ci(bcol)
     overlap = pl <= bh and bl <= ph
     verdict = "inconclusive" if overlap else "does not hold"

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import verdicts as _v
+from . import metrics, verdicts as _v
 
 __all__ = ["LABELS", "COLUMN_FORMATS", "VERDICT_STYLES", "REAL_PROFILES", "GENERATED_DATASETS", "EMPTY",
            "HTMLBlock", "table", "with_intervals", "ledger_table", "site_summary_markdown", "UNCOMPARED", "format_value", "formatter_for", "csv_link", "normalise_verdict",
@@ -286,7 +286,7 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     if intervals and bounds & set(shown.columns):
         notes.append("[lo, hi]: 95 % interval, same units as the value ("
                      + (interval_note or "Wilson for a proportion; a seeded bootstrap over images for a difference "
-                                         "or a mean") + ").")
+                                         f"or a mean, left out below {metrics.MIN_BOOTSTRAP_IMAGES} images") + ").")
     link = ""
     if csv:
         if isinstance(csv, str):

@@ -12,6 +12,7 @@ Conventions used everywhere in the library:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from numbers import Real
 from typing import Sequence
 
 import torch
@@ -36,7 +37,9 @@ def stack_exits(logits: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
 
 def resolve_taus(taus: float | Sequence[float], num_exits: int) -> tuple[float, ...]:
     """Thresholds of the ``num_exits - 1`` internal exits; checks each lies in [0, 1]."""
-    if isinstance(taus, (int, float)):
+    if isinstance(taus, bool):
+        raise ValueError(f"tau must be a number in [0, 1] or one per internal exit, got {taus!r}")
+    if isinstance(taus, Real):  # int, float, numpy scalars
         out = (float(taus),) * (num_exits - 1)
     else:
         out = tuple(float(t) for t in taus)
@@ -135,7 +138,7 @@ def report(logits: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tensor, 
         mean_macs = float(m[ex.cpu()].mean())
         ratio = mean_macs / float(m[-1])
     return EarlyExitReport(
-        tau=taus if isinstance(taus, float) else tuple(taus),
+        tau=float(taus) if isinstance(taus, Real) else tuple(float(t) for t in taus),
         accuracy=float((pred == labels).float().mean()),
         final_accuracy=float((z[-1].argmax(-1) == labels).float().mean()),
         mean_exit=float(ex.float().mean()),

@@ -31,7 +31,8 @@ __all__ = [
     "early_attack_success", "t1_t2",
     "psnr", "mean_psnr", "linf", "l2",
     "time_per_example", "exit_distribution", "mean_std",
-    "wilson_interval", "bootstrap_weights", "percentile_interval", "bootstrap_rate_difference",
+    "wilson_interval", "MIN_BOOTSTRAP_IMAGES", "interval_text", "bootstrap_weights", "percentile_interval",
+    "bootstrap_rate_difference",
     "bootstrap_mean", "bootstrap_mean_difference", "bootstrap_rate", "newcombe_interval", "wilson_columns",
 ]
 
@@ -495,13 +496,38 @@ def _weights(n: int, n_boot: int, seed: int, stream: int):
     return w
 
 
-def percentile_interval(samples, confidence: float = 0.95) -> tuple[float, float]:
+MIN_BOOTSTRAP_IMAGES = 20
+"""Fewest images (resampling units) a bootstrap interval is given for; below it every bootstrap
+function of this module returns NaN bounds, which every verdict reads as "inconclusive".
+
+A percentile bootstrap over a handful of images collapses: when every image of a small sample
+agrees (one image, or ten that all succeed) each replicate repeats the estimate and the
+interval is a point (``[100, 100]``), so a comparison on one image would read as decided. 20 is a
+common rule of thumb for the percentile bootstrap; at 20 images and beyond, a sample that
+collapses it is one a score interval also decides (20 of 20 against 0 of 20). Each function takes
+it as ``min_images``; setting this constant changes the default everywhere (it is read at each
+call)."""
+
+
+def interval_text(lo: float | None, hi: float | None, digits: int = 1) -> str:
+    """A 95 % interval for a sentence: ``"[4.1, 20.5]"``, or why there is none (NaN bounds: a
+    bootstrap over fewer than :data:`MIN_BOOTSTRAP_IMAGES` images, or no image at all)."""
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"[no interval: under {MIN_BOOTSTRAP_IMAGES} images]"
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def percentile_interval(samples, confidence: float = 0.95, n_images: int | None = None,
+                        min_images: int | None = None) -> tuple[float, float]:
     """``(lo, hi)`` percentile interval of bootstrap replicates (NaN replicates dropped;
-    ``(nan, nan)`` when none is finite)."""
+    ``(nan, nan)`` when none is finite, or when ``n_images``, the number of images resampled,
+    is given and below ``min_images``; None: :data:`MIN_BOOTSTRAP_IMAGES`, read at the call)."""
     import numpy as np
 
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if n_images is not None and n_images < (MIN_BOOTSTRAP_IMAGES if min_images is None else min_images):
+        return math.nan, math.nan
     s = np.asarray(samples, dtype=np.float64)
     s = s[np.isfinite(s)]
     if s.size == 0:
@@ -526,7 +552,8 @@ def _side(image, value, base, name: str):
 
 
 def _boot_means(sides, n_boot: int, seed: int, paired: bool):
-    """Per side: (estimate, replicates [n_boot]) of the weighted mean ``sum(v*base)/sum(base)``.
+    """Per side: (estimate, replicates [n_boot], images) of the weighted mean
+    ``sum(v*base)/sum(base)``; ``images`` counts the images with a row in the denominator.
 
     Rows are first summed per image, so a replicate costs one ``[n_boot, images]`` product.
     ``paired``: one resampling of the union of the sides' images; otherwise side k is resampled
@@ -545,23 +572,23 @@ def _boot_means(sides, n_boot: int, seed: int, paired: bool):
                 est = num.sum() / den.sum() if den.sum() > 0 else math.nan
                 d = W @ den
                 reps = np.where(d > 0, (W @ num) / np.where(d > 0, d, 1.0), np.nan)
-            out.append((float(est), reps))
+            out.append((float(est), reps, int((den > 0).sum())))
         return out
 
     if paired:
         ids = np.unique(np.concatenate([s[0] for s in sides]))
         if ids.size == 0:
-            return [(math.nan, np.full(n_boot, np.nan))] * len(sides)
+            return [(math.nan, np.full(n_boot, np.nan), 0)] * len(sides)
         return est_reps(ids, sides, 0)
     out = []
     for k, s in enumerate(sides):
         ids = np.unique(s[0])
-        out += [(math.nan, np.full(n_boot, np.nan))] if ids.size == 0 else est_reps(ids, [s], k)
+        out += [(math.nan, np.full(n_boot, np.nan), 0)] if ids.size == 0 else est_reps(ids, [s], k)
     return out
 
 
 def bootstrap_mean(image, value, base=None, n_boot: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> tuple[float, float, float]:
+                   confidence: float = 0.95, min_images: int | None = None) -> tuple[float, float, float]:
     """Mean of ``value`` over the rows in ``base`` (non-finite values left out) with a seeded
     percentile bootstrap over images (rows of one image move together).
 
@@ -570,17 +597,20 @@ def bootstrap_mean(image, value, base=None, n_boot: int = 1000, seed: int = 0,
         value: the per-row quantity (PSNR dB, exit change, T2 count...; a bool gives a share
             in [0, 1]).
         base: rows that count (default all).
+        min_images: fewest images with a row that counts for an interval (NaN bounds below it;
+            None: :data:`MIN_BOOTSTRAP_IMAGES`, read at the call, so setting it changes every
+            interval of the library).
     Returns:
         ``(mean, lo, hi)`` in the units of ``value``; NaN when no row counts.
     """
-    (est, reps), = _boot_means([_side(image, value, base, "")], n_boot, seed, True)
-    lo, hi = percentile_interval(reps, confidence)
+    (est, reps, n), = _boot_means([_side(image, value, base, "")], n_boot, seed, True)
+    lo, hi = percentile_interval(reps, confidence, n, min_images)
     return est, lo, hi
 
 
 def bootstrap_mean_difference(image_a, value_a, image_b, value_b, base_a=None, base_b=None, paired: bool = True,
-                              n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-                              ) -> tuple[float, float, float]:
+                              n_boot: int = 1000, seed: int = 0, confidence: float = 0.95,
+                              min_images: int | None = None) -> tuple[float, float, float]:
     """Difference of two pooled means (A minus B, units of the values) with a seeded bootstrap
     over images (:func:`bootstrap_mean` per side).
 
@@ -589,16 +619,18 @@ def bootstrap_mean_difference(image_a, value_a, image_b, value_b, base_a=None, b
     image sets (two datasets) and are resampled independently (two-sample bootstrap).
 
     Returns:
-        ``(difference, lo, hi)``; NaN where a side has no row that counts.
+        ``(difference, lo, hi)``; NaN where a side has no row that counts, and NaN bounds when a
+        side has rows that count for fewer than ``min_images`` images.
     """
     sides = [_side(image_a, value_a, base_a, "a"), _side(image_b, value_b, base_b, "b")]
-    (ea, ra), (eb, rb) = _boot_means(sides, n_boot, seed, paired)
-    lo, hi = percentile_interval(ra - rb, confidence)
+    (ea, ra, na), (eb, rb, nb) = _boot_means(sides, n_boot, seed, paired)
+    lo, hi = percentile_interval(ra - rb, confidence, min(na, nb), min_images)
     return ea - eb, lo, hi
 
 
 def bootstrap_rate_difference(image_a, hit_a, base_a, image_b, hit_b, base_b, n_boot: int = 1000, seed: int = 0,
-                              confidence: float = 0.95, paired: bool = True) -> tuple[float, float, float]:
+                              confidence: float = 0.95, paired: bool = True,
+                              min_images: int | None = None) -> tuple[float, float, float]:
     """Difference of two pooled rates (A minus B, percentage points) with a seeded bootstrap over
     images.
 
@@ -620,17 +652,17 @@ def bootstrap_rate_difference(image_a, hit_a, base_a, image_b, hit_b, base_b, n_
                              f"{np.shape(i)}, {np.shape(h)}, {np.shape(b)}")
     return bootstrap_mean_difference(image_a, 100.0 * np.asarray(hit_a, dtype=bool), image_b,
                                      100.0 * np.asarray(hit_b, dtype=bool), base_a, base_b, paired, n_boot, seed,
-                                     confidence)
+                                     confidence, min_images)
 
 
 def bootstrap_rate(image, hit, base=None, n_boot: int = 1000, seed: int = 0,
-                   confidence: float = 0.95) -> tuple[float, float, float]:
+                   confidence: float = 0.95, min_images: int | None = None) -> tuple[float, float, float]:
     """A pooled rate ``sum(hit & base) / sum(base)`` in percent with a seeded bootstrap over
     images: for a rate pooled over several rows per image (several pairs or settings), where
     the rows of one image are not independent and a Wilson interval would be too narrow."""
     import numpy as np
 
-    return bootstrap_mean(image, 100.0 * np.asarray(hit, dtype=bool), base, n_boot, seed, confidence)
+    return bootstrap_mean(image, 100.0 * np.asarray(hit, dtype=bool), base, n_boot, seed, confidence, min_images)
 
 
 def newcombe_interval(k1: int | float, n1: int | float, k2: int | float, n2: int | float,

@@ -28,6 +28,9 @@ The flags are process-wide (torch's own are): the last :func:`configure` call, w
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 
 DEFAULTS = {"tf32": False, "cudnn_benchmark": False, "deterministic": False, "inference_channels_last": False}
@@ -57,6 +60,27 @@ def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: 
     torch.backends.cudnn.benchmark = cudnn_benchmark
     torch.backends.cudnn.deterministic = deterministic
     return state()
+
+
+def settings() -> dict:
+    """The flags in force now as :func:`configure` arguments (``configure(**settings())`` changes nothing)."""
+    s = state()
+    return {"tf32": s["cudnn_allow_tf32"], "cudnn_benchmark": s["cudnn_benchmark"],
+            "deterministic": s["cudnn_deterministic"], "inference_channels_last": s["inference_channels_last"]}
+
+
+@contextmanager
+def flags(**changes: bool) -> Iterator[dict]:
+    """Inside the block, the flags now in force with ``changes`` (names of :func:`configure`)
+    applied; afterwards, on any exit, the flags as they were. Yields :func:`state`."""
+    prev = settings()
+    bad = sorted(set(changes) - set(prev))
+    if bad:
+        raise ValueError(f"unknown numeric flag(s) {bad}; accepted: {sorted(prev)}")
+    try:
+        yield configure(**{**prev, **changes})
+    finally:
+        configure(**prev)
 
 
 def state() -> dict:

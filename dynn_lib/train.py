@@ -64,6 +64,11 @@ from .store import atomic_write, git_commit, load_checkpoint
 RECIPES = ("cnn", "sdn", "ic_only")
 SDN_MAX_WEIGHTS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 GRAPH_WARMUP_STEPS = 3
+_CAPTURE_FAILED: str | None = None
+"""Why the first CUDA-graph capture of this process failed, or None. A capture that ends in an error
+can leave the CUDA caching allocator with a stale capture entry and its private pool unreleased
+(torch releases them only when ``capture_end`` succeeds), so after one failure every later training
+of the process steps eagerly (its record says why) rather than capturing again on that state."""
 """Eager rehearsal steps before a CUDA-graph capture (torch's documented warm-up; undone after)."""
 
 
@@ -278,6 +283,18 @@ def _optimizer(cfg: TrainConfig, params: list[nn.Parameter], lr: torch.Tensor,
     return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True, capturable=graphed)
 
 
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict, lr: torch.Tensor) -> None:
+    """Resume ``opt`` from a checkpoint's optimizer state, keeping this run's learning-rate tensor
+    (the one a graph reads; the schedule sets its value) and its ``capturable`` flag:
+    ``load_state_dict`` takes every hyperparameter from the checkpoint, and an Adam saved by an
+    eager run (``cuda_graph=False``) would come back non-capturable and break the capture."""
+    kept = [{k: g[k] for k in ("capturable",) if k in g} for g in opt.param_groups]
+    opt.load_state_dict(saved)
+    for group, flags in zip(opt.param_groups, kept):
+        group.update(flags)
+        group["lr"] = lr
+
+
 # -- CUDA graphs (the capture itself needs CUDA; everything around it also runs on the CPU) ----------
 def _use_graph(setting: bool | str, device: torch.device) -> bool:
     """Whether the training step is graphed: ``"auto"`` -> on CUDA; True (CUDA only) / False."""
@@ -397,7 +414,16 @@ class _Stepper:
         self.opt.step()
         self.total.add_(loss.detach() * y.shape[0])
 
+    def _fall_back(self, reason: str) -> None:
+        self.graphed, self.replay, self.fallback = False, None, reason
+        warnings.warn(f"CUDA graph capture of the training step failed ({reason}); training continues eagerly",
+                      RuntimeWarning, stacklevel=4)
+
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        global _CAPTURE_FAILED
+        if _CAPTURE_FAILED is not None:
+            self._fall_back(f"an earlier capture in this process failed: {_CAPTURE_FAILED}")
+            return
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         snap = _Snapshot(self.model, self.opt, self.device)
         total = self.total.clone()
@@ -417,10 +443,11 @@ class _Stepper:
                 # a capture that ends in an error can leave torch.cuda.graph's capture stream current
                 # (its __exit__ skips restoring the stream when capture_end raises); nothing ran on it
                 torch.cuda.set_stream(stream)
-            self.graphed, self.replay = False, None
-            self.fallback = f"{type(e).__name__}: {e}"
-            warnings.warn(f"CUDA graph capture of the training step failed ({self.fallback}); "
-                          f"training continues eagerly", RuntimeWarning, stacklevel=3)
+            # the error that broke the capture comes first; capture_end's own error, raised while
+            # handling it, after
+            _CAPTURE_FAILED = " -> ".join(f"{type(err).__name__}: {err}" for err in (e.__context__, e)
+                                          if err is not None)
+            self._fall_back(_CAPTURE_FAILED)
         finally:
             snap.restore()
             self.total.copy_(total)
@@ -522,9 +549,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, eval_ima
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_checkpoint(checkpoint)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        for group in opt.param_groups:
-            group["lr"] = lr  # the schedule sets it; keep the one device tensor a graph reads
+        _load_optimizer(opt, state["optimizer"], lr)
         start, history, elapsed = state["epoch"], list(state["history"]), float(state["elapsed"])
         first_commit = state.get("git_commit", commit)
         shared = shared or bool(state.get("device_shared", False))

@@ -123,8 +123,11 @@ def agreement(lo: float, hi: float, paper: float, tol: float) -> str:
 
 
 def combine_verdicts(verdicts: Sequence[str]) -> str:
-    """One verdict from several runs' verdicts (seeds): the common one when all agree, else
-    ``"partly"`` when some hold and some do not, else ``"inconclusive"``."""
+    """One verdict from several runs' verdicts (seeds): the common one when all agree; otherwise
+    the runs that were *not testable* are left out (their quantity is undefined, e.g. nothing
+    flipped, so they carry no evidence either way; the ledger's evidence still lists every run's
+    verdict) and the common verdict of the rest is returned when they agree, else ``"partly"``
+    when some hold and some do not, else ``"inconclusive"``."""
     fams = [family(v) for v in verdicts]
     if not fams:
         return "not testable"

@@ -98,6 +98,10 @@ def test_config_validation():
         ExperimentConfig(eps=0.0)
     with pytest.raises(ValueError, match="exit loss"):
         ExperimentConfig(exit_loss_surrogate="first")
+    with pytest.raises(ValueError, match=r"eps has duplicates: \[0.03137254901960784, 0.03137254901960784\]"):
+        ExperimentConfig(eps=(8 / 255, 8 / 255))  # would count every image twice
+    with pytest.raises(ValueError, match=r"attacks has duplicates: \['pgd', 'pgd'\]"):
+        ExperimentConfig(attacks=("pgd", "pgd"))
     c = ExperimentConfig(eps=[4 / 255, 8 / 255], attacks=["pgd"])
     assert c.eps == (4 / 255, 8 / 255) and c.attacks == ("pgd",)
     assert ExperimentConfig(eps=8 / 255).eps == (8 / 255,)
@@ -311,7 +315,7 @@ def test_rq2_rq3_reuse_rq1_tables(fake_ws, rq1_out, monkeypatch):
     assert len(out3["per_image"]) == len(out2["per_image"]) == (3 + 3) * 2 * 16
 
 
-def test_rq2_summary(fake_ws):
+def test_rq2_summary(fake_ws, monkeypatch):
     out = rq2.run(fake_ws, CFG)
     per, s = out["per_image"], out["summary"]
     assert (per["delta_exit"] == per["exit_adv"] - per["exit_clean"]).all()
@@ -333,6 +337,9 @@ def test_rq2_summary(fake_ws):
             k = getattr(r, "n_" + col.removeprefix("share_"))
             assert getattr(r, col) == pytest.approx(100 * k / r.n)
             assert (getattr(r, col + "_lo"), getattr(r, col + "_hi")) == pytest.approx(metrics.wilson_interval(k, r.n))
+    assert s["mean_delta_exit_lo"].isna().all()  # 16 images: under MIN_BOOTSTRAP_IMAGES, no bootstrap interval
+    monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 2)
+    s = rq2.summarise(per)
     assert ((s["mean_delta_exit_lo"] <= s["mean_delta_exit"] + 1e-9)
             & (s["mean_delta_exit"] <= s["mean_delta_exit_hi"] + 1e-9)).all()
 
@@ -379,15 +386,25 @@ def test_appendix(fake_ws):
     assert appendix.reverse_pair(S2D_MNET) == D2S_MNET
 
 
-def test_appendix_run(fake_ws):
+def test_appendix_run(fake_ws, monkeypatch):
     out = appendix.run(fake_ws, replace(CFG, attacks=("fgsm",)))
     assert set(out) == {"mifgsm_summary", "mifgsm_per_image", "mifgsm_exit_used", "eps_sweep", "psnr",
                         "psnr_equivalence", "grid_images"}
-    sw = out["eps_sweep"]  # pooled rates carry their Wilson interval and denominator
+    sw = out["eps_sweep"]  # pooled rates: a bootstrap over the images, given from MIN_BOOTSTRAP_IMAGES images on
+    n_img = len(fake_ws.eval_half[1])
+    assert n_img < metrics.MIN_BOOTSTRAP_IMAGES and sw["wb_raised_gt1_lo"].isna().all()
+    assert (sw["wb_raised_gt1_n"] == n_img).all()  # three white-box models pooled, each image counted once
+    monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 2)
+    sw = appendix.eps_sweep(fake_ws, replace(CFG, attacks=("fgsm",)))
+    per = rq2.run(fake_ws, replace(CFG, attacks=("fgsm",), eps=(8 / 255,)), pairs=[])["per_image"]
+    wb = per[per["setting"] == "white-box"]
+    assert wb["image"].value_counts().eq(3).all()  # the rows a Wilson interval would have taken as 3n images
+    row = sw[sw["eps_255"] == 8.0].iloc[0]
+    boot = metrics.bootstrap_rate(wb["image"], wb["delta_exit"] > 1)
+    assert (row["wb_raised_gt1"], row["wb_raised_gt1_lo"], row["wb_raised_gt1_hi"]) == pytest.approx(boot)
     for c in ("s2d_success", "d2s_success", "wb_raised_gt1", "bb_raised_gt1"):
         ok = sw[c].notna()
         assert ((sw.loc[ok, f"{c}_lo"] <= sw.loc[ok, c] + 1e-9) & (sw.loc[ok, c] <= sw.loc[ok, f"{c}_hi"] + 1e-9)).all()
-    assert (sw["wb_raised_gt1_n"] == 3 * len(fake_ws.eval_half[1])).all()  # three white-box models pooled
     mi = out["mifgsm_per_image"]  # what Finding 1 on MI-FGSM is judged from (the appendix page)
     assert set(mi["attack"]) == {"mifgsm"} and len(mi) == 6 * len(fake_ws.eval_half[1])
     assert rq1.finding_1(mi)["verdict"].split(":")[0] in verdicts.VERDICTS
@@ -409,7 +426,7 @@ def _rq1_rows(n: int, d2s_rate: float, s2d_rate: float, seed: int = 0) -> pd.Dat
                          for d, r in (("D2S", d2s_rate), ("S2D", s2d_rate)) for i in range(n)])
 
 
-def test_finding_1_decides_with_a_bootstrap_interval():
+def test_finding_1_decides_with_a_bootstrap_interval(monkeypatch):
     big = _rq1_rows(400, 0.6, 0.3)
     f = rq1.finding_1(big, n_boot=300)
     c = f["comparisons"][0]
@@ -417,13 +434,22 @@ def test_finding_1_decides_with_a_bootstrap_interval():
     assert f"[{c['lo']:.1f}, {c['hi']:.1f}]" in f["evidence"]
     assert rq1.finding_1(big.assign(direction=big["direction"].map({"D2S": "S2D", "S2D": "D2S"})),
                          n_boot=300)["verdict"] == "does not hold"
+    assert rq1.finding_1(big, n_boot=300) == f  # seeded: reproducible from its record
+    # D2S succeeds on every one of 5 images, S2D on none: a percentile bootstrap collapses to [100, 100],
+    # so under MIN_BOOTSTRAP_IMAGES images there is no interval and the verdict is "inconclusive"
+    few = _rq1_rows(5, 0, 0).assign(success=[True] * 5 + [False] * 5)
+    f5 = rq1.finding_1(few, n_boot=300)
+    assert f5["verdict"] == "inconclusive" and f5["comparisons"][0]["difference"] == 100.0
+    assert f"[no interval: under {metrics.MIN_BOOTSTRAP_IMAGES} images]" in f5["evidence"]
+    monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 2)
+    c = rq1.finding_1(few, n_boot=300)["comparisons"][0]
+    assert (c["lo"], c["hi"]) == (100.0, 100.0)  # the collapse the minimum guards against
     # a 25-point gap on 8 images (D2S succeeds on 5, S2D on 3 of them): the interval reaches 0, so
     # "inconclusive", never "holds"
     small = _rq1_rows(8, 0, 0).assign(success=[True] * 5 + [False] * 3 + [True] * 3 + [False] * 5)
     small = rq1.finding_1(small, n_boot=300)
     c = small["comparisons"][0]
     assert small["verdict"] == "inconclusive" and c["difference"] == 25.0 and c["lo"] <= 0 < c["hi"]
-    assert rq1.finding_1(big, n_boot=300) == f  # seeded: reproducible from its record
 
 
 def _rq3_rows(n: int, changed: dict, seed: int = 0) -> pd.DataFrame:
@@ -546,7 +572,7 @@ def test_real_models_all_pairs(real_ws):
     assert _is_verdict(rq3.finding_6(o3["per_image"])["verdict"]) and _is_verdict(rq3.finding_7(o3["per_image"])["verdict"])
 
 
-def test_generation_cost_counts_macs_up_to_the_exit_used():
+def test_generation_cost_counts_macs_up_to_the_exit_used(monkeypatch):
     costs = rq1.exit_costs("mobilenet", "sdn")
     full_cnn = rq1.exit_costs("mobilenet", "cnn")[0]
     base = dict(dataset="synthetic", direction="D2S", pair="mobilenet→mobilenet", surrogate_arch="mobilenet",
@@ -561,5 +587,8 @@ def test_generation_cost_counts_macs_up_to_the_exit_used():
     assert dy["macs_per_step"] == pytest.approx((costs[0] + costs[2]) / 2)
     assert sd["macs_per_step"] == full_cnn and dy["full_macs"] == costs[-1]
     assert dy["macs_per_example"] == pytest.approx(5 * (costs[0] + costs[2])) and sd["macs_per_example"] == 10 * full_cnn
-    f2 = rq1.finding_2(df)  # MACs: DyNN cheaper on both images; time: one batch each, no interval
-    assert f2["verdict"] == "holds" and f2["time_verdict"] == "inconclusive" and "MACs per example" in f2["evidence"]
+    f2 = rq1.finding_2(df)  # MACs: DyNN cheaper on both images, but 2 images give no bootstrap interval
+    assert f2["verdict"] == "inconclusive" and "MACs per example" in f2["evidence"]
+    monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 1)  # the SDNN side has one image
+    f2 = rq1.finding_2(df)  # time: one batch each, no interval
+    assert f2["verdict"] == "holds" and f2["time_verdict"] == "inconclusive"

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dynn_lib import metrics
 from dynn_lib.experiments import rq1
+
+
+@pytest.fixture(autouse=True)
+def _bootstrap_on_few_images(monkeypatch):
+    """These tests exercise the verdict logic on N = 16 images, under the library's minimum for a
+    bootstrap interval (``metrics.MIN_BOOTSTRAP_IMAGES``, tested in test_experiments)."""
+    monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 2)
 
 
 def _rows(arch: str, kind: str, macs, seconds_per_batch, batch_size: int = 4, attack: str = "pgd") -> list[dict]:

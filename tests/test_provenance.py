@@ -132,6 +132,19 @@ def test_numeric_flags_are_set_explicitly_and_recorded():
         numerics.configure(inference_channels_last="auto")
 
 
+def test_numeric_flags_block_changes_only_what_it_names_and_restores_all():
+    before = numerics.configure(cudnn_benchmark=True, inference_channels_last=True)
+    with pytest.raises(RuntimeError, match="inside"):
+        with numerics.flags(tf32=True) as inside:
+            assert inside["cudnn_allow_tf32"] and inside["cudnn_benchmark"] and inside["inference_channels_last"]
+            raise RuntimeError("inside")
+    assert numerics.state() == before
+    with pytest.raises(ValueError, match=r"unknown numeric flag\(s\) \['tf33'\]; accepted: "):
+        with numerics.flags(tf33=True):
+            pass
+    assert numerics.configure(**numerics.settings()) == before
+
+
 @pytest.mark.parametrize("machine,bf16,expected", [("x86_64", False, True), ("AMD64", False, True),
                                                    ("aarch64", False, False), ("aarch64", True, True)])
 def test_inference_format_auto_follows_the_measured_cpus(monkeypatch, machine, bf16, expected):

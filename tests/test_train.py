@@ -301,15 +301,40 @@ def test_graphed_step_path_equals_eager(tiny_data, monkeypatch, recipe):
     _assert_same_weights(eager, graphed)
     assert [h["loss"] for h in r_graph["history"]] == [h["loss"] for h in r_eager["history"]]
 
-    def broken(step, device):
-        raise RuntimeError("operation not permitted when stream is capturing")
+    def broken(step, device):  # as torch.cuda.graph does: capture_end fails while the step's error is handled
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        except RuntimeError:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
 
+    monkeypatch.setattr(T, "_CAPTURE_FAILED", None)
     _emulate_graph(monkeypatch, broken)
-    with pytest.warns(RuntimeWarning, match="capture of the training step failed .*not permitted"):
+    with pytest.warns(RuntimeWarning, match="capture of the training step failed .*not permitted.* -> .*previous"):
         fell_back, r_fb = T.train(cfg, *tiny_data, base_state=base_state)
     assert r_fb["step_mode"] == "eager (CUDA graph capture failed)" and "not permitted" in r_fb["graph_fallback"]
     assert (r_fb["graph_replays"], r_fb["eager_steps"]) == (0, 6)
     _assert_same_weights(eager, fell_back)
+    # after one failure the process never captures again (the allocator may keep the failed capture's state)
+    _emulate_graph(monkeypatch, lambda step, device: pytest.fail("captured again after a failed capture"))
+    with pytest.warns(RuntimeWarning, match="an earlier capture in this process failed: .*not permitted"):
+        _, r_next = T.train(cfg, *tiny_data, base_state=base_state)
+    assert r_next["step_mode"] == "eager (CUDA graph capture failed)" and r_next["graph_replays"] == 0
+
+
+def test_resume_keeps_this_runs_capturable_flag_and_lr_tensor():
+    """An Adam checkpoint saved by an eager run (capturable False) resumes as this run's optimizer:
+    capturable when the step is graphed (a non-capturable Adam would break the capture), with this
+    run's learning-rate tensor."""
+    w = torch.nn.Parameter(torch.ones(3))
+    eager = torch.optim.Adam([w], lr=torch.tensor(1e-3), capturable=False)
+    w.grad = torch.ones(3)
+    eager.step()
+    lr = torch.tensor(5e-4)
+    graphed = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=torch.tensor(1e-3), capturable=True)
+    T._load_optimizer(graphed, eager.state_dict(), lr)
+    g = graphed.param_groups[0]
+    assert g["capturable"] is True and g["lr"] is lr
+    assert graphed.state[g["params"][0]]["exp_avg"].tolist() == eager.state[w]["exp_avg"].tolist()
 
 
 def test_colour_jitter_builds_its_weights_once():

@@ -49,8 +49,11 @@ def early_attack_baseline(model: nn.Module, x: torch.Tensor, attack: str = "pgd"
         raise TypeError(f"the Early-Attack baselines need a DyNN with internal exits, got {type(model).__name__}")
     if attack not in BASELINE_ATTACKS:
         raise ValueError(f"attack={attack!r} is not one of {tuple(BASELINE_ATTACKS)}")
-    if "exit_loss" in attack_kw:
-        raise ValueError("exit_loss is fixed by the baseline (mean CE of the internal exits)")
+    fixed = [k for k in ("exit_loss", "return_info") if k in attack_kw]
+    if fixed:
+        raise ValueError(f"{fixed[0]} is fixed by the baseline (its loss is the mean CE of the internal exits and "
+                         f"it returns (x_adv, success)); the attack's other keywords are passed on (for PGD: "
+                         f"step, steps, random_start, generator, truncate)")
     validate_attack_args(eps, attack_kw.get("step"), attack_kw.get("steps", 1), x)
     with attack_mode(model), torch.no_grad():
         p = as_exit_list(model(x))[-1].argmax(-1)

@@ -159,7 +159,7 @@ def early_attack(model: nn.Module, x: torch.Tensor, alpha: float | torch.Tensor,
         alpha_t = alpha.detach().to(device=x.device, dtype=x.dtype)
     else:  # the same per-sample product whether alpha comes as a number or a tensor
         alpha_t = torch.full((B,), float(alpha), dtype=x.dtype, device=x.device)
-    with attack_mode(model):
+    with attack_mode(model), torch.enable_grad():  # also under a caller's no_grad, as the L-inf attacks
         with torch.no_grad():
             p = as_exit_list(model(x))[-1].argmax(-1)
         w = (w0.detach().to(x) if w0 is not None else initial_w(x, init, generator)).clone().requires_grad_(True)

@@ -159,18 +159,25 @@ def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Se
     s2d_success / d2s_success (RQ1: success rate % over target-correct images, pooled over the
     pairs of a direction), wb_raised_gt1 / bb_raised_gt1 (RQ2: % of inputs whose exit rises by
     more than one, pooled over models / pairs), wb_changed_exit0 / bb_changed_exit0 (RQ3: % of
-    flipped inputs changed at exit 0, pooled), each with ``_lo``/``_hi`` (95 % Wilson interval of
-    the pooled counts) and ``_n`` (the pooled denominator: images, or flipped inputs);
-    psnr_sdnn / psnr_dynn (mean PSNR dB of adversarial images by source).
+    flipped inputs changed at exit 0, pooled), each with ``_lo``/``_hi`` and ``_n``. A pooled rate
+    counts one row per image and pair (or model), so an image enters it several times: its 95 %
+    interval is a seeded bootstrap over images (:func:`dynn_lib.metrics.bootstrap_rate`; a Wilson
+    interval on the pooled counts would treat those rows as independent and be too narrow), and
+    ``_n`` counts the distinct images in its denominator (target-correct images, or images with a
+    flipped input); psnr_sdnn / psnr_dynn (mean PSNR dB of adversarial images by source).
     ``pairs`` restricts the black-box pairs (default all six; RQ2/RQ3 use the S2D ones among them).
     """
     c = replace(cfg, eps=tuple(eps))
     pairs = tuple(PAIRS if pairs is None else pairs)
     s2d = tuple(p for p in pairs if p.direction == "S2D")
     r1 = rq1.run(ws, c, pairs=pairs)
-    r2 = rq2.run(ws, c, archs=archs, pairs=s2d)["summary"]
-    r3 = rq3.run(ws, c, archs=archs, pairs=s2d)["summary"]
+    r2 = rq2.run(ws, c, archs=archs, pairs=s2d)["per_image"]
+    r3 = rq3.run(ws, c, archs=archs, pairs=s2d)["per_image"]
     ps = psnr_summary(r1["per_image"])
+    p1 = rq1.add_success(r1["per_image"])
+    p1 = p1.assign(hit=p1["success"], base=p1["correct_clean"])
+    r2 = r2.assign(hit=r2["delta_exit"] > 1, base=True)
+    r3 = r3.assign(hit=r3["first_changed_exit"] == 0, base=r3["first_changed_exit"] >= 0)
     rows = []
     for atk in c.attacks:
         for e in c.eps:
@@ -186,21 +193,21 @@ def eps_sweep(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), eps: Se
             def mean(df, col, **eq):
                 return float(rows_of(df, **eq)[col].mean())
 
-            def pooled(name, df, k, n, **eq):
+            def pooled(name, df, **eq):
+                """Rate % of ``hit`` over the ``base`` rows, a bootstrap over images, distinct images."""
                 sub = rows_of(df, **eq)
-                kk, nn = float(sub[k].sum()), float(sub[n].sum())
-                lo, hi = metrics.wilson_interval(kk, nn)
-                return {name: 100.0 * kk / nn if nn else math.nan, f"{name}_lo": lo, f"{name}_hi": hi,
-                        f"{name}_n": int(nn)}
+                base = sub["base"].to_numpy(dtype=bool)
+                rate, lo, hi = (metrics.bootstrap_rate(sub["image"], sub["hit"], base) if base.any()
+                                else (math.nan, math.nan, math.nan))
+                return {name: rate, f"{name}_lo": lo, f"{name}_hi": hi, f"{name}_n": int(sub["image"][base].nunique())}
 
-            s = r1["summary"]
             rows.append({"dataset": ws.dataset, "attack": atk, "eps": e, "eps_255": e255,
-                         **pooled("s2d_success", s, "n_success", "n_correct", direction="S2D"),
-                         **pooled("d2s_success", s, "n_success", "n_correct", direction="D2S"),
-                         **pooled("wb_raised_gt1", r2, "n_raised_gt1", "n", setting="white-box"),
-                         **pooled("bb_raised_gt1", r2, "n_raised_gt1", "n", setting="black-box"),
-                         **pooled("wb_changed_exit0", r3, "n_changed_exit0", "n_flipped", setting="white-box"),
-                         **pooled("bb_changed_exit0", r3, "n_changed_exit0", "n_flipped", setting="black-box"),
+                         **pooled("s2d_success", p1, direction="S2D"),
+                         **pooled("d2s_success", p1, direction="D2S"),
+                         **pooled("wb_raised_gt1", r2, setting="white-box"),
+                         **pooled("bb_raised_gt1", r2, setting="black-box"),
+                         **pooled("wb_changed_exit0", r3, setting="white-box"),
+                         **pooled("bb_changed_exit0", r3, setting="black-box"),
                          "psnr_sdnn": mean(ps, "mean_psnr", source="SDNN"),
                          "psnr_dynn": mean(ps, "mean_psnr", source="DyNN")})
     return pd.DataFrame(rows)

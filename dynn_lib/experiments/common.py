@@ -142,6 +142,10 @@ class ExperimentConfig:
                 raise ValueError(f"eps is an L-inf budget on [0,1] pixels and must lie in (0, 1], got {e!r} "
                                  f"(8/255 = {8 / 255:.5f}; did you pass 8 instead of 8/255?)")
         object.__setattr__(self, "eps", tuple(float(e) for e in eps))
+        if len(set(self.eps)) < len(self.eps):  # a repeated budget would count every image twice
+            raise ValueError(f"eps has duplicates: {list(self.eps)}")
+        if len(set(atk)) < len(atk):
+            raise ValueError(f"attacks has duplicates: {list(atk)}")
         if not atk:
             raise ValueError(f"attacks must name at least one attack; accepted: {', '.join(_attacks.ATTACKS)}")
         for a in atk:
@@ -726,5 +730,5 @@ def fmt(v: float, unit: str = "", digits: int = 1, lo: float | None = None, hi: 
         return "n/a"
     out = f"{v:.{digits}f}{unit}"
     if lo is not None and hi is not None:
-        out += (" [interval n/a]" if math.isnan(lo) or math.isnan(hi) else f" [{lo:.{digits}f}, {hi:.{digits}f}]")
+        out += " " + metrics.interval_text(lo, hi, digits)
     return out

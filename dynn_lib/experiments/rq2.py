@@ -163,7 +163,7 @@ def finding_3(per_image: pd.DataFrame, threshold: float = 10.0, n_boot: int = 10
         W, pos = _boot_positions(g["image"].to_numpy(), n_boot, seed)
         sc = W @ np.bincount(pos, weights=mc)
         sa = W @ np.bincount(pos, weights=ma)
-        lo, hi = metrics.percentile_interval(100.0 * (sa / sc - 1.0))
+        lo, hi = metrics.percentile_interval(100.0 * (sa / sc - 1.0), n_images=W.shape[1])
         est = 100.0 * (ma.sum() / mc.sum() - 1.0)
         comps.append({"key": key, "label": _label(key), "change": float(est), "lo": lo, "hi": hi, "n": len(g),
                       "outcome": verdicts.compare(lo, hi, threshold, "<")})
@@ -219,7 +219,7 @@ def finding_4(per_image: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dic
             continue
         ra, rb = pd.Series(drop).rank().to_numpy(), pd.Series(d).rank().to_numpy()
         W, pos = _boot_positions(g["image"].to_numpy(), n_boot, seed)
-        lo, hi = metrics.percentile_interval(_weighted_corr(W, pos, ra, rb))
+        lo, hi = metrics.percentile_interval(_weighted_corr(W, pos, ra, rb), n_images=W.shape[1])
         comps.append({"key": key, "label": _label(key), "rho": rho, "lo": lo, "hi": hi, "n": len(g),
                       "outcome": verdicts.compare(lo, hi, 0.0, ">")})
     n_images = int(df[["dataset", "image"]].drop_duplicates().shape[0])

@@ -68,7 +68,7 @@ from ..zoo import Workspace
 __all__ = [
     "RQ4Config", "DYNN_KINDS", "METHODS", "TRANSFER_EXAMPLES", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
     "PAPER_ALPHAS", "dataset_family", "alpha_column", "paper_column", "run", "early_attack_grid", "load_adversarial",
-    "table1", "table2", "table3", "finding_9", "finding_10",
+    "table1", "table2", "table3", "success_detail", "finding_9", "finding_10",
 ]
 
 # ================================================================ constants: the paper's numbers
@@ -567,6 +567,45 @@ def table1(per_image: pd.DataFrame, exits: dict[str, int] | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
+def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What the Early Attack's successes are, per (dataset, arch): how many were found *before any
+    update*, and how far they are from the benign images.
+
+    Algorithm 1 of the paper (and :func:`dynn_lib.attacks.early_attack.early_attack` with its
+    default ``min_iters=0``) tests the starting point first. With the released code's random
+    start (w ~ U[0,1), so every pixel of x' lies in [0.5, 0.88]) that starting point is a noise
+    image unrelated to x, and it counts as a success whenever the network happens to answer p at
+    its final exit and something else at every internal one. Such a success says nothing about
+    x; ``min_iters`` (the released code used 200) leaves them out.
+
+    Columns: ``alpha`` (the best α of :func:`table1`, else the α with the most successes; ties
+    to the smallest), ``n_images``, ``successes`` and ``at_start`` (successes with
+    ``iters_used == 0``) at that α, ``at_start_pct`` (% of its successes, NaN without one),
+    ``median_iters``, ``median_l2`` and ``median_psnr`` (dB) over its successes, then
+    ``successes_all_alphas`` and ``at_start_all_alphas`` over the whole α grid.
+    """
+    cols = ["dataset", "arch", "alpha", "n_images", "successes", "at_start", "at_start_pct", "median_iters",
+            "median_l2", "median_psnr", "successes_all_alphas", "at_start_all_alphas"]
+    ea = per_image[per_image["method"] == "early_attack"]
+    best = ({(r.dataset, r.arch): r.best_alpha for r in table1_df.itertuples()}
+            if table1_df is not None and len(table1_df) else {})
+    rows = []
+    for (ds, arch), g in ea.groupby(["dataset", "arch"], sort=False):
+        a = best.get((ds, arch), math.nan)
+        if not _finite(a):
+            wins = g.groupby("alpha")["success"].sum().sort_index()
+            a = float(wins.idxmax()) if len(wins) else math.nan
+        at = g[np.isclose(g["alpha"], a)] if _finite(a) else g.iloc[:0]
+        won, start = at[at["success"]], g["success"] & (g["iters_used"] == 0)
+        med = (lambda c: float(won[c].median()) if len(won) else math.nan)
+        rows.append({"dataset": ds, "arch": arch, "alpha": a, "n_images": int(g["image"].nunique()),
+                     "successes": len(won), "at_start": int((won["iters_used"] == 0).sum()),
+                     "at_start_pct": 100.0 * float((won["iters_used"] == 0).mean()) if len(won) else math.nan,
+                     "median_iters": med("iters_used"), "median_l2": med("l2"), "median_psnr": med("psnr"),
+                     "successes_all_alphas": int(g["success"].sum()), "at_start_all_alphas": int(start.sum())})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def _one_hot(preds: list[list[int]], num_classes: int) -> torch.Tensor:
     """Per-image per-exit predictions -> logits ``[E, N, C]`` whose argmax is those predictions."""
     p = torch.tensor(preds, dtype=torch.long).T  # [E, N]
@@ -760,7 +799,7 @@ def finding_9(table1_df: pd.DataFrame, margin: float = 0.0, per_image: pd.DataFr
     ex = ({r.arch: r.exits for r in table1_df.itertuples()} if "exits" in table1_df else {})
     n_images = int(table1_df.groupby("dataset")["n_images"].max().sum())
     parts = [f"{c['dataset']}: resnet56 {c['resnet56']:.1f}% vs {c['other']} {c['other_rate']:.1f}%, difference "
-             f"{c['difference']:.1f} pp [{c['lo']:.1f}, {c['hi']:.1f}] ({c['interval']}; {c['outcome']})"
+             f"{c['difference']:.1f} pp {metrics.interval_text(c['lo'], c['hi'])} ({c['interval']}; {c['outcome']})"
              for c in comps]
     support = sum(c["outcome"] == "supports" for c in comps)
     psupport = sum(c["outcome"] == "supports" for c in pcomps)
@@ -818,7 +857,9 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     pooled = 100.0 * k.sum() / n.sum()
     if transfer is not None and len(transfer):
         rows = transfer[transfer["a_success"]] if examples == "successful" else transfer
-        pooled, plo, phi = metrics.bootstrap_rate(rows["image"], rows["b_full_success"], n_boot=n_boot, seed=seed)
+        # one resampling unit per image of each dataset: image ids restart at 0 in every dataset
+        unit = rows.groupby(["dataset", "image"], sort=False).ngroup()
+        pooled, plo, phi = metrics.bootstrap_rate(unit, rows["b_full_success"], n_boot=n_boot, seed=seed)
         how = f"bootstrap over images, {n_boot} replicates, seed {seed}"
         n_images = int(rows[["dataset", "image"]].drop_duplicates().shape[0])
     else:
@@ -838,7 +879,8 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     pairs = [f"{r.surrogate_arch}->{r.target_arch}: T1 {r.t1:.1f}%, T2 {r.t2:.2f}, full {r.full_success_on_b:.1f}% "
              f"[{lo:.1f}, {hi:.1f}] of {int(r.n)}" for r, (lo, hi) in zip(t.itertuples(), pair_ci)]
     paper = (f" Paper means over the same pairs: T1 {p_t1:.1f}%, T2 {p_t2:.2f}." if not math.isnan(p_t1) else "")
-    evidence = (f"pooled over {len(t)} ordered pairs ({n_images} images): {pooled:.1f}% [{plo:.1f}, {phi:.1f}] "
+    evidence = (f"pooled over {len(t)} ordered pairs ({n_images} images): {pooled:.1f}% "
+                f"{metrics.interval_text(plo, phi)} "
                 f"({how}) of examples reach full Early-Attack success on the target (threshold {threshold:g}%; max "
                 f"per pair {max_full:.1f}%); mean T1 {mean_t1:.1f}%, mean T2 {mean_t2:.2f}. {'; '.join(pairs)}.{paper}")
     return {"finding": 10, "verdict": verdict, "evidence": evidence, "n_images": n_images,
