@@ -378,3 +378,16 @@ def test_provenance_names_the_profile_fields_each_result_changed(two_seeds, tmp_
     write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "zoo"), {}, rec)
     one = claims.provenance_table(tmp_path, "smoke", ["cifar10-jpeg"])
     assert list(one["profile changes"]) == ["n_eval 50 (smoke: 200)"]
+
+
+def test_best_alpha_cell_holds_when_the_papers_alpha_ties_for_the_best_rate():
+    """The paper's CIFAR-100 ResNet-56 row ties (96 % at alpha 1 and 20); Table 1 names the smallest tied
+    alpha, and the paper's alpha among the tied ones is the same best alpha."""
+    rows = [{"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": "early_attack", "alpha": a, "image": i,
+             "success": i < k} for a, k in ((0.1, 96), (1.0, 96), (20.0, 50)) for i in range(100)]
+    pi = pd.DataFrame(rows)
+    tables = {"table1": rq4.table1(pi), "table2": rq4.table2(pi)}
+    tie = claims._best_alpha_measure(tables, "vgg16", paper_alpha=1.0)
+    assert tables["table1"]["best_alpha"].item() == 0.1 and tie.verdict == "holds" and "ties" in tie.evidence
+    worse = claims._best_alpha_measure(tables, "vgg16", paper_alpha=20.0)
+    assert worse.verdict == "does not hold"  # 50 % [40, 60] against 96 % [90, 98]: told apart

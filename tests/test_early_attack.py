@@ -181,6 +181,18 @@ def test_any_size_and_class_count():
     assert ((res.p >= 0) & (res.p < 13)).all()
 
 
+def test_runs_under_a_callers_no_grad():
+    """As the L-inf attacks: a caller's torch.no_grad() (an evaluation loop) changes nothing."""
+    model = DyNN(make_tiny_backbone(seed=3)).eval()
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    w0 = initial_w(x, "random", torch.Generator().manual_seed(0))
+    free = early_attack(model, x, alpha=1.0, iters=6, w0=w0)
+    with torch.no_grad():
+        inside = early_attack(model, x, alpha=1.0, iters=6, w0=w0)
+    assert torch.equal(free.x_adv, inside.x_adv) and torch.equal(free.iters_used, inside.iters_used)
+    assert (inside.iters_used > 0).any()  # some sample took Adam updates, so gradients did flow
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_mode_and_weights_restored(training):
     model = DyNN(make_tiny_backbone()).train(training)
@@ -322,5 +334,7 @@ def test_baseline_errors(tiny_dynn, tiny_sdnn):
         early_attack_baseline(tiny_dynn, x, attack="cw")
     with pytest.raises(ValueError, match="exit_loss"):
         early_attack_baseline(tiny_dynn, x, exit_loss="final")
+    with pytest.raises(ValueError, match="return_info is fixed by the baseline"):
+        early_attack_baseline(tiny_dynn, x, return_info=True)
     with pytest.raises(ValueError, match="eps"):
         early_attack_baseline(tiny_dynn, x, eps=-0.1)

@@ -1,4 +1,5 @@
 """Early-exit rule, calibration and the two inference paths."""
+import numpy as np
 import pytest
 import torch
 
@@ -35,6 +36,17 @@ def test_bad_thresholds_are_rejected():
         ee.exit_numbers(z, (0.9, 0.9, 0.9))
     with pytest.raises(ValueError, match=r"tau must lie in \[0, 1\].*1.5"):
         ee.exit_numbers(z, 1.5)
+    with pytest.raises(ValueError, match="tau must be a number in \\[0, 1\\] or one per internal exit, got True"):
+        ee.exit_numbers(z, True)
+
+
+def test_any_real_number_is_one_global_tau():
+    z, labels = _logits(), torch.tensor([0, 0, 0, 1])
+    for tau in (1, np.float32(0.9), np.float64(0.9), 0.9):
+        assert torch.equal(ee.exit_numbers(z, tau), ee.exit_numbers(z, float(tau)))
+        r = ee.report(z, labels, tau)
+        assert r.tau == float(tau) and isinstance(r.tau, float)
+    assert ee.report(z, labels, (np.float32(1.0), 0.9)).tau == (1.0, 0.9)
 
 
 def test_calibration_picks_smallest_tau_within_one_point():

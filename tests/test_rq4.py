@@ -94,6 +94,26 @@ def test_table1_best_alpha_tie_takes_smallest():
     assert t2["paper alpha=1"].item() == 35 and t2["paper alpha=20"].item() == 10
 
 
+def test_success_detail_counts_successes_before_any_update():
+    """Successes with iters_used == 0 are the random start itself; counted at the best alpha and over
+    the grid, with the medians over the best alpha's successes."""
+    def row(alpha, image, success, iters, psnr):
+        return {"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": "early_attack", "alpha": alpha,
+                "image": image, "success": success, "iters_used": iters, "l2": 40.0 / psnr, "psnr": psnr}
+    rows = [row(1.0, 0, True, 0, 8.0), row(1.0, 1, True, 120, 30.0), row(1.0, 2, True, 300, 32.0),
+            row(1.0, 3, False, 1000, 20.0), row(0.1, 0, True, 0, 8.5), row(0.1, 1, False, 1000, 25.0),
+            row(0.1, 2, False, 1000, 25.0), row(0.1, 3, False, 1000, 25.0)]
+    pi = pd.DataFrame(rows)
+    t1 = pd.DataFrame([{"dataset": "cifar10", "arch": "vgg16", "best_alpha": 1.0}])
+    d = rq4.success_detail(pi, t1).iloc[0]
+    assert (d["alpha"], d["n_images"], d["successes"], d["at_start"]) == (1.0, 4, 3, 1)
+    assert d["at_start_pct"] == pytest.approx(100 / 3) and d["median_iters"] == 120 and d["median_psnr"] == 30.0
+    assert (d["successes_all_alphas"], d["at_start_all_alphas"]) == (4, 2)
+    assert rq4.success_detail(pi).iloc[0]["alpha"] == 1.0  # without Table 1: the alpha with the most successes
+    none = rq4.success_detail(pi.assign(success=False), t1).iloc[0]
+    assert none["successes"] == 0 and math.isnan(none["at_start_pct"]) and math.isnan(none["median_psnr"])
+
+
 def test_transfer_t1_t2_match_metrics(result):
     store, ws, out = result
     tr, t3 = out["transfer"], out["table3"]
@@ -256,6 +276,28 @@ def test_findings_on_paper_numbers_and_synthetic_tables():
     f10 = rq4.finding_10(t3([40.0, 30.0]))
     assert f10["verdict"] == "does not hold" and f10["mean_t1"] == 75.0 and f10["mean_t2"] == 1.5
     assert f10["n_images"] == 100 and "[" in f10["evidence"]
+
+
+def test_finding_10_resamples_each_datasets_images_as_their_own_units():
+    """Image ids restart at 0 in every dataset: CIFAR-10 image 3 and CIFAR-100 image 3 are two
+    resampling units, not one."""
+    rng = np.random.default_rng(1)
+    rows = [{"dataset": ds, "surrogate_arch": a, "target_arch": b, "image": i, "a_success": True,
+             "b_full_success": bool(rng.random() < 0.1)}
+            for ds in ("cifar10", "cifar100") for a, b in (("vgg16", "resnet56"), ("resnet56", "vgg16"))
+            for i in range(30)]
+    transfer = pd.DataFrame(rows)
+    t3 = (transfer.groupby(["dataset", "surrogate_arch", "target_arch"], as_index=False)["b_full_success"]
+          .agg(n="size", n_full_success="sum"))
+    t3 = t3.assign(full_success_on_b=100 * t3["n_full_success"] / t3["n"], t1=80.0, t2=1.0, paper_t1=np.nan,
+                   paper_t2=np.nan)
+    f10 = rq4.finding_10(t3, transfer=transfer, n_boot=400)
+    units = transfer.groupby(["dataset", "image"]).ngroup()
+    assert units.nunique() == 60 and f10["n_images"] == 60
+    want = metrics.bootstrap_rate(units, transfer["b_full_success"], n_boot=400)
+    assert (f10["pooled_full_success_on_b"], f10["pooled_lo"], f10["pooled_hi"]) == pytest.approx(want)
+    merged = metrics.bootstrap_rate(transfer["image"], transfer["b_full_success"], n_boot=400)
+    assert (f10["pooled_lo"], f10["pooled_hi"]) != pytest.approx(merged[1:])  # what clustering by image alone gave
 
 
 def test_finding_9_bootstrap_is_paired_over_images():
