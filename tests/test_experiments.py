@@ -592,3 +592,4 @@ def test_generation_cost_counts_macs_up_to_the_exit_used(monkeypatch):
     monkeypatch.setattr(metrics, "MIN_BOOTSTRAP_IMAGES", 1)  # the SDNN side has one image
     f2 = rq1.finding_2(df)  # time: one batch each, no interval
     assert f2["verdict"] == "holds" and f2["time_verdict"] == "inconclusive"
+    assert "[no interval: a side has under 2 timed batches]" in f2["evidence"]

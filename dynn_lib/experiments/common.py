@@ -723,12 +723,14 @@ def verdict(checks: Sequence, reason: str = "") -> str:
     return verdicts.combine(outcomes, reason)
 
 
-def fmt(v: float, unit: str = "", digits: int = 1, lo: float | None = None, hi: float | None = None) -> str:
+def fmt(v: float, unit: str = "", digits: int = 1, lo: float | None = None, hi: float | None = None,
+        missing: str | None = None) -> str:
     """A number for an evidence sentence (nan -> 'n/a'), with its 95 % interval when ``lo`` and
-    ``hi`` are given: ``"12.3 pp [4.1, 20.5]"``."""
+    ``hi`` are given: ``"12.3 pp [4.1, 20.5]"`` (NaN bounds: why there is none, ``missing`` or the
+    bootstrap's reason, :func:`dynn_lib.metrics.interval_text`)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     out = f"{v:.{digits}f}{unit}"
     if lo is not None and hi is not None:
-        out += " " + metrics.interval_text(lo, hi, digits)
+        out += " " + metrics.interval_text(lo, hi, digits, missing)
     return out

@@ -362,11 +362,15 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
     n_images = int(per_image[["dataset", "image"]].drop_duplicates().shape[0])
     m_hold = sum(c["macs_outcome"] == "supports" for c in comps)
     t_hold = sum(c["time_outcome"] == "supports" for c in comps)
+    def time_difference(c):
+        return fmt(c["seconds_difference"] * 1e3, " ms", 2, c["seconds_lo"] * 1e3, c["seconds_hi"] * 1e3,
+                   missing="a side has under 2 timed batches")
+
     parts = [f"{c['dataset']} {c['attack']} ε={c['eps_255']:g}/255 {c['arch']}: MACs DyNN {c['macs_dynn'] / 1e6:.1f} M "
              f"vs SDNN {c['macs_sdnn'] / 1e6:.1f} M, difference "
              f"{fmt(c['macs_difference'] / 1e6, ' M', lo=c['macs_lo'] / 1e6, hi=c['macs_hi'] / 1e6)} "
              f"({c['macs_outcome']}); time DyNN {c['seconds_dynn'] * 1e3:.2f} ms vs SDNN {c['seconds_sdnn'] * 1e3:.2f} ms, "
-             f"difference {fmt(c['seconds_difference'] * 1e3, ' ms', 2, c['seconds_lo'] * 1e3, c['seconds_hi'] * 1e3)} "
+             f"difference {time_difference(c)} "
              f"over {c['batches_dynn']}+{c['batches_sdnn']} batches ({c['time_outcome']})" for c in comps]
     out = {"finding": 2, "claim": "DyNN surrogates generate adversarial examples more efficiently (and effectively)",
            "verdict": macs_v, "time_verdict": time_v,
