@@ -85,7 +85,7 @@ import pandas as pd
 
 from . import data, metrics, profiles, verdicts, versions
 from .experiments import appendix, rq1, rq2, rq3, rq4
-from .experiments.common import larger_smaller
+from .experiments.common import larger_smaller, one_row_per_cell
 from .experiments.runner import QUESTIONS, load_record, load_results, model_conflicts, results_path
 
 __all__ = ["COLUMNS", "VERDICTS", "FINDINGS", "STAND_INS", "claims_ledger", "results_dirs", "summary_counts",
@@ -584,7 +584,7 @@ def _matched(big: pd.DataFrame, small: pd.DataFrame, keys: Sequence[str], k_col:
         df = df.copy()
         if k_col not in df.columns:
             df[k_col] = (df[rate_col] * df[n_col] / 100).round()
-        return df.groupby(list(keys), sort=False)[[k_col, n_col, rate_col]].first()
+        return one_row_per_cell(df, keys)[[k_col, n_col, rate_col]]
 
     a, b = counts(big), counts(small)
     out = []

@@ -502,6 +502,9 @@ def test_cross_dataset_findings_compare_matched_cells_with_newcombe():
     assert rq3.finding_8([c10, c100])["verdict"] == "holds" and rq3.finding_8([c10, c100])["comparisons"] == 2
     assert rq2.finding_5([summ("cifar10", 6, 20), summ("cifar100", 8, 20)])["verdict"] == "inconclusive"
     assert rq3.finding_8([c10, c10.assign(dataset="cifar10-jpeg")])["verdict"].startswith("not testable")
+    # two seeds' summaries of one dataset concatenated: an error naming the cell, not one row picked silently
+    with pytest.raises(ValueError, match="2 summary rows share their cell .*'attack': 'fgsm'"):
+        rq2.finding_5([pd.concat([c10, c10.iloc[[0]].assign(n_raised_gt1=5)]), c100])
 
 
 def test_rq2_findings_decide_with_intervals():

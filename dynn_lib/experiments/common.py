@@ -62,7 +62,7 @@ from ..zoo import Workspace
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
            "run_attack", "transfer_table", "whitebox_table", "transfer_key", "whitebox_key", "deployed", "verdict",
            "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits",
-           "setting_tables", "compare_datasets", "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
+           "setting_tables", "one_row_per_cell", "compare_datasets", "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
 
 TABLE_VERSION = 4
 """Bumped when the content of a stored table changes meaning (part of every cache key).
@@ -669,6 +669,18 @@ def larger_smaller(datasets: Sequence[str]) -> tuple[str, str] | None:
     return by[-1], by[0]
 
 
+def one_row_per_cell(summary: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``summary`` indexed by ``keys``, which must name one row each; two rows of one cell (two
+    seeds' or two exit losses' summaries concatenated, say) are an error naming the cell, never
+    silently one of them."""
+    dup = summary.duplicated(list(keys), keep=False)
+    if dup.any():
+        first = summary.loc[dup, list(keys)].iloc[0].tolist()
+        raise ValueError(f"{int(dup.sum())} summary rows share their cell {dict(zip(keys, first))} (keys "
+                         f"{list(keys)}); pass one run's summary per dataset")
+    return summary.set_index(list(keys))
+
+
 def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Sequence[str],
                      count: str | None = None, total: str = "n") -> tuple[list[dict], str]:
     """Matched comparisons of ``metric`` (a % share) between the dataset with the larger models
@@ -693,8 +705,8 @@ def compare_datasets(summaries: Sequence[pd.DataFrame], metric: str, keys: Seque
         return [], "needs two datasets whose models differ in size (e.g. CIFAR-10 and CIFAR-100)"
     big, small = pair
     cols = [metric] + ([count, total] if count else [])
-    a = allsum[allsum["dataset"] == big].groupby(list(keys), sort=False)[cols].first()
-    b = allsum[allsum["dataset"] == small].groupby(list(keys), sort=False)[cols].first()
+    a = one_row_per_cell(allsum[allsum["dataset"] == big], keys)[cols]
+    b = one_row_per_cell(allsum[allsum["dataset"] == small], keys)[cols]
     out = []
     for k in a.index.intersection(b.index):
         x, y = float(a.loc[k, metric]), float(b.loc[k, metric])
