@@ -8,8 +8,12 @@
   the SDN code, whose loop counts epochs from 1: with the 0-based epoch ``e`` used here,
   ``w_i(e) = min(max_i, 0.01 + (e + 1) * max_i / epochs)``.
 * ``ic_only``: IC heads on a trained CNN whose backbone is frozen (parameters and BatchNorm
-  statistics: the backbone stays in eval mode). Adam lr 1e-3 (weight decay 1e-4, as the SDN code),
-  25 epochs, lr x0.1 at epoch 15, loss ``sum_i CE(IC_i)``. Its final exit *is* the CNN.
+  statistics: the backbone stays in eval mode). Adam lr 1e-3 with the CNN recipe's weight decay
+  (5e-4 for VGG, 1e-4 otherwise: the SDN code keeps it for IC-only training), 25 epochs, lr x0.1
+  at epoch 15, loss ``sum_i CE(IC_i)``. Its final exit *is* the CNN.
+
+Milestones count epochs from 1, as the SDN code's loop does (it steps its scheduler at the start
+of 1-based epoch E, so the rate drops *during* epoch 35: 34 epochs at 0.1, 16 at the last rate).
 
 Those are the ``paper`` profile's numbers; a profile may change the batch, the epochs, the peak
 learning rate and the schedule (``multistep`` or ``onecycle``: see :func:`learning_rate`).
@@ -125,12 +129,13 @@ def recipe_config(recipe: str, arch: str, dataset: str, profile: str | Profile =
     common = dict(n_train=prof.n_train, batch_size=prof.batch_size, amp=prof.amp, channels_last=prof.channels_last,
                   cuda_graph=prof.cuda_graph, lr_schedule=prof.lr_schedule, warmup_frac=prof.warmup_frac,
                   checkpoint_every=prof.checkpoint_every, checkpoint_minutes=prof.checkpoint_minutes)
+    weight_decay = 5e-4 if arch == "vgg16" else 1e-4  # the SDN code's, for its IC-only training too
     if recipe == "ic_only":
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.ic_epochs, optimizer="adam", lr=prof.ic_lr,
-                          weight_decay=1e-4, milestones=prof.ic_milestones, **common)
+                          weight_decay=weight_decay, milestones=prof.ic_milestones, **common)
     else:
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.cnn_epochs, lr=prof.lr,
-                          weight_decay=5e-4 if arch == "vgg16" else 1e-4, milestones=prof.cnn_milestones, **common)
+                          weight_decay=weight_decay, milestones=prof.cnn_milestones, **common)
     cfg = replace(cfg, **overrides)
     validate(cfg)
     return cfg
@@ -181,15 +186,16 @@ def ic_loss_weights(cfg: TrainConfig, epoch: int, num_ics: int) -> list[float]:
 def learning_rate(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """Learning rate of 0-based ``step`` of 0-based ``epoch`` (``steps_per_epoch`` steps each).
 
-    ``multistep``: ``lr * gamma**k`` with k the number of milestones <= epoch (as torch's
-    MultiStepLR stepped once per epoch). ``onecycle``: over all ``T = epochs * steps_per_epoch``
+    ``multistep``: ``lr * gamma**k`` with k the number of milestones <= ``epoch + 1``, the 1-based
+    epoch (the SDN code steps its scheduler at the start of each 1-based epoch, so milestone 35
+    already applies in the 35th epoch). ``onecycle``: over all ``T = epochs * steps_per_epoch``
     steps, global step ``k`` has ``lr * (k + 1) / W`` for ``k < W = max(1, round(warmup_frac * T))``
     (no warm-up when ``warmup_frac`` is 0), then ``lr * (1 + cos(pi * (k - W) / (T - W))) / 2``.
     """
     if cfg.lr_schedule == "multistep":
         lr = cfg.lr
         for m in sorted(cfg.milestones):
-            if epoch >= m:
+            if epoch + 1 >= m:
                 lr *= cfg.gamma
         return lr
     total = cfg.epochs * steps_per_epoch

@@ -1,5 +1,6 @@
 """Training recipes: determinism, resume (dropout, checkpoint cadence), IC-only freezing, SDN weights, schedules,
 profiles, precision flags, the graphed-step path (emulated on the CPU), bad input."""
+import dataclasses
 import math
 import shutil
 from dataclasses import replace
@@ -186,14 +187,26 @@ def test_workspace_reuses_stored_model_and_reports_corrupt_one(tmp_path):
 
 
 # -- schedules, profiles, precision, graphed step -------------------------------------------------
-def test_multistep_learning_rate_equals_torch_multisteplr():
+def test_multistep_learning_rate_follows_the_sdn_code():
+    """The SDN code's loop: ``for epoch in range(1, epochs + 1): scheduler.step(); train(...)`` with a
+    multi-step scheduler, so milestone m applies from the m-th (1-based) epoch on."""
     cfg = _cfg(epochs=12, milestones=(3, 7, 10), lr=0.1)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[3, 7, 10], gamma=0.1)
-    for epoch in range(12):
-        assert T.learning_rate(cfg, epoch, 5, 9) == opt.param_groups[0]["lr"], epoch
+    for epoch in range(12):  # 0-based here, epoch + 1 in the SDN code
         opt.step()
-        sched.step()
+        sched.step()  # at the start of the SDN code's epoch
+        assert T.learning_rate(cfg, epoch, 5, 9) == pytest.approx(opt.param_groups[0]["lr"]), epoch
+    paper = T.recipe_config("cnn", "resnet56", "synthetic", "paper")
+    lrs = [T.learning_rate(paper, e, 0, 1) for e in range(paper.epochs)]
+    assert [lrs.count(v) for v in sorted(set(lrs), reverse=True)] == [34, 25, 25, 16]
+
+
+def test_ic_only_keeps_the_cnn_recipes_weight_decay():
+    for arch, wd in (("vgg16", 5e-4), ("resnet56", 1e-4), ("mobilenet", 1e-4)):
+        cnn = T.recipe_config("cnn", arch, "synthetic", "paper")
+        ic = T.recipe_config("ic_only", arch, "synthetic", "paper", base=dataclasses.asdict(cnn))
+        assert cnn.weight_decay == ic.weight_decay == wd and ic.optimizer == "adam"
 
 
 def test_onecycle_learning_rate():
