@@ -383,6 +383,9 @@ def _cell_measure(row: pd.Series, col: str, n_col: str, paper: float, tol: float
     if math.isnan(v):
         return _M(v, n_images=n, verdict="not testable: reproduced value undefined (no images or no examples)",
                   evidence="reproduced value undefined (no images or no examples)")
+    if math.isnan(lo) or math.isnan(hi):  # a bootstrap over too few images: the value stands, no interval
+        return _M(v, lo, hi, n, "inconclusive: no interval at this n, so the paper's number cannot be judged",
+                  f"reproduced {_num(v, digits, unit)} over {n} images {_ci(lo, hi, digits)}; paper {paper:g}{unit}")
     verdict = verdicts.agreement(lo, hi, paper, tol)
     ev = (f"reproduced {_num(v, digits, unit)} with 95 % interval {_ci(lo, hi, digits)} over {n} images, widened by "
           f"the tolerance {tol:g}{unit}: {_ci(lo - tol, hi + tol, digits)}; paper {paper:g}{unit} "
@@ -392,9 +395,10 @@ def _cell_measure(row: pd.Series, col: str, n_col: str, paper: float, tol: float
 
 
 def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha: float) -> _M | None:
-    """Best α of one run: "holds" when it is the paper's, or the paper's α ties with it for the
-    best rate; "inconclusive" when the success at the paper's α has a Wilson interval overlapping
-    the best one's (the two α cannot be told apart at this n); "does not hold" otherwise."""
+    """Best α of one run: "not testable" when no α succeeded; "inconclusive" when every α gives the
+    same rate; "holds" when the best α is the paper's, or the paper's α ties with it for the best
+    rate; "inconclusive" when the success at the paper's α has a Wilson interval overlapping the
+    best one's (the two α cannot be told apart at this n); "does not hold" otherwise."""
     t1 = _rows_where(tables.get("table1", pd.DataFrame()), arch=arch) if "table1" in tables else pd.DataFrame()
     if not len(t1):
         return None
@@ -403,9 +407,17 @@ def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha:
     if math.isnan(best):
         return _M(best, n_images=n, verdict="not testable: no Early-Attack rate in this run",
                   evidence="no Early-Attack rate")
+    if float(r["early_attack"]) == 0:
+        return _M(best, n_images=n, verdict="not testable: no α succeeded, so there is no best α",
+                  evidence=f"0 successes at every α on {n} images")
+    t2 = _rows_where(tables.get("table2", pd.DataFrame()), arch=arch) if "table2" in tables else pd.DataFrame()
+    rates = ({float(v) for c, v in t2.iloc[0].items() if str(c).startswith("alpha=") and not str(c).endswith(
+        ("_lo", "_hi"))} if len(t2) else set())
+    if len(rates) == 1:
+        return _M(best, n_images=n, verdict="inconclusive: every α gives the same rate, so no α is the best",
+                  evidence=f"{rates.pop():.1f}% at every α on {n} images")
     if math.isclose(best, paper_alpha):
         return _M(best, n_images=n, verdict="holds", evidence=f"best α {best:g} = paper's {paper_alpha:g}")
-    t2 = _rows_where(tables.get("table2", pd.DataFrame()), arch=arch) if "table2" in tables else pd.DataFrame()
     col = rq4.alpha_column(paper_alpha)
     if not len(t2) or col not in t2.columns:
         return _M(best, n_images=n, verdict=f"not testable: α={paper_alpha:g} not in this run's grid",
@@ -559,7 +571,8 @@ def _statement_row(runs: _Runs, datasets: Sequence[str], st: _Statement) -> dict
 def _judged(value: float, lo: float, hi: float, n: int, outcome: str, evidence: str) -> _M:
     """A statement's run measurement from one comparison outcome (``verdicts.combine``)."""
     if math.isnan(value):
-        return _M(value, lo, hi, n, "not testable: no rows for this setting in the run", evidence)
+        return _M(value, lo, hi, n, "not testable: nothing to measure (no row for this setting, or an empty "
+                  "denominator such as no flipped input)", evidence)
     return _M(value, lo, hi, n, verdicts.combine([outcome]), evidence)
 
 

@@ -56,7 +56,7 @@ EMPTY = "—"
 LABELS: dict[str, str] = {
     "eps_255": "ε (/255)", "eps": "ε (/255)", "tau": "τ", "alpha": "α",
     "n": "images", "n_images": "images", "n_correct": "target-correct images", "n_flipped": "final flipped",
-    "n_seeds": "seeds", "seeds": "seeds",
+    "n_seeds": "seeds run", "seeds": "seeds",
     "success_rate": "success % (target-correct)", "success_rate_all": "success % (all images)",
     "clean_accuracy": "target clean acc. %", "seconds_per_example": "ms / example",
     "macs_per_example": "MMACs / example", "mean_psnr": "PSNR (dB)",
@@ -426,7 +426,7 @@ def findings(results: Iterable[Mapping[str, Any]], *, profile: str | None = None
 # ---------------------------------------------------------------------------------- the claims ledger
 
 UNCOMPARED = ("not testable",)
-"""Verdict families of ledger rows that this build's data cannot decide (another dataset, nothing run)."""
+"""Verdict families of ledger rows that this build's data cannot test (another dataset, nothing run or measurable)."""
 
 
 def _family(verdict: Any) -> str:
@@ -447,13 +447,13 @@ def ledger_table(rows: pd.DataFrame, columns: Sequence[str], caption: str, *, st
     # a column constant over the table (the dataset used, the number of seeds) goes to the caption
     const = [c for c in ("dataset_used", "n_seeds") if c in cols and len(rows) and rows[c].astype(str).nunique() == 1]
     if const:
-        label = {"dataset_used": "dataset used", "n_seeds": "seeds"}
+        label = {"dataset_used": "dataset used", "n_seeds": "seeds run"}
         caption = caption.rstrip() + " " + "; ".join(f"{label[c]}: {rows[c].iloc[0]}" for c in const) + "."
         cols = [c for c in cols if c not in const]
     undecided = rows["verdict"].map(_family).isin(UNCOMPARED)
     shown, hidden = rows[~undecided], rows[undecided]
 
-    names = {"claim_id": "id", "n_seeds": "seeds", "dataset_used": "dataset used", "paper_value": "paper",
+    names = {"claim_id": "id", "n_seeds": "seeds run", "dataset_used": "dataset used", "paper_value": "paper",
              "reproduced_value": "this build"}  # "verdict", "evidence", "claim" keep their names (styled)
 
     def render(part: pd.DataFrame) -> str:
@@ -462,12 +462,13 @@ def ledger_table(rows: pd.DataFrame, columns: Sequence[str], caption: str, *, st
             renamed = renamed.assign(verdict=renamed["verdict"].astype(str) + f" {tag}")
         return f'<div class="dynn-table-wrap">{styler(renamed, [names.get(c, c) for c in cols]).to_html()}</div>'
 
-    parts = [f'<p class="dynn-ledger-caption">{html.escape(caption)} {len(shown)} row(s) decided by this '
-             f"build; {len(hidden)} that its data cannot decide are collapsed below.</p>"]
-    parts.append(render(shown) if len(shown) else "<p><i>No row of this table could be decided by this build.</i></p>")
+    parts = [f'<p class="dynn-ledger-caption">{html.escape(caption)} {len(shown)} row(s) tested by this '
+             f"build (an inconclusive one is tested, not decided); {len(hidden)} that its data cannot test are "
+             f"collapsed below.</p>"]
+    parts.append(render(shown) if len(shown) else "<p><i>No row of this table could be tested by this build.</i></p>")
     if len(hidden):
-        parts.append(f"<details><summary>{len(hidden)} row(s) this build cannot decide (another dataset, "
-                     f"or nothing published): show</summary>{render(hidden)}</details>")
+        parts.append(f"<details><summary>{len(hidden)} row(s) this build cannot test (another dataset, nothing "
+                     f"published, or nothing to measure): show</summary>{render(hidden)}</details>")
     parts.append(f'<p class="dynn-table-foot">{csv_link(rows, csv)}</p>')
     text = f"{caption}\n{rows[cols].to_string(index=False)}"
     return HTMLBlock("".join(parts), text, rows)
@@ -493,7 +494,9 @@ def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence
     tag = profile_tag(profile, datasets, generated)
     fam = ledger["verdict"].map(_family)
     decided = ledger[~fam.isin(UNCOMPARED)]
-    agree = int(decided["verdict"].map(_family).isin(["holds"]).sum())
+    counts = decided["verdict"].map(_family).value_counts()
+    counts = {v: int(counts.get(v, 0)) for v in _v.VERDICTS}
+    agree = counts["holds"]
     changed = sorted({c for c in changes if c and c != "none"})
     if len(changed) == 1:
         how = f" (changed: {changed[0]})"
@@ -507,7 +510,9 @@ def site_summary_markdown(ledger: pd.DataFrame, profile: str, datasets: Sequence
              "",
              f"The {{doc}}`claims ledger <_generated/claims>` lists {len(ledger)} statements of the paper (the ten "
              f"findings, the cells of its Tables 1-3 and percentages quoted in its text). This build's data "
-             f"decides {len(decided)} of them; {agree} of those agree with the paper (verdict: holds)."]
+             f"tests {len(decided)} of them: {agree} agree with the paper (holds), {counts['does not hold']} "
+             f"disagree (does not hold), {counts['partly']} partly agree and {counts['inconclusive']} are "
+             f"inconclusive (too few images or seeds to decide)."]
     if missing:
         names = ", ".join(f"{{doc}}`{QUESTION_PAGES[q][0]} <_generated/{QUESTION_PAGES[q][1]}>`" for q in missing)
         lines += ["", f"**A partial build:** the results folder holds no published result for {names} on "

@@ -511,9 +511,10 @@ call)."""
 
 def interval_text(lo: float | None, hi: float | None, digits: int = 1, missing: str | None = None) -> str:
     """A 95 % interval for a sentence: ``"[4.1, 20.5]"``, or why there is none: ``missing`` when
-    given, else the bootstrap's reason (NaN bounds: fewer than :data:`MIN_BOOTSTRAP_IMAGES` images)."""
+    given, else "too few images" (NaN bounds: a Wilson interval over 0 images, or a bootstrap over
+    fewer than :data:`MIN_BOOTSTRAP_IMAGES`)."""
     if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
-        return f"[no interval: {missing or f'under {MIN_BOOTSTRAP_IMAGES} images'}]"
+        return f"[no interval: {missing or 'too few images'}]"
     return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

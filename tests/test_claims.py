@@ -391,3 +391,16 @@ def test_best_alpha_cell_holds_when_the_papers_alpha_ties_for_the_best_rate():
     assert tables["table1"]["best_alpha"].item() == 0.1 and tie.verdict == "holds" and "ties" in tie.evidence
     worse = claims._best_alpha_measure(tables, "vgg16", paper_alpha=20.0)
     assert worse.verdict == "does not hold"  # 50 % [40, 60] against 96 % [90, 98]: told apart
+
+
+def test_best_alpha_cell_is_not_decided_when_no_alpha_stands_out():
+    def tables(k_per_alpha):
+        rows = [{"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": "early_attack", "alpha": a,
+                 "image": i, "success": i < k} for a, k in k_per_alpha for i in range(100)]
+        pi = pd.DataFrame(rows)
+        return {"table1": rq4.table1(pi), "table2": rq4.table2(pi)}
+
+    none = claims._best_alpha_measure(tables([(0.1, 0), (1.0, 0)]), "vgg16", paper_alpha=1.0)
+    assert none.verdict == "not testable: no α succeeded, so there is no best α"
+    flat = claims._best_alpha_measure(tables([(0.1, 100), (1.0, 100)]), "vgg16", paper_alpha=1.0)
+    assert flat.verdict.startswith("inconclusive: every α gives the same rate") and "100.0% at every α" in flat.evidence

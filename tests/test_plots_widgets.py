@@ -689,13 +689,13 @@ def test_ledger_rows_this_build_cannot_decide_are_collapsed_and_the_summary_says
     t = show.ledger_table(led, ["claim_id", "claim", "verdict", "evidence", "n_seeds", "dataset_used"], "Table C.9. x.")
     visible, _, collapsed = t.markup.partition("<details>")
     assert "needs CIFAR-100" in collapsed and "needs CIFAR-100" not in visible
-    assert "2 row(s) decided by this build; 1 that its data cannot decide" in visible
+    assert "2 row(s) tested by this build (an inconclusive one is tested, not decided); 1 that its data cannot test" in visible
     # n_seeds is constant (1): it moves to the caption; dataset_used varies and stays a column
-    assert "Table C.9. x. seeds: 1." in visible and ">seeds<" not in visible and ">dataset used<" in visible
+    assert "Table C.9. x. seeds run: 1." in visible and ">seeds run<" not in visible and ">dataset used<" in visible
     assert "n_seeds" not in visible.split("download=")[0]
     md = show.site_summary_markdown(led, "smoke", ["synthetic"])
     assert "**smoke**" in md and "[smoke · generated data]" in md
-    assert "lists 3 statements" in md and "decides 2 of them; 1 of those agree" in md
+    assert "lists 3 statements" in md and "tests 2 of them: 1 agree with the paper (holds), 1 disagree" in md
     assert "| F1 | a | holds [smoke · generated data] |" in md and "| F5 | b | not testable" in md
     assert "partial build" not in md
     part = show.site_summary_markdown(led, "smoke", ["synthetic"], missing=["rq1", "appendix"])
