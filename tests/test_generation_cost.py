@@ -52,6 +52,11 @@ def test_both_verdicts_from_per_image_rows():
     assert f["mean_macs_dynn"] == pytest.approx(CHEAP.mean()) and f["mean_macs_sdnn"] == 10e6
     assert "MACs per example" in f["evidence"] and "Wall time per example" in f["evidence"]
     assert rq1.finding_2(df, n_boot=300) == f  # seeded: reproducible from its record
+    # a DyNN-only surrogate (VGG-16) is in no comparison and in none of the headline means
+    vgg = rq1.finding_2(_table(*[_rows(*a) for a in (("mobilenet", "sdn", CHEAP, FAST), ("mobilenet", "cnn", FULL, SLOW),
+                                                    ("resnet56", "sdn", CHEAP, FAST), ("resnet56", "cnn", FULL, SLOW),
+                                                    ("vgg16", "sdn", 50 * FULL, SLOW))]), n_boot=300)
+    assert vgg["mean_macs_dynn"] == pytest.approx(CHEAP.mean()) and len(vgg["comparisons"]) == 2
 
     # reversed costs: the DyNN is the expensive one in both quantities
     rev = _table(_rows("mobilenet", "sdn", FULL + 5e6, SLOW), _rows("mobilenet", "cnn", FULL, FAST))
