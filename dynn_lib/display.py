@@ -445,16 +445,15 @@ def ledger_table(rows: pd.DataFrame, columns: Sequence[str], caption: str, *, st
         from .claims import style_ledger as styler
     cols = [c for c in columns if c in rows.columns]
     # a column constant over the table (the dataset used, the number of seeds) goes to the caption
+    names = {"claim_id": "id", "n_seeds": "seeds run", "dataset_used": "dataset used", "paper_value": "paper",
+             "reproduced_value": "this build"}  # "verdict", "evidence", "claim" keep their names (styled)
     const = [c for c in ("dataset_used", "n_seeds") if c in cols and len(rows) and rows[c].astype(str).nunique() == 1]
     if const:
-        label = {"dataset_used": "dataset used", "n_seeds": "seeds run"}
-        caption = caption.rstrip() + " " + "; ".join(f"{label[c]}: {rows[c].iloc[0]}" for c in const) + "."
+        caption = caption.rstrip() + " " + "; ".join(f"{names[c]}: {rows[c].iloc[0]}" for c in const) + "."
         cols = [c for c in cols if c not in const]
     undecided = rows["verdict"].map(_family).isin(UNCOMPARED)
     shown, hidden = rows[~undecided], rows[undecided]
 
-    names = {"claim_id": "id", "n_seeds": "seeds run", "dataset_used": "dataset used", "paper_value": "paper",
-             "reproduced_value": "this build"}  # "verdict", "evidence", "claim" keep their names (styled)
 
     def render(part: pd.DataFrame) -> str:
         renamed = part[cols].rename(columns=names)

@@ -68,12 +68,12 @@ from .store import atomic_write, git_commit, load_checkpoint
 RECIPES = ("cnn", "sdn", "ic_only")
 SDN_MAX_WEIGHTS = (0.15, 0.30, 0.45, 0.60, 0.75, 0.90)
 GRAPH_WARMUP_STEPS = 3
+"""Eager rehearsal steps before a CUDA-graph capture (torch's documented warm-up; undone after)."""
 _CAPTURE_FAILED: str | None = None
 """Why the first CUDA-graph capture of this process failed, or None. A capture that ends in an error
 can leave the CUDA caching allocator with a stale capture entry and its private pool unreleased
 (torch releases them only when ``capture_end`` succeeds), so after one failure every later training
 of the process steps eagerly (its record says why) rather than capturing again on that state."""
-"""Eager rehearsal steps before a CUDA-graph capture (torch's documented warm-up; undone after)."""
 
 
 @dataclass(frozen=True)

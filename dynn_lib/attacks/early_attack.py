@@ -17,9 +17,9 @@ its own, whatever the batch) and a sample that succeeds is frozen: its x' is cop
 iteration and its loss leaves the sum. Adam's moments would still move its w, but that w is
 never read again, so the batched result equals running each sample alone from the same w (up
 to floating-point rounding: another batch size can select other convolution kernels; a tiny
-DyNN on a CPU differed by at most 2.4e-7 of a pixel after 300 iterations). For the same reason ``alpha`` may differ per sample (a ``[B]``
-tensor): one batch runs a whole alpha grid, each row equal to its own single-alpha run in the
-same batch layout (bit for bit).
+DyNN on a CPU differed by at most 2.4e-7 of a pixel after 300 iterations). For the same reason
+``alpha`` may differ per sample (a ``[B]`` tensor): one batch runs a whole alpha grid, each row
+equal to its own single-alpha run in the same batch layout (bit for bit).
 
 No host synchronisation inside the loop: success bookkeeping is done with device masks
 (``torch.where``; the loss is ``(loss * ~done).sum()``), and the host reads "is every sample

@@ -62,7 +62,8 @@ from ..zoo import Workspace
 __all__ = ["ExperimentConfig", "COLUMNS", "LIST_COLUMNS", "DEPLOYED_COLUMNS", "GROUP_KEYS", "exit_outputs",
            "run_attack", "transfer_table", "whitebox_table", "transfer_key", "whitebox_key", "deployed", "verdict",
            "eps_255", "attack_steps", "surrogate_labels", "clean_exit_outputs", "clean_surrogate_labels", "num_exits",
-           "setting_tables", "one_row_per_cell", "compare_datasets", "larger_smaller", "final_flipped_and_first", "surrogate_exit_loss", "fmt"]
+           "setting_tables", "one_row_per_cell", "compare_datasets", "larger_smaller", "final_flipped_and_first",
+           "surrogate_exit_loss", "fmt"]
 
 TABLE_VERSION = 4
 """Bumped when the content of a stored table changes meaning (part of every cache key).

@@ -365,6 +365,7 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
     n_images = int(per_image[["dataset", "image"]].drop_duplicates().shape[0])
     m_hold = sum(c["macs_outcome"] == "supports" for c in comps)
     t_hold = sum(c["time_outcome"] == "supports" for c in comps)
+
     def time_difference(c):
         return fmt(c["seconds_difference"] * 1e3, " ms", 2, c["seconds_lo"] * 1e3, c["seconds_hi"] * 1e3,
                    missing="a side has under 2 timed batches")

@@ -578,8 +578,8 @@ def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = Non
     its final exit and something else at every internal one. Such a success says nothing about
     x; ``min_iters`` (the released code used 200) leaves them out.
 
-    Columns: ``alpha`` (the best α of :func:`table1`, else the α with the most successes; ties
-    to the smallest), ``n_images``, ``successes`` and ``at_start`` (successes with
+    Columns: ``alpha`` (the best α of ``table1_df``, by default :func:`table1` of ``per_image``),
+    ``n_images``, ``successes`` and ``at_start`` (successes with
     ``iters_used == 0``) at that α, ``at_start_pct`` (% of its successes, NaN without one),
     ``median_iters``, ``median_l2`` and ``median_psnr`` (dB) over its successes, then
     ``successes_all_alphas`` and ``at_start_all_alphas`` over the whole α grid.
@@ -587,14 +587,11 @@ def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = Non
     cols = ["dataset", "arch", "alpha", "n_images", "successes", "at_start", "at_start_pct", "median_iters",
             "median_l2", "median_psnr", "successes_all_alphas", "at_start_all_alphas"]
     ea = per_image[per_image["method"] == "early_attack"]
-    best = ({(r.dataset, r.arch): r.best_alpha for r in table1_df.itertuples()}
-            if table1_df is not None and len(table1_df) else {})
+    t1 = table1(per_image) if table1_df is None else table1_df
+    best = {(r.dataset, r.arch): r.best_alpha for r in t1.itertuples()}
     rows = []
     for (ds, arch), g in ea.groupby(["dataset", "arch"], sort=False):
         a = best.get((ds, arch), math.nan)
-        if not _finite(a):
-            wins = g.groupby("alpha")["success"].sum().sort_index()
-            a = float(wins.idxmax()) if len(wins) else math.nan
         at = g[np.isclose(g["alpha"], a)] if _finite(a) else g.iloc[:0]
         won, start = at[at["success"]], g["success"] & (g["iters_used"] == 0)
         med = (lambda c: float(won[c].median()) if len(won) else math.nan)
