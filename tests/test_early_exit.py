@@ -62,6 +62,24 @@ def test_calibration_picks_smallest_tau_within_one_point():
     assert rep.exit_counts == (2, 1, 1) and rep.mean_macs == pytest.approx((1 + 2 + 4 + 1) / 4)
 
 
+@pytest.mark.parametrize("n, final_ok", [(5000, 51), (5000, 3517), (1000, 777), (200, 101)])
+def test_calibration_accepts_a_drop_of_exactly_one_point(n, final_ok):
+    """Exactly tolerance x N fewer correct answers qualifies (a float32 mean misjudged 51/5000
+    against 1/5000); one more does not."""
+    drop = round(0.01 * n)
+    labels = torch.zeros(n, dtype=torch.long)
+    for lost in (drop, drop + 1):
+        # 2 exits, 2 classes; the final exit is right on the first final_ok inputs; the IC is
+        # confident (p ~ 0.73: below 0.8, the next grid τ that changes anything) on all and right on final_ok - lost of them
+        z = torch.zeros(2, n, 2)
+        z[1, :final_ok, 0] = 5.0
+        z[1, final_ok:, 1] = 5.0
+        z[0, :, 1] = 1.0
+        z[0, :final_ok - lost, :] = torch.tensor([1.0, 0.0])
+        assert (ee.early_exit_predict(z, 0.5)[0] == labels).sum() == final_ok - lost
+        assert ee.calibrate(z, labels) == (0.5 if lost == drop else 0.8)
+
+
 def test_fired_logits_select_the_exit_taken():
     z = _logits().requires_grad_()
     out = ee.fired_logits(z, 0.9)

@@ -270,9 +270,13 @@ def test_interrupted_workers_save_their_trainings_and_a_rerun_resumes_them(tmp_p
     import time
 
     store = tmp_path / "store"
+    # RQ4 on two architectures: its two SDN trainings run side by side (then small attack tables),
+    # which is what the kill needs at a third of the zoo's nine trainings' cost
     argv = [sys.executable, "-m", "dynn_lib.cli", "plan", "--run", "--workers", "2", "--datasets", "synthetic",
-            "--questions", "zoo", "--store", str(store), "--results", str(tmp_path / "results"), "--device", "cpu",
-            "-p", "n_train", "128", "-p", "cnn_epochs", "3", "-p", "checkpoint_every", "1", "-p", "n_eval", "8"]
+            "--questions", "rq4", "--store", str(store), "--results", str(tmp_path / "results"), "--device", "cpu",
+            "-p", "n_train", "128", "-p", "cnn_epochs", "3", "-p", "checkpoint_every", "1", "-p", "n_eval", "8",
+            "-p", "archs", "['resnet56', 'mobilenet']", "-p", "ea_images", "4", "-p", "ea_iters", "2",
+            "-p", "attack_steps", "1"]
     env = {**os.environ, "DYNN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300

@@ -200,20 +200,20 @@ class DyNN(nn.Module):
         return torch.cat(logit_parts)[order], torch.cat(exit_parts)[order]
 
     @torch.no_grad()
-    def forward_early_exit(self, x: torch.Tensor, taus: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_early_exit(self, x: torch.Tensor, taus: float | Sequence[float]
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """Real early-stopping inference: computation stops for a sample at its first firing exit.
 
         Args:
             x: [B, 3, H, W] pixels in [0,1].
-            taus: one threshold per internal exit (length ``num_exits - 1``); an input leaves at
-                exit i when its max softmax probability is >= taus[i]; the final exit always answers.
+            taus: one global threshold, or one per internal exit (length ``num_exits - 1``; any
+                other length is a ValueError); an input leaves at exit i when its max softmax
+                probability is >= taus[i]; the final exit always answers.
         Returns:
             (logits [B, C] float32 of the answering exit, exit number [B] int64, 0-based).
         Only the still-running samples are carried through each later stage, so the work done
         is the work early-exit deployment does (:meth:`forward_fired` without the graph).
         """
-        if len(taus) != len(self.ics):
-            raise ValueError(f"need {len(self.ics)} thresholds (one per internal exit), got {len(taus)}")
         logits, ex = self.forward_fired(x, taus)
         return logits.float(), ex
 
