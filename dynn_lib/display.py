@@ -115,6 +115,9 @@ COLUMN_FORMATS: list[tuple[str, Callable[[float], str]]] = [
 _MS_COLUMNS = ("seconds_per_example",)
 """Columns stored in seconds and shown in milliseconds."""
 
+_MILLION_COLUMNS = ("mean_delta_macs",)
+"""Columns stored as MAC counts and shown in millions (their :data:`LABELS` say "(M)")."""
+
 
 def formatter_for(column: str) -> Callable[[float], str]:
     """The number formatter :func:`table` uses for ``column`` (see :data:`COLUMN_FORMATS`)."""
@@ -221,7 +224,9 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             defined for that row or not reported"); ``""`` writes nothing.
         csv: file name of the CSV download (default: from the caption); ``False``: no link.
         intervals: show ``X_lo``/``X_hi`` as ``X [lo, hi]`` in the column of ``X``.
-        ms: columns stored in seconds, shown in milliseconds.
+        ms: columns stored in seconds, shown in milliseconds. (Also scaled, whatever the
+            arguments: ``mean_delta_macs``, stored in MACs, shown in millions; ``eps``, a
+            fraction of the pixel range, shown in 1/255 as ``eps_255`` is.)
         index: keep the DataFrame's index as leading columns.
         pretty: show attacks, architectures, pairs and datasets by their display names
             (``resnet56→vgg16`` -> ``ResNet-56 → VGG-16``); the CSV keeps the raw names.
@@ -250,8 +255,13 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             continue
         values = raw[col]
         name = labels.get(col, col)
-        scale = 1e3 if col in ms else 1.0
-        fmt_col = "ms / example" if col in ms else col
+        scale, fmt_col = 1.0, col
+        if col in ms:
+            scale, fmt_col = 1e3, "ms / example"
+        elif col in _MILLION_COLUMNS:
+            scale = 1e-6
+        elif col == "eps":  # a fraction of the pixel range, headed "ε (/255)" as eps_255 is
+            scale, fmt_col = 255.0, "eps_255"
         fmt = formats.get(col)
 
         def cell(v, col=col, fmt=fmt, scale=scale, fmt_col=fmt_col):

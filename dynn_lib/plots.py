@@ -682,7 +682,8 @@ def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper
     """Bars of Early Attack success (%) per architecture at one α (the α-selector's figure).
 
     ``result`` is :func:`dynn_lib.widgets.early_attack_at_alpha`'s table (``dataset, arch,
-    success_rate, mean_internal_changed, mean_l2, n``). Black ticks = paper Table 2 at that α.
+    success_rate, mean_internal_changed, mean_l2, n``; ``success_rate_lo``/``_hi``, when present,
+    are drawn as 95 % interval whiskers). Black ticks = paper Table 2 at that α.
     """
     datasets = _ordered(result["dataset"]) if not result.empty else []
     fig, axes = _new_figure(1, 1, width=5.5, height=3.6)
@@ -694,7 +695,7 @@ def early_attack_bars(result: pd.DataFrame, alpha: float | None = None, *, paper
         colors = _colors(archs, ARCH_COLORS)
         vals = result.groupby(["dataset", "arch"])["success_rate"].mean().to_dict()
         centres = _grouped_bars(ax, datasets, archs, vals, colors, {a: pretty_arch(a) for a in archs},
-                                annotate="%.0f")
+                                annotate="%.0f", errors=_intervals(result, ["dataset", "arch"], "success_rate"))
         if paper and alpha is not None:
             for (ds, arch), x in centres.items():
                 ref = PAPER_TABLE2.get((dataset_family(ds), arch), {})

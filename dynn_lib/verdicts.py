@@ -33,6 +33,18 @@ OUTCOMES: tuple[str, ...] = ("supports", "against", "inconclusive")
 """Outcome of one comparison."""
 
 
+def check_threshold(name: str, value, low: float = 0.0, high: float | None = None, unit: str = "%") -> float:
+    """``value`` as a float when it is a number in ``[low, high]`` (no upper bound for None); else a
+    ValueError naming the parameter, the value and the accepted range. The pages call it on their
+    thresholds right after their parameters are read, before any compute."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value and (
+        high is None or value <= high)  # NaN fails both comparisons
+    if not ok:
+        rng = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise ValueError(f"{name} must be a number {'in ' if high is not None else ''}{rng} ({unit}), got {value!r}")
+    return float(value)
+
+
 def compare(lo: float, hi: float, threshold: float = 0.0, direction: str = ">") -> str:
     """Outcome of one comparison from the 95 % interval ``[lo, hi]`` of its deciding quantity.
 

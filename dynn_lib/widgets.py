@@ -188,7 +188,8 @@ def early_attack_at_alpha(per_image: pd.DataFrame, alpha: float) -> pd.DataFrame
     """Early Attack results at one α, per (dataset, arch), from RQ4 per-image rows.
 
     Returns one row per (dataset, arch) with ``alpha``, ``n`` (images), ``success_rate`` (% of
-    images where the final label is kept and every internal exit is flipped),
+    all ``n`` images where the final label is kept and every internal exit is flipped; with its
+    count ``n_success`` and 95 % Wilson bounds ``success_rate_lo``/``_hi``),
     ``mean_internal_changed`` (mean number of internal exits whose label differs from p, over
     all images), ``mean_l2`` (mean L2 distortion over all images), ``mean_l2_success`` (over
     successful images; NaN when none) and ``paper_success_rate`` (paper Table 2 at this α;
@@ -206,14 +207,18 @@ def early_attack_at_alpha(per_image: pd.DataFrame, alpha: float) -> pd.DataFrame
         ref = plots.PAPER_TABLE2.get((plots.dataset_family(ds), arch), {})
         paper = next((v for k, v in ref.items() if math.isclose(k, float(alpha), rel_tol=1e-9)), float("nan"))
         rows.append({"dataset": ds, "arch": arch, "alpha": float(alpha), "n": int(len(g)),
-                     "success_rate": float(100.0 * ok.mean()),
+                     "success_rate": float(100.0 * ok.mean()), "n_success": int(ok.sum()),
                      "mean_internal_changed": float(g["internal_changed"].mean()),
                      "mean_l2": float(g["l2"].mean()),
                      "mean_l2_success": float(g.loc[ok, "l2"].mean()) if ok.any() else float("nan"),
                      "paper_success_rate": float(paper)})
-    cols = ["dataset", "arch", "alpha", "n", "success_rate", "mean_internal_changed", "mean_l2",
+    cols = ["dataset", "arch", "alpha", "n", "n_success", "success_rate", "mean_internal_changed", "mean_l2",
             "mean_l2_success", "paper_success_rate"]
     out = pd.DataFrame(rows, columns=cols)
+    from .metrics import wilson_columns
+
+    wilson_columns(out, "success_rate", out["n_success"], out["n"])
+    out = out[cols[:6] + ["success_rate_lo", "success_rate_hi"] + cols[6:]]
     order = {a: i for i, a in enumerate(("vgg16", "resnet56", "mobilenet"))}
     return out.sort_values(["dataset", "arch"], key=lambda s: s.map(order) if s.name == "arch" else s
                            ).reset_index(drop=True)
@@ -238,8 +243,10 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = None) -> None:
-    """Replace the Output's content with the figure (PNG) and an optional table (HTML).
+def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = None,
+            labels: dict[str, str] | None = None) -> None:
+    """Replace the Output's content with the figure (PNG) and an optional table (HTML; ``labels``:
+    headers over :data:`dynn_lib.display.LABELS`).
 
     The ``outputs`` trait is set directly: this works with or without a front-end capturing
     messages, and the content is saved in the notebook's widget state.
@@ -255,7 +262,7 @@ def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = N
     if table is not None:
         from .display import table as show_table  # the pages' column names, units and precision
 
-        shown = show_table(table, csv=False, to_caption=())
+        shown = show_table(table, csv=False, to_caption=(), labels=labels)
         items.append({"output_type": "display_data", "metadata": {},
                       "data": {"text/plain": shown.text, "text/html": shown.markup}})
     out.outputs = tuple(items)
@@ -268,12 +275,12 @@ selector's own dataset menu fixes."""
 
 
 def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]],
-         columns: Sequence[str] | None = None):
+         columns: Sequence[str] | None = None, labels: dict[str, str] | None = None):
     """VBox [note, *controls, Output] whose handler runs ``compute`` on every control change.
 
     The plot area shows the result table with ``columns`` only (and their ``_lo``/``_hi``
-    intervals; default: all), formatted like the page's tables; ``box.last_result`` keeps every
-    column."""
+    intervals; default: all), formatted like the page's tables (``labels``: headers of this
+    explorer's own columns); ``box.last_result`` keeps every column."""
     w = _widgets()
     out = w.Output(layout=w.Layout(min_height="200px"))
     box = w.VBox([_note(), *controls, out])
@@ -296,7 +303,7 @@ def _box(controls: Sequence[Any], compute: Callable[[], tuple[pd.DataFrame, Any]
             from .display import with_intervals
 
             shown = with_intervals(result, columns)
-        _render(out, fig, shown)
+        _render(out, fig, shown, labels=labels)
 
     for c in controls:
         c.observe(update, names="value")
@@ -457,7 +464,8 @@ def alpha_selector(rq4_per_image: pd.DataFrame):
         res = early_attack_at_alpha(rq4_per_image, dd.value)
         return res, plots.early_attack_bars(res, dd.value)
 
-    return _box([dd], compute)
+    return _box([dd], compute, labels={"success_rate": "Early Attack success % (all images)",
+                                       "n_success": "successes"})
 
 
 def first_change_explorer(per_image_rq3: pd.DataFrame):

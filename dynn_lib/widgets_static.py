@@ -4,10 +4,11 @@ The book is static HTML. myst-nb embeds each executed notebook's saved widget st
 page renders it offline with the vendored widget manager (``book/_static/jupyter-widgets``), so
 sliders and dropdowns appear, but nothing is computed when they move: the Python callbacks
 need a running kernel (Binder, JupyterLab or Voilà). Every widget area therefore carries a
-visible note, printed as plain HTML *before* the widget so it shows even where JavaScript is
-off. The browser test (``tests/browser.py``) looks for the CSS class :data:`NOTE_CLASS`.
-
-Usage in a notebook::
+visible note with the CSS class :data:`NOTE_CLASS`, which the browser test (``tests/browser.py``)
+looks for. The explorers of :mod:`dynn_lib.widgets` carry it as their first child (an HTML
+widget), so it shows wherever the widget renders, which on the static page needs JavaScript, as
+the saved state does. For any other widget, :func:`show_widget` prints the note as plain HTML
+*before* it, so that the note shows even where JavaScript is off::
 
     from dynn_lib.widgets_static import show_widget
     show_widget(my_interactive_view)          # note + widget

@@ -342,6 +342,8 @@ def test_rq2_summary(fake_ws, monkeypatch):
     s = rq2.summarise(per)
     assert ((s["mean_delta_exit_lo"] <= s["mean_delta_exit"] + 1e-9)
             & (s["mean_delta_exit"] <= s["mean_delta_exit_hi"] + 1e-9)).all()
+    assert ((s["total_macs_change_lo"] <= s["total_macs_change"] + 1e-9)
+            & (s["total_macs_change"] <= s["total_macs_change_hi"] + 1e-9)).all()
 
 
 def test_rq3(fake_ws):
@@ -521,6 +523,12 @@ def test_rq2_findings_decide_with_intervals():
     assert f3["verdict"] == "holds" and f3["comparisons"][0]["hi"] < 10 and f3["n_images"] == n
     assert rq2.finding_3(rows, threshold=2.5, n_boot=300)["verdict"] == "inconclusive"  # change ≈ 2.5 %
     assert rq2.finding_3(rows, threshold=1.0, n_boot=300)["verdict"] == "does not hold"
+    # the summary table carries the same interval for its total MACs change (Table RQ2.1)
+    c = f3["comparisons"][0]
+    assert rq2.total_macs_change(rows, n_boot=300) == pytest.approx((c["change"], c["lo"], c["hi"]))
+    for bad in (-5, float("nan"), "10", True):
+        with pytest.raises(ValueError, match=r"threshold must be a number >= 0 \(%\), got"):
+            rq2.finding_3(rows, threshold=bad)
     f4 = rq2.finding_4(rows, n_boot=300)
     assert f4["verdict"] == "holds" and f4["comparisons"][0]["lo"] > 0.5
     noise = rows.assign(delta_exit=rng.integers(0, 4, n))

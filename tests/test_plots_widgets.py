@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from dynn_lib import plots, widgets  # noqa: E402
+from dynn_lib import metrics, plots, widgets  # noqa: E402
 
 
 def _deployed_available():
@@ -417,6 +417,11 @@ def test_early_attack_at_alpha():
     assert r.loc["vgg16", "mean_l2"] == pytest.approx(2.5)
     assert r.loc["vgg16", "mean_l2_success"] == pytest.approx(1.5)
     assert r.loc["vgg16", "paper_success_rate"] == 35 and r.loc["resnet56", "paper_success_rate"] == 81
+    # each rate carries its count and Wilson interval over all its images (2 of 4; 4 of 4)
+    assert (r.loc["vgg16", "n_success"], r.loc["resnet56", "n_success"]) == (2, 4)
+    assert (r.loc["vgg16", "success_rate_lo"], r.loc["vgg16", "success_rate_hi"]) == \
+        pytest.approx(metrics.wilson_interval(2, 4))
+    assert r.loc["resnet56", "success_rate_hi"] == 100.0 and r.loc["resnet56", "success_rate_lo"] < 100.0
     res01 = widgets.early_attack_at_alpha(rq4_per_image(), 0.1)
     assert res01.set_index("arch").loc["resnet56", "success_rate"] == 25.0
     assert widgets.early_attack_at_alpha(rq4_per_image(), 20.0).empty
@@ -613,6 +618,10 @@ def test_table_formats_each_quantity_once():
     back = pd.read_csv(io.StringIO(base64.b64decode(payload).decode()))
     assert list(back.columns) == list(df.columns) and back["success_rate"].tolist() == pytest.approx([12.345, -0.0001])
     assert 'download="table-x-1.csv"' in t.markup
+    # MAC counts under an "(M)" header are shown in millions; ε (a fraction) in 1/255
+    t2 = show.table(pd.DataFrame({"eps": [8 / 255, 2 / 255], "mean_delta_macs": [-123_315_200.0, 5e5]}))
+    assert list(t2.data["eps"]) == ["8", "2"] and list(t2.data["mean_delta_macs"]) == ["-123", "0.5"]
+    assert "ε (/255)" in t2.markup and "mean ΔMACs (M)" in t2.markup
     with pytest.raises(ValueError, match="csv filename"):
         show.csv_link(df, "../x.csv")
 

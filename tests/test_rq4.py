@@ -88,7 +88,10 @@ def test_table1_best_alpha_tie_takes_smallest():
     rows += [{"dataset": "cifar10", "arch": "vgg16", "kind": "sdn", "method": m, "alpha": np.nan, "image": i,
               "success": False} for m in ("pgd", "fgsm") for i in range(2)]
     t1 = rq4.table1(pd.DataFrame(rows))
-    assert t1["early_attack"].item() == 50.0 and t1["best_alpha"].item() == 0.1
+    assert t1["early_attack"].item() == 50.0 and t1["best_alpha"].item() == 0.1 and t1["alpha_decides"].item()
+    # every alpha at the same rate (none succeeding): no alpha decides, the smallest is only a placeholder
+    flat = pd.DataFrame([{**r, "success": False} for r in rows])
+    assert not rq4.table1(flat)["alpha_decides"].item() and rq4.table1(flat)["best_alpha"].item() == 0.1
     assert t1["paper_early_attack"].item() == 35 and t1["paper_best_alpha"].item() == 1.0
     t2 = rq4.table2(pd.DataFrame(rows))
     assert t2["paper alpha=1"].item() == 35 and t2["paper alpha=20"].item() == 10
@@ -273,6 +276,8 @@ def test_findings_on_paper_numbers_and_synthetic_tables():
     assert rq4.finding_10(t3([5.0, 10.0]))["verdict"] == "holds"
     assert rq4.finding_10(t3([5.0, 30.0]))["verdict"] == "partly"  # pooled inconclusive, one pair above 20 %
     assert rq4.finding_10(t3([5.0, 10.0], n=10))["verdict"] == "inconclusive"  # 10 examples cannot decide
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 100\] \(%\), got 250"):
+        rq4.finding_10(t3([5.0, 10.0]), threshold=250)
     f10 = rq4.finding_10(t3([40.0, 30.0]))
     assert f10["verdict"] == "does not hold" and f10["mean_t1"] == 75.0 and f10["mean_t2"] == 1.5
     assert f10["n_images"] == 100 and "[" in f10["evidence"]

@@ -45,6 +45,14 @@ def test_bootstrap_difference_is_seeded_paired_and_brackets_the_estimate():
     assert math.isnan(est)
 
 
+def test_thresholds_are_checked_with_their_name_and_range():
+    from dynn_lib.verdicts import check_threshold
+    assert check_threshold("t", 20) == 20.0 and check_threshold("t", 0.0, 0, 100) == 0.0
+    for bad in (250, -1, float("nan"), None, "20", False):
+        with pytest.raises(ValueError, match=r"transfer_threshold must be a number in \[0, 100\] \(%\), got"):
+            check_threshold("transfer_threshold", bad, 0, 100)
+
+
 def test_verdict_rules():
     assert verdicts.combine(["supports"] * 3) == "holds"
     assert verdicts.combine(["against"] * 2) == "does not hold"

@@ -83,15 +83,15 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
     Pure: recomputes the deployed exits at ``tau`` (None: the stored τ) from the table.
 
     Uncertainty: each share ``X`` (percent) has its count ``n_X`` and 95 % Wilson bounds ``X_lo``,
-    ``X_hi``; ``mean_delta_exit`` has a seeded bootstrap-over-images interval
-    (``mean_delta_exit_lo``/``_hi``, ``n_boot`` replicates, ``seed``)."""
+    ``X_hi``; ``mean_delta_exit`` and ``total_macs_change`` have seeded bootstrap-over-images
+    intervals (``_lo``/``_hi``, ``n_boot`` replicates, ``seed``; the latter is Finding 3's)."""
     df = add_deltas(per_image, tau)
     rows = []
     for key, g in df.groupby(list(GROUP_KEYS), sort=False):
         d = g["delta_exit"].to_numpy(copy=True)
         drop = g["conf_internal_clean"].to_numpy() - g["conf_internal_adv"].to_numpy()
-        mc, ma = g["macs_clean"].to_numpy(), g["macs_adv"].to_numpy()
         _, dlo, dhi = metrics.bootstrap_mean(g["image"].to_numpy(), d.astype(np.float64), n_boot=n_boot, seed=seed)
+        total, tlo, thi = total_macs_change(g, n_boot, seed)
         rows.append({**dict(zip(GROUP_KEYS, key)), "model": key[GROUP_KEYS.index("target_arch")],
                      "tau": _tau_label(tau, g),
                      "n": len(g), "mean_delta_exit": float(d.mean()), "mean_delta_exit_lo": dlo,
@@ -104,7 +104,7 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
                      "mean_exit_clean": float(g["exit_clean"].mean()), "mean_exit_adv": float(g["exit_adv"].mean()),
                      "mean_delta_macs": float(g["delta_macs"].mean()),
                      "mean_rel_macs_change": 100.0 * float(g["rel_macs_change"].mean()),
-                     "total_macs_change": 100.0 * (float(ma.sum()) / float(mc.sum()) - 1.0),
+                     "total_macs_change": total, "total_macs_change_lo": tlo, "total_macs_change_hi": thi,
                      "mean_conf_drop": float(drop.mean()), "conf_drop_vs_delta_exit": _spearman(drop, d)})
     out = pd.DataFrame(rows)
     for col in ("share_raised_gt1", "share_raised", "share_lowered"):
@@ -139,6 +139,19 @@ def _boot_positions(image: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarr
     return metrics.bootstrap_weights(ids.size, n_boot, seed).astype(np.float64), pos
 
 
+def total_macs_change(g: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """``(change, lo, hi)``: the total MACs on the adversarial inputs of ``g`` (one setting), % of
+    the benign total (``100 * (sum macs_adv / sum macs_clean - 1)``), and its 95 % seeded
+    bootstrap-over-images interval (NaN bounds below :data:`dynn_lib.metrics.MIN_BOOTSTRAP_IMAGES`
+    images)."""
+    mc, ma = g["macs_clean"].to_numpy(np.float64), g["macs_adv"].to_numpy(np.float64)
+    W, pos = _boot_positions(g["image"].to_numpy(), n_boot, seed)
+    sc = W @ np.bincount(pos, weights=mc)
+    sa = W @ np.bincount(pos, weights=ma)
+    lo, hi = metrics.percentile_interval(100.0 * (sa / sc - 1.0), n_images=W.shape[1])
+    return float(100.0 * (ma.sum() / mc.sum() - 1.0)), lo, hi
+
+
 def _label(key) -> str:
     k = dict(zip(GROUP_KEYS, key))
     return f"{k['dataset']} {k['setting']} {k['pair']} {k['attack']} ε={k['eps_255']:g}/255"
@@ -154,17 +167,13 @@ def finding_3(per_image: pd.DataFrame, threshold: float = 10.0, n_boot: int = 10
     parameter, default 10: the paper gives no number). A setting supports the finding when its
     95 % interval lies below the threshold, is against it when above, inconclusive otherwise.
     """
+    threshold = verdicts.check_threshold("threshold", threshold)
     df, groups = _settings(per_image, "finding_3")
     comps = []
     for key, g in groups:
         if (g["target_kind"] == "cnn").all():
             continue
-        mc, ma = g["macs_clean"].to_numpy(np.float64), g["macs_adv"].to_numpy(np.float64)
-        W, pos = _boot_positions(g["image"].to_numpy(), n_boot, seed)
-        sc = W @ np.bincount(pos, weights=mc)
-        sa = W @ np.bincount(pos, weights=ma)
-        lo, hi = metrics.percentile_interval(100.0 * (sa / sc - 1.0), n_images=W.shape[1])
-        est = 100.0 * (ma.sum() / mc.sum() - 1.0)
+        est, lo, hi = total_macs_change(g, n_boot, seed)
         comps.append({"key": key, "label": _label(key), "change": float(est), "lo": lo, "hi": hi, "n": len(g),
                       "outcome": verdicts.compare(lo, hi, threshold, "<")})
     n_images = int(df[["dataset", "image"]].drop_duplicates().shape[0])

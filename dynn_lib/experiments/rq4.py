@@ -534,7 +534,9 @@ def table1(per_image: pd.DataFrame, exits: dict[str, int] | None = None) -> pd.D
     alpha (ties -> the smallest alpha), PGD % and FGSM %, each rate with its 95 % Wilson bounds
     (``early_attack_lo``/``_hi``, ``pgd_lo``/``_hi``, ``fgsm_lo``/``_hi``, percent, over
     ``n_images``; the best alpha is chosen on the same images, so its interval is slightly
-    optimistic), then the paper's values (``paper_*``, NaN without paper numbers). ``exits``:
+    optimistic), ``alpha_decides`` (False when every alpha gave the same rate, none succeeding
+    included: then no alpha is best, and ``best_alpha`` is only the smallest one), then the
+    paper's values (``paper_*``, NaN without paper numbers). ``exits``:
     arch -> number of exits (column ``exits``, used by :func:`finding_9`'s evidence)."""
     rows = []
     for (ds, arch), g in per_image.groupby(["dataset", "arch"], sort=False):
@@ -561,7 +563,8 @@ def table1(per_image: pd.DataFrame, exits: dict[str, int] | None = None) -> pd.D
         rows.append({"dataset": ds, "arch": arch, "kind": g["kind"].iloc[0],
                      "exits": (exits or {}).get(arch, math.nan), "n_images": int(g["image"].nunique()),
                      "early_attack": best, "early_attack_lo": best_ci[0], "early_attack_hi": best_ci[1],
-                     "best_alpha": best_alpha, "pgd": pgd[0], "pgd_lo": pgd[1], "pgd_hi": pgd[2],
+                     "best_alpha": best_alpha, "alpha_decides": bool(rates.nunique() > 1),
+                     "pgd": pgd[0], "pgd_lo": pgd[1], "pgd_hi": pgd[2],
                      "fgsm": fgsm[0], "fgsm_lo": fgsm[1], "fgsm_hi": fgsm[2],
                      **{f"paper_{k}": paper.get(k, math.nan) for k in ("early_attack", "best_alpha", "pgd", "fgsm")}})
     return pd.DataFrame(rows)
@@ -834,6 +837,7 @@ def finding_10(table3_df: pd.DataFrame, threshold: float = 20.0, transfer: pd.Da
     "pooled_full_success_on_b", "pooled_lo", "pooled_hi", "max_full_success_on_b", "mean_t1",
     "mean_t2", "paper_mean_t1", "paper_mean_t2", "pairs"}.
     """
+    threshold = verdicts.check_threshold("threshold", threshold, 0.0, 100.0)
     made_with = set(table3_df["examples"].dropna()) if "examples" in table3_df else set()
     if len(made_with) > 1:
         raise ValueError(f"table3 mixes example filters {sorted(made_with)}; pool one of them")
