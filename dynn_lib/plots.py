@@ -240,6 +240,13 @@ def _panel_note(ax: Axes, text: str) -> None:
             bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor="#cccccc", alpha=0.9))
 
 
+def _probability_axis(ax: Axes, lines: int) -> None:
+    """A probability axis (ticks 0-1) with headroom above 1 for a :func:`_panel_note` of ``lines``
+    lines, so that the note never hides a bar."""
+    ax.set_ylim(0, 1.1 + 0.11 * lines)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
+
+
 def _no_data(ax: Axes, text: str = "no data for this selection") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#555555")
     ax.set_xticks([])
@@ -419,13 +426,14 @@ def exit_used_density(exit_used: pd.DataFrame, *, dataset: str | Sequence[str] |
         vals = sub.groupby(["exit", "attack"])["fraction"].sum().to_dict()
         _grouped_bars(ax, exits, attack_list, vals, colors)
         early = sub[sub["exit"].between(0, 2)].groupby("attack")["fraction"].sum()
-        note = ", ".join(f"{pretty_attack(a)} {100 * early.get(a, 0):.0f}%" for a in attack_list
-                         if a in set(sub["attack"]))
+        n_of = sub.groupby("attack")["n"].max() if "n" in sub.columns else {}
+        note = [f"{pretty_attack(a)} {100 * early.get(a, 0):.0f}%" + (f" of {int(n_of[a]):,}" if a in n_of else "")
+                for a in attack_list if a in set(sub["attack"])]
         name = pretty_pair(pair) + (f"\n{pretty_dataset(ds)}" if ds is not None else "")
         ax.set_title(name)
-        _panel_note(ax, "exits 0-2:\n" + note.replace(", ", "\n"))
+        _panel_note(ax, "\n".join(["exits 0-2:", *note]))
         _thin_ticks(ax, ["all\n(mean)" if e < 0 else str(e) for e in exits])
-        ax.set_ylim(0, 1.05)
+        _probability_axis(ax, 1 + len(note))
     axes[0, 0].set_ylabel("fraction of examples")
     _shared_xlabel(axes, "surrogate exit used (0-based)")
     _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
@@ -496,9 +504,10 @@ def _discrete_panels(df: pd.DataFrame, column: str, *, xlabel: str, title: str, 
             vals.update({(k, a): float(p.get(k, 0.0)) for k in ks})
         _grouped_bars(ax, ks, attack_list, vals, colors)
         _thin_ticks(ax, [str(k) for k in ks])
-        ax.set_ylim(0, 1.05)
+        text = note(sub, attack_list)
+        _probability_axis(ax, text.count("\n") + 1)
         ax.set_title(name)
-        _panel_note(ax, note(sub, attack_list))
+        _panel_note(ax, text)
     axes[0, 0].set_ylabel("probability")
     _shared_xlabel(axes, xlabel)
     _legend(fig, [Patch(color=colors[a], label=pretty_attack(a)) for a in attack_list])
@@ -535,8 +544,9 @@ def exit_change_density(per_image_rq2: pd.DataFrame, setting: str | None = "whit
         _require(df, ["pair", "attack", "delta_exit"], "exit_change_density")
 
     def note(sub, attack_list):
-        up = sub.assign(up=sub["delta_exit"] > 1).groupby("attack")["up"].mean()
-        return "exit +2 or more:\n" + "\n".join(f"{pretty_attack(a)} {100 * up[a]:.0f}%"
+        up = sub.assign(up=sub["delta_exit"] > 1).groupby("attack")["up"].agg(["mean", "size"])
+        return "exit +2 or more:\n" + "\n".join(f"{pretty_attack(a)} {100 * up.loc[a, 'mean']:.0f}% of "
+                                                 f"{int(up.loc[a, 'size']):,}"
                                                  for a in attack_list if a in up.index)
 
     eps_txt = f", ε = {eps_label(eps)}" if eps is not None else ""
@@ -881,7 +891,7 @@ def image_grid(orig, adv_sdnn, adv_dynn, titles: Sequence[str] | None = None, *,
         if r > 0 and show_psnr:
             finite = [p for p in ps if math.isfinite(p)]
             means.append(np.mean(finite) if finite else float("nan"))
-    sub = (f"mean PSNR: SDNN source {means[0]:.2f} dB, DyNN source {means[1]:.2f} dB"
+    sub = (f"mean PSNR over the {n} images shown: SDNN source {means[0]:.2f} dB, DyNN source {means[1]:.2f} dB"
            if show_psnr else "")
     fig.suptitle(title or "Original and adversarial images")
     if sub:
@@ -950,33 +960,50 @@ def exit_accuracy(zoo_df: pd.DataFrame, *, dataset: str | Sequence[str] | None =
 
 @_book_style
 def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = "paper",
-                        reproduced: str = "reproduced", unit: str = "%", title: str | None = None) -> Figure:
+                        reproduced: str = "reproduced", unit: str = "%", title: str | None = None,
+                        n: str | None = None, lo: str | None = None, hi: str | None = None) -> Figure:
     """Side-by-side horizontal bars: the paper's number next to the reproduced one, per quantity.
 
     Args:
         df: one row per quantity: ``label`` (text), ``paper`` and ``reproduced`` (numbers;
             a missing paper value is marked "not reported").
+        lo, hi: columns of the reproduced value's 95 % interval (default ``<reproduced>_lo`` /
+            ``<reproduced>_hi``), drawn as whiskers where present and finite.
         unit: axis unit, shown in the x label.
+        n: a column of sample sizes, appended to each label as "(n = N)".
     """
     _require(df, [label, paper, reproduced], "paper_vs_reproduced")
-    n = len(df)
-    fig = Figure(figsize=(6.4, max(2.2, 0.45 * n + 1.3)), layout="constrained")
+    rows = len(df)
+    fig = Figure(figsize=(6.4, max(2.2, 0.45 * rows + 1.3)), layout="constrained")
     ax = fig.subplots()
     ax.grid(axis="x", color="#dddddd", linewidth=0.7)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    y = np.arange(n)
+    y = np.arange(rows)
     h = 0.38
     pv = pd.to_numeric(df[paper], errors="coerce").to_numpy(dtype=float)
     rv = pd.to_numeric(df[reproduced], errors="coerce").to_numpy(dtype=float)
     b1 = ax.barh(y - h / 2, np.nan_to_num(pv), height=h, color="#999999", label="paper")
     b2 = ax.barh(y + h / 2, np.nan_to_num(rv), height=h, color="#0072B2", label="reproduced")
+    lo_c, hi_c = lo or f"{reproduced}_lo", hi or f"{reproduced}_hi"
+    if lo_c in df.columns and hi_c in df.columns:
+        lv = pd.to_numeric(df[lo_c], errors="coerce").to_numpy(dtype=float)
+        hv = pd.to_numeric(df[hi_c], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(lv) & np.isfinite(hv) & np.isfinite(rv)
+        if ok.any():
+            ax.errorbar(rv[ok], y[ok] + h / 2, xerr=[np.maximum(rv[ok] - lv[ok], 0), np.maximum(hv[ok] - rv[ok], 0)],
+                        fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3, label="95 % interval")
     ax.bar_label(b1, labels=["not reported" if math.isnan(v) else f"{v:.3g}" for v in pv], padding=2)
     ax.bar_label(b2, labels=["—" if math.isnan(v) else f"{v:.3g}" for v in rv], padding=2)
-    ax.set_yticks(y, [str(v) for v in df[label]])
+    names = [str(v) for v in df[label]]
+    if n is not None:
+        names = [f"{t} (n = {int(k):,})" if pd.notna(k) else t for t, k in zip(names, df[n])]
+    ax.set_yticks(y, names)
     ax.invert_yaxis()
-    finite = np.concatenate([pv[np.isfinite(pv)], rv[np.isfinite(rv)]])
+    his = (pd.to_numeric(df[hi_c], errors="coerce").to_numpy(dtype=float) if hi_c in df.columns
+           else np.array([]))
+    finite = np.concatenate([pv[np.isfinite(pv)], rv[np.isfinite(rv)], his[np.isfinite(his)]])
     ax.set_xlim(0, (finite.max() if finite.size else 1) * 1.18 or 1)
     ax.set_xlabel(f"value ({unit})" if unit else "value")
     ax.legend(frameon=False, loc="lower right")

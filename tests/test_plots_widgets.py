@@ -345,6 +345,15 @@ def test_paper_vs_reproduced(tmp_path):
     assert len(fig.axes[0].patches) == 6
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "not reported" in texts
+    # intervals as whiskers (only where finite), sample sizes in the labels
+    fig = plots.paper_vs_reproduced(df.assign(n=[100, 100, 40], r_lo=[20.0, np.nan, 5.0], r_hi=[40.0, np.nan, 99.0]),
+                                    reproduced="reproduced", n="n", lo="r_lo", hi="r_hi")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C10 VGG (n = 100)", "C10 ResNet (n = 100)",
+                                                           "ours only (n = 40)"]
+    whiskers = [c for c in ax.collections if c.get_segments()]
+    assert len(whiskers) == 1 and len(whiskers[0].get_segments()) == 2
+    assert ax.get_xlim()[1] >= 99.0
 
 
 def test_exit_shift_and_bars(tmp_path):

@@ -76,7 +76,9 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
     success_rate: % over images the target classifies correctly when benign (``nan`` if none),
     with ``n_correct`` images; success_rate_all: % of all ``n`` images misclassified after the
     attack; each with its 95 % Wilson interval (``<rate>_lo``, ``<rate>_hi``, percent; ``n_success``
-    and ``n_wrong_adv`` are the numerators). seconds_per_example: the surrogate's attack wall time
+    and ``n_wrong_adv`` are the numerators); clean_accuracy: % of the ``n`` images the target
+    classifies correctly when benign, in its deployed mode, with its Wilson interval
+    (``n_correct`` of ``n``). seconds_per_example: the surrogate's attack wall time
     per example (``seconds_shared``: timed while other jobs of the run could use the device, see
     :func:`shared_seconds`); mean_psnr (dB) with a seeded bootstrap-over-images interval
     (``mean_psnr_lo``, ``mean_psnr_hi``; ``n_boot`` replicates, ``seed``).
@@ -101,6 +103,7 @@ def summarise(per_image: pd.DataFrame, tau: float | None = None, n_boot: int = 1
     if len(out):
         metrics.wilson_columns(out, "success_rate", out["n_success"], out["n_correct"])
         metrics.wilson_columns(out, "success_rate_all", out["n_wrong_adv"], out["n"])
+        metrics.wilson_columns(out, "clean_accuracy", out["n_correct"], out["n"])
     return out
 
 

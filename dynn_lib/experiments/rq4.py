@@ -583,7 +583,8 @@ def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = Non
 
     Columns: ``alpha`` (the best α of ``table1_df``, by default :func:`table1` of ``per_image``),
     ``n_images``, ``successes`` and ``at_start`` (successes with
-    ``iters_used == 0``) at that α, ``at_start_pct`` (% of its successes, NaN without one),
+    ``iters_used == 0``) at that α, ``at_start_pct`` (% of its successes, NaN without one;
+    95 % Wilson bounds ``at_start_pct_lo``/``_hi`` follow it),
     ``median_iters``, ``median_l2`` and ``median_psnr`` (dB) over its successes, then
     ``successes_all_alphas`` and ``at_start_all_alphas`` over the whole α grid.
     """
@@ -603,7 +604,10 @@ def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = Non
                      "at_start_pct": 100.0 * float((won["iters_used"] == 0).mean()) if len(won) else math.nan,
                      "median_iters": med("iters_used"), "median_l2": med("l2"), "median_psnr": med("psnr"),
                      "successes_all_alphas": int(g["success"].sum()), "at_start_all_alphas": int(start.sum())})
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    if len(out):  # the share of successes found at the start, with its Wilson interval over the successes
+        metrics.wilson_columns(out, "at_start_pct", out["at_start"], out["successes"])
+    return out
 
 
 def _one_hot(preds: list[list[int]], num_classes: int) -> torch.Tensor:
