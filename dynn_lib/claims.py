@@ -912,7 +912,9 @@ def page_overrides(question: str, overrides: dict[str, Any] | None) -> tuple[dic
     ``overrides`` has the meaning of ``dynn reproduce -p NAME VALUE``: any profile field
     (``n_train``, ``ea_iters``...) and any field of the question's experiment config
     (``steps``, ``alphas``...). As in :mod:`dynn_lib.reproduce`, names another question uses
-    are ignored here (``alphas`` on the RQ1 page); names no question knows are an error.
+    are ignored here (``alphas`` on the RQ1 page; ``archs``, RQ4's, on the model-zoo page too,
+    which shows every architecture because RQ1-RQ3 use all three, as ``dynn reproduce``
+    publishes it); names no question knows are an error.
     """
     from .experiments.runner import _config_class, split_overrides
     from .experiments.rq4 import RQ4Config
@@ -928,8 +930,7 @@ def page_overrides(question: str, overrides: dict[str, Any] | None) -> tuple[dic
     if bad:
         raise ValueError(f"unknown override(s) {bad}; accepted: {sorted(known)}")
     cls = _config_class(question)
-    accepted = ({f.name for f in fields(Profile)} - {"name"}) | (
-        {f.name for f in fields(cls)} if cls else ({"archs"} if question == "zoo" else set()))
+    accepted = ({f.name for f in fields(Profile)} - {"name"}) | ({f.name for f in fields(cls)} if cls else set())
     prof, conf = split_overrides(question, {k: _untuple(v) for k, v in overrides.items() if k in accepted})
     # Profile fields are tuples (milestones); papermill injects lists (and turns tuples into strings)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in prof.items()}, conf

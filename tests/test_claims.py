@@ -340,8 +340,13 @@ def test_page_overrides_split_like_reproduce():
     assert prof == {"n_train": 64} and conf == {"steps": 3}  # alphas belongs to RQ4: ignored here
     prof, conf = claims.page_overrides("rq4", {"n_train": 64, "steps": 3, "alphas": [1.0]})
     assert conf == {"alphas": [1.0]}
-    prof, _ = claims.page_overrides("zoo", {"cnn_milestones": "(35, 60)", "ic_milestones": [15]})
+    prof, conf = claims.page_overrides("zoo", {"cnn_milestones": "(35, 60)", "ic_milestones": [15],
+                                               "archs": ["vgg16"]})
     assert prof == {"cnn_milestones": (35, 60), "ic_milestones": (15,)}  # papermill turns tuples into strings
+    # archs restricts RQ4 only: the zoo page asks for the zoo `dynn reproduce` published (every architecture),
+    # so `dynn reproduce -p archs ...` neither recomputes the zoo on its page nor fails with --no-experiments
+    from dynn_lib.reproduce import _accepted
+    assert conf == {} and "archs" not in _accepted("zoo") and "archs" in _accepted("rq4")
     with pytest.raises(ValueError, match="unknown override"):
         claims.page_overrides("rq1", {"n_trian": 64})
 
