@@ -987,13 +987,13 @@ def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = 
     b1 = ax.barh(y - h / 2, np.nan_to_num(pv), height=h, color="#999999", label="paper")
     b2 = ax.barh(y + h / 2, np.nan_to_num(rv), height=h, color="#0072B2", label="reproduced")
     lo_c, hi_c = lo or f"{reproduced}_lo", hi or f"{reproduced}_hi"
-    if lo_c in df.columns and hi_c in df.columns:
-        lv = pd.to_numeric(df[lo_c], errors="coerce").to_numpy(dtype=float)
-        hv = pd.to_numeric(df[hi_c], errors="coerce").to_numpy(dtype=float)
-        ok = np.isfinite(lv) & np.isfinite(hv) & np.isfinite(rv)
-        if ok.any():
-            ax.errorbar(rv[ok], y[ok] + h / 2, xerr=[np.maximum(rv[ok] - lv[ok], 0), np.maximum(hv[ok] - rv[ok], 0)],
-                        fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3, label="95 % interval")
+    nan = np.full(rows, np.nan)
+    lv, hv = (pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) if c in df.columns else nan
+              for c in (lo_c, hi_c))
+    ok = np.isfinite(lv) & np.isfinite(hv) & np.isfinite(rv)
+    if ok.any():
+        ax.errorbar(rv[ok], y[ok] + h / 2, xerr=[np.maximum(rv[ok] - lv[ok], 0), np.maximum(hv[ok] - rv[ok], 0)],
+                    fmt="none", ecolor="black", elinewidth=1.0, capsize=3, zorder=3, label="95 % interval")
     ax.bar_label(b1, labels=["not reported" if math.isnan(v) else f"{v:.3g}" for v in pv], padding=2)
     ax.bar_label(b2, labels=["—" if math.isnan(v) else f"{v:.3g}" for v in rv], padding=2)
     names = [str(v) for v in df[label]]
@@ -1001,9 +1001,7 @@ def paper_vs_reproduced(df: pd.DataFrame, *, label: str = "label", paper: str = 
         names = [f"{t} (n = {int(k):,})" if pd.notna(k) else t for t, k in zip(names, df[n])]
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    his = (pd.to_numeric(df[hi_c], errors="coerce").to_numpy(dtype=float) if hi_c in df.columns
-           else np.array([]))
-    finite = np.concatenate([pv[np.isfinite(pv)], rv[np.isfinite(rv)], his[np.isfinite(his)]])
+    finite = np.concatenate([pv[np.isfinite(pv)], rv[np.isfinite(rv)], hv[np.isfinite(hv)]])
     ax.set_xlim(0, (finite.max() if finite.size else 1) * 1.18 or 1)
     ax.set_xlabel(f"value ({unit})" if unit else "value")
     ax.legend(frameon=False, loc="lower right")

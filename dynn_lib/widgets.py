@@ -217,8 +217,7 @@ def early_attack_at_alpha(per_image: pd.DataFrame, alpha: float) -> pd.DataFrame
     out = pd.DataFrame(rows, columns=cols)
     from .metrics import wilson_columns
 
-    wilson_columns(out, "success_rate", out["n_success"], out["n"])
-    out = out[cols[:6] + ["success_rate_lo", "success_rate_hi"] + cols[6:]]
+    wilson_columns(out, "success_rate", out["n_success"], out["n"])  # inserted right after success_rate
     order = {a: i for i, a in enumerate(("vgg16", "resnet56", "mobilenet"))}
     return out.sort_values(["dataset", "arch"], key=lambda s: s.map(order) if s.name == "arch" else s
                            ).reset_index(drop=True)
