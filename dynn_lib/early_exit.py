@@ -153,23 +153,32 @@ def calibrate(logits: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tenso
     """Smallest global tau in ``grid`` whose early-exit accuracy >= final-exit accuracy - ``tolerance``.
 
     Run on the query half (never the evaluation half). Falls back to the largest grid value
-    when none qualifies (recorded by the caller's report).
+    when none qualifies; :func:`meets_rule` tells the two apart (the model zoo's table records it
+    as ``tau_meets_rule`` and its page names every model deployed at the fallback).
 
     The rule compares counts of correct answers, ``correct(τ) >= correct(final) - tolerance * N``,
     so a drop of exactly one point qualifies (a float32 mean would misjudge such ties for about one
     final accuracy in six: 51/5000 against 1/5000, say).
     """
+    z = stack_exits(logits)
+    for tau in sorted(grid):
+        if meets_rule(z, labels, tau, tolerance):
+            return float(tau)
+    return float(max(grid))
+
+
+def meets_rule(logits: torch.Tensor | Sequence[torch.Tensor], labels: torch.Tensor, tau: float,
+               tolerance: float = CALIBRATION_TOLERANCE) -> bool:
+    """Whether early exit at the global ``tau`` keeps :func:`calibrate`'s rule on these images:
+    at most ``tolerance * N`` fewer correct answers than the final exit."""
     if not 0 <= tolerance <= 1:
         raise ValueError(f"tolerance is a fraction in [0, 1], got {tolerance}")
     z = stack_exits(logits)
     labels = labels.to(z.device)
     final_ok = int((z[-1].argmax(-1) == labels).sum())
-    allowed = tolerance * len(labels)  # float64; the slack below only absorbs its rounding
-    for tau in sorted(grid):
-        pred, _ = early_exit_predict(z, tau)
-        if int((pred == labels).sum()) >= final_ok - allowed - 1e-6:
-            return float(tau)
-    return float(max(grid))
+    pred, _ = early_exit_predict(z, tau)
+    # tolerance * N in float64; the slack only absorbs its rounding
+    return int((pred == labels).sum()) >= final_ok - tolerance * len(labels) - 1e-6
 
 
 def as_exit_list(out: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:

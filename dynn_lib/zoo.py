@@ -191,6 +191,24 @@ class Workspace:
         """τ of ``model`` by the protocol's rule; ``images`` default to the query half and ``labels``
         to its ground truth (the model owner's calibration); a black-box attacker passes its
         held-out query images and the target's answers on them."""
+        return float(self._calibration(model, cfg, labels, label_source, images, image_source)["tau"].iloc[0])
+
+    def tau_meets_rule(self, arch: str, kind: str) -> bool | None:
+        """Whether the calibrated τ of this DyNN keeps the protocol's rule (early exit within one
+        point of the final exit on the query half). False: no τ of the grid does, and the DyNN is
+        deployed at the grid's largest (:func:`early_exit.calibrate`'s fallback). None for a fixed
+        τ (``profile.tau``) and for a calibration stored before this flag was recorded."""
+        model = self.model(arch, kind)
+        if tau_setting_for(self.profile.tau, arch, model.num_exits) is not None:
+            return None
+        df = self._calibration(model, self.model_config(arch, kind))
+        return bool(df["meets_rule"].iloc[0]) if "meets_rule" in df else None
+
+    def _calibration(self, model: nn.Module, cfg: TrainConfig, labels: torch.Tensor | None = None,
+                     label_source: str = "ground truth", images: torch.Tensor | None = None,
+                     image_source: str = "query half") -> pd.DataFrame:
+        """The stored calibration of ``model`` (computed once): τ, whether it meets the rule, and
+        the early-exit report on the calibration images."""
         if not getattr(model, "is_dynamic", False):
             raise ValueError("τ is defined only for a DyNN (recipe sdn or ic_only)")
         labels = self.query_half[1] if labels is None else labels
@@ -206,11 +224,11 @@ class Workspace:
             z = early_exit.all_exit_logits(model, images, device=self.device, desc="calibration")
             tau = early_exit.calibrate(z, labels)
             rep = early_exit.report(z, labels, tau, models.exit_macs(model))
-            return pd.DataFrame([{"tau": tau, **{k: v for k, v in rep.as_dict().items() if k != "tau"}}]), {}
+            return pd.DataFrame([{"tau": tau, "meets_rule": early_exit.meets_rule(z, labels, tau),
+                                  **{k: v for k, v in rep.as_dict().items() if k != "tau"}}]), {}
 
-        df = self.store.cached_table("calibration", ccfg, compute, slug=_slug(cfg), device=self.device,
-                                     recompute=self.recompute)
-        return float(df["tau"].iloc[0])
+        return self.store.cached_table("calibration", ccfg, compute, slug=_slug(cfg), device=self.device,
+                                       recompute=self.recompute)
 
 
 def tau_setting_for(setting, arch: str, num_exits: int) -> float | tuple[float, ...] | None:

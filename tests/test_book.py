@@ -366,6 +366,9 @@ def test_book_run_published_rq1_to_rq3_for_every_pair_on_trained_models(book_run
     found = [rq1.finding_1(out["rq1"]["per_image"]), rq3.finding_6(out["rq3"]["per_image"]),
              rq3.finding_7(out["rq3"]["per_image"])]
     assert all(verdicts.family(f["verdict"]) in verdicts.VERDICTS for f in found), [f["verdict"] for f in found]
+    zoo = runner.load_results(results, "smoke", "synthetic", "zoo")["models"]  # τ's rule: said per DyNN
+    dyn = zoo["kind"] != "cnn"
+    assert zoo.loc[dyn, "tau_meets_rule"].map(type).eq(bool).all() and zoo.loc[~dyn, "tau_meets_rule"].isna().all()
 
 
 @pytest.mark.slow

@@ -80,6 +80,19 @@ def test_calibration_accepts_a_drop_of_exactly_one_point(n, final_ok):
         assert ee.calibrate(z, labels) == (0.5 if lost == drop else 0.8)
 
 
+def test_calibration_fallback_is_told_apart_by_meets_rule():
+    """When no τ of the grid keeps the rule, calibrate returns the grid's largest and meets_rule
+    says False; a τ chosen by the rule meets it."""
+    z = _logits()
+    labels = torch.tensor([1, 0, 0, 1])
+    assert ee.calibrate(z, labels) == 0.99 and ee.meets_rule(z, labels, 0.99) and not ee.meets_rule(z, labels, 0.9)
+    grid = (0.5, 0.9)  # both below the first τ that keeps the final exit's 100 %
+    assert ee.calibrate(z, labels, grid=grid) == 0.9 and not ee.meets_rule(z, labels, 0.9)
+    assert ee.meets_rule(z, labels, 0.9, tolerance=0.25)
+    with pytest.raises(ValueError, match="tolerance is a fraction in \\[0, 1\\], got 1.5"):
+        ee.calibrate(z, labels, tolerance=1.5)
+
+
 def test_fired_logits_select_the_exit_taken():
     z = _logits().requires_grad_()
     out = ee.fired_logits(z, 0.9)

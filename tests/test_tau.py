@@ -65,3 +65,21 @@ def test_fixed_tau_is_part_of_the_table_keys(tmp_path):
     kb = common._common_key(b, common.ExperimentConfig(), "fgsm", 8 / 255, 4)
     assert ka != kb and kb["fixed_tau"] == 0.7
     assert b.tau("vgg16", "sdn") == 0.7
+
+
+def test_calibrated_tau_says_whether_it_meets_the_rule(tmp_path, monkeypatch):
+    """Workspace.tau_meets_rule is the rule re-checked on the query half at the stored τ; False
+    when calibration fell back to the grid's largest (here a grid of one τ that cannot keep the
+    final exit's accuracy); None for a fixed τ."""
+    ws = _ws(tmp_path)
+    z = early_exit.all_exit_logits(ws.model("vgg16", "sdn"), ws.query_half[0])
+    tau = ws.tau("vgg16", "sdn")
+    assert ws.tau_meets_rule("vgg16", "sdn") is early_exit.meets_rule(z, ws.query_half[1], tau) is True
+    # a grid of one τ that breaks the rule: at τ 0 every answer is exit 0's, which (for these seeded
+    # fake DyNNs) is worse than the final exit's by more than a point
+    assert not early_exit.meets_rule(z, ws.query_half[1], 0.0)
+    calibrate = early_exit.calibrate
+    monkeypatch.setattr(early_exit, "TAU_GRID", (0.0,))  # part of the calibration key: computed anew
+    monkeypatch.setattr(early_exit, "calibrate", lambda z, y: calibrate(z, y, grid=early_exit.TAU_GRID))
+    assert ws.tau("vgg16", "sdn") == 0.0 and ws.tau_meets_rule("vgg16", "sdn") is False
+    assert _ws(tmp_path, tau=0.7).tau_meets_rule("vgg16", "sdn") is None

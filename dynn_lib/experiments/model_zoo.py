@@ -19,7 +19,11 @@ def _recipe_params(model, kind: str) -> int:
 
 
 def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequence[str] = MODEL_KINDS) -> pd.DataFrame:
-    """Train/load each (arch, kind) of ``ws`` and summarise it (accuracies are fractions in [0,1])."""
+    """Train/load each (arch, kind) of ``ws`` and summarise it (accuracies are fractions in [0,1]).
+
+    ``tau_meets_rule``: True when the DyNN's calibrated τ keeps the protocol's rule on the query
+    half, False when no τ of the grid does and the DyNN is deployed at the grid's largest (the
+    fallback), None for a static network, a fixed τ or a calibration stored without the flag."""
     for a in archs:
         if a not in models.ARCHS:
             raise ValueError(f"unknown architecture {a!r}; accepted: {', '.join(models.ARCHS)}")
@@ -40,10 +44,10 @@ def model_zoo(ws: Workspace, archs: Sequence[str] = models.ARCHS, kinds: Sequenc
                 tau = ws.tau(arch, kind)
                 z = early_exit.all_exit_logits(model, ev_x, device=ws.device, desc="evaluation half")
                 rep = early_exit.report(z, ev_y, tau, macs)
-                row.update(tau=tau, early_exit_accuracy=rep.accuracy, mean_exit=rep.mean_exit,
-                           mean_macs=rep.mean_macs, macs_ratio=rep.macs_ratio)
+                row.update(tau=tau, tau_meets_rule=ws.tau_meets_rule(arch, kind), early_exit_accuracy=rep.accuracy,
+                           mean_exit=rep.mean_exit, mean_macs=rep.mean_macs, macs_ratio=rep.macs_ratio)
             else:
-                row.update(tau=float("nan"), early_exit_accuracy=rec["exit_accuracy"][-1], mean_exit=0.0,
-                           mean_macs=float(macs[-1]), macs_ratio=1.0)
+                row.update(tau=float("nan"), tau_meets_rule=None, early_exit_accuracy=rec["exit_accuracy"][-1],
+                           mean_exit=0.0, mean_macs=float(macs[-1]), macs_ratio=1.0)
             rows.append(row)
     return pd.DataFrame(rows)
