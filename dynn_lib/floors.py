@@ -146,8 +146,8 @@ def devices_line(checks: pd.DataFrame) -> str:
     if n == 0:
         return "No schedule check has run yet, on any device."
     if n_gpu == 0:
-        which = "The check above did not" if n == 1 else f"None of the {n} checks above"
-        return f"{which} run on a GPU: the `fast` schedule has not yet been trained where it is meant to run."
+        which = "The check above did not run" if n == 1 else f"None of the {n} checks above ran"
+        return f"{which} on a GPU: the `fast` schedule has not yet been trained where it is meant to run."
     gpus = ", ".join(sorted(set(checks.loc[on_gpu, "device"].astype(str))))
     return f"{n_gpu} of the {n} check{'s' if n != 1 else ''} above ran on a GPU ({gpus})."
 

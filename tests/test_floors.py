@@ -68,7 +68,7 @@ def test_devices_line_counts_gpu_checks(tmp_path):
     assert list(one["device_type"]) == ["cpu"]
     assert floors.devices_line(one).startswith("The check above did not run on a GPU")
     (tmp_path / "b.json").write_text(json.dumps({**_record("vgg16", "cnn", 0.91), "device": "cpu"}))
-    assert floors.devices_line(floors.schedule_checks(tmp_path)).startswith("None of the 2 checks above")
+    assert floors.devices_line(floors.schedule_checks(tmp_path)).startswith("None of the 2 checks above ran on a GPU")
     gpu = {**_record("mobilenet", "cnn", 0.9), "device": "cuda:0", "device_name": "NVIDIA H200"}
     (tmp_path / "c.json").write_text(json.dumps(gpu))
     t = floors.schedule_checks(tmp_path)
