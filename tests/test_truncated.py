@@ -87,8 +87,8 @@ def test_truncated_gradients_equal_full_path(name, model, side):
     x = torch.rand(6, 3, side, side, generator=g)
     x[3:] *= 0.2  # another regime, so the exits differ
     y = torch.randint(0, model.spec.num_classes, (6,), generator=g)
-    taus, tau = _split_taus(model, x)
-    losses = [("fired", taus), ("fired", tau), ("final", None)]
+    taus, one_tau = _split_taus(model, x)
+    losses = [("fired", taus), ("fired", one_tau), ("final", None)]
     losses += [(k, None) for k in range(model.num_exits)]
     for exit_loss, tau in losses:
         g_full, u_full, m_full = _grad(model, x, y, exit_loss, tau, truncate=False)
