@@ -54,6 +54,10 @@ class Profile:
     batch_size: training batch (paper: 128).
     lr: SGD learning rate of the CNN/SDN recipes (the peak of a one-cycle schedule; paper: 0.1).
     ic_lr: Adam learning rate of the IC-only recipe (the peak of a one-cycle schedule; paper: 1e-3).
+    weight_decay: SGD weight decay of the CNN and SDN recipes (static networks, SDN-trained DyNNs,
+        surrogates). None (default): the SDN code's, 5e-4 for VGG-16 and 1e-4 for ResNet-56 and
+        MobileNet; a number: that value for every architecture. The IC-only recipe (Adam) keeps the
+        SDN code's value either way.
     lr_schedule: ``"multistep"`` (the paper: x0.1 at the milestone epochs) or ``"onecycle"``
         (linear warm-up over ``warmup_frac`` of all steps, then cosine decay; milestones unused).
     warmup_frac: fraction of the training steps spent warming up (``onecycle`` only), in [0, 1).
@@ -100,6 +104,7 @@ class Profile:
     tau: Any = None
     lr: float = 0.1
     ic_lr: float = 1e-3
+    weight_decay: float | None = None
     lr_schedule: str = "multistep"
     warmup_frac: float = 0.0
     amp: bool | str = "auto"
@@ -150,6 +155,10 @@ def get_profile(name: str | Profile, **overrides: Any) -> Profile:
         if not 0 < getattr(p, f) <= 10:
             raise ValueError(f"profile field {f} must be in (0, 10], got {getattr(p, f)}")
     check_training_fields(p)
+    wd = p.weight_decay
+    if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0.0 <= wd < 1.0):
+        raise ValueError(f"profile field weight_decay must be None (the SDN code's: 5e-4 VGG-16, 1e-4 otherwise) "
+                         f"or a number in [0, 1), got {wd!r}")
     if not 0.0 < p.surrogate_holdout < 1.0:
         raise ValueError(f"profile field surrogate_holdout must lie in (0, 1), got {p.surrogate_holdout}")
     for f in ("n_train", "n_query", "n_eval"):
@@ -159,8 +168,8 @@ def get_profile(name: str | Profile, **overrides: Any) -> Profile:
     return p
 
 
-_ALL = {"n_train": "all", "n_query": "all", "n_eval": "all", "tau": "calibrated"}
-"""How a ``None`` of these fields reads (every image; τ calibrated per model)."""
+_ALL = {"n_train": "all", "n_query": "all", "n_eval": "all", "tau": "calibrated", "weight_decay": "the SDN code's"}
+"""How a ``None`` of these fields reads (every image; τ calibrated per model; per-architecture weight decay)."""
 
 
 def changed_fields(recorded: Any) -> list[tuple[str, Any, Any]]:

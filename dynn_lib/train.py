@@ -135,7 +135,7 @@ def recipe_config(recipe: str, arch: str, dataset: str, profile: str | Profile =
                           weight_decay=weight_decay, milestones=prof.ic_milestones, **common)
     else:
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.cnn_epochs, lr=prof.lr,
-                          weight_decay=weight_decay, milestones=prof.cnn_milestones, **common)
+                          weight_decay=weight_decay if prof.weight_decay is None else float(prof.weight_decay), milestones=prof.cnn_milestones, **common)
     cfg = replace(cfg, **overrides)
     validate(cfg)
     return cfg
