@@ -28,6 +28,7 @@ number of epochs.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -79,15 +80,21 @@ def _check_floor(floor) -> None:
         raise ValueError(f"floor must be a percentage in [0, 100] or None (the issue's floor), got {floor!r}")
 
 
-def schedule_differences(config: Mapping) -> list[str]:
+def schedule_differences(config: Mapping, profile: str = "fast") -> list[str]:
     """Fields in which a training config (a record's ``"config"``) differs from the current
-    ``fast`` recipe for the same recipe, architecture, dataset and seed; the fields of
-    :data:`dynn_lib.store.KEY_NEUTRAL` (checkpoint cadence, ``cuda_graph``) aside. Empty: the record tests today's ``fast`` schedule."""
+    recipe of ``profile`` (default ``fast``) for the same recipe, architecture, dataset and seed; the
+    fields of :data:`dynn_lib.store.KEY_NEUTRAL` (checkpoint cadence, ``cuda_graph``) aside. Empty:
+    the record tests today's schedule of that profile."""
+    return [k for k, _, _ in _differences(config, profile)]
+
+
+def _differences(config: Mapping, profile: str) -> list[tuple[str, object, object]]:
+    """``(field, recorded value, today's value)`` for each field of :func:`schedule_differences`."""
     from .train import recipe_config
 
     # canonical: the recorded form (lists for tuples), without the KEY_NEUTRAL fields
-    ref = canonical(recipe_config(config["recipe"], config["arch"], config["dataset"], "fast", seed=config["seed"]))
-    return [k for k in sorted(ref) if canonical(config.get(k)) != ref[k]]
+    ref = canonical(recipe_config(config["recipe"], config["arch"], config["dataset"], profile, seed=config["seed"]))
+    return [(k, canonical(config.get(k)), ref[k]) for k in sorted(ref) if canonical(config.get(k)) != ref[k]]
 
 
 def device_type(record: Mapping) -> str:
@@ -100,14 +107,15 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     what it is, how it was trained (device: its name, and ``device_type`` "cpu" or "cuda"; epochs,
     batch, schedule, peak lr, training images) and :func:`judge` of its final-exit accuracy over its
     ``n_eval`` evaluation images; ``current_fast``: "yes" when its config is today's ``fast`` recipe
-    (:func:`schedule_differences`), else "no: " and the differing fields."""
+    (:func:`schedule_differences`), else "no: " and each differing field with its recorded value and
+    today's (``"epochs 30 (fast: 45)"``)."""
     rows = []
     for rec in records:
         cfg = rec["config"]
         if cfg["recipe"] != "cnn":
             continue
         n = int(rec["n_eval"])
-        diff = schedule_differences(cfg)
+        diff = [f"{k} {v} (fast: {today})" for k, v, today in _differences(cfg, "fast")]
         rows.append({"dataset": cfg["dataset"], "arch": cfg["arch"], "kind": cfg["recipe"],
                      "device": rec.get("device_name", rec.get("device")),
                      "device_type": device_type(rec), "epochs": int(cfg["epochs"]),
@@ -153,11 +161,16 @@ def devices_line(checks: pd.DataFrame) -> str:
 
 
 def check_name(record: Mapping) -> str:
-    """File name of a schedule check: ``<dataset>-<arch>-<recipe>-<profile>-e<epochs>-<device type>.json``
-    (e.g. ``cifar10-jpeg-resnet56-cnn-fast-e45-cuda.json``)."""
+    """File name of a schedule check: ``<dataset>-<arch>-<recipe>-<profile>-e<epochs>[-<variant>]-<device
+    type>.json`` (e.g. ``cifar10-jpeg-resnet56-cnn-fast-e45-cuda.json``). ``<variant>`` names each
+    field other than the epochs in which the config differs from its profile's recipe at the time
+    of writing, with its value (``weight_decay0.0005``), so that a check of a variant never
+    overwrites the check of the profile itself."""
     cfg = record["config"]
-    return (f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{record.get('profile', 'fast')}-e{cfg['epochs']}-"
-            f"{device_type(record)}.json")
+    prof = record.get("profile", "fast")
+    diff = [k for k in schedule_differences(cfg, prof) if k != "epochs"]
+    variant = "".join("-" + re.sub(r"[^A-Za-z0-9._]", "", f"{k}{canonical(cfg.get(k))}") for k in diff)
+    return f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{prof}-e{cfg['epochs']}{variant}-{device_type(record)}.json"
 
 
 def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence[int], out_dir: str | Path,

@@ -130,12 +130,13 @@ def recipe_config(recipe: str, arch: str, dataset: str, profile: str | Profile =
                   cuda_graph=prof.cuda_graph, lr_schedule=prof.lr_schedule, warmup_frac=prof.warmup_frac,
                   checkpoint_every=prof.checkpoint_every, checkpoint_minutes=prof.checkpoint_minutes)
     weight_decay = 5e-4 if arch == "vgg16" else 1e-4  # the SDN code's, for its IC-only training too
+    sgd_weight_decay = weight_decay if prof.weight_decay is None else float(prof.weight_decay)
     if recipe == "ic_only":
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.ic_epochs, optimizer="adam", lr=prof.ic_lr,
                           weight_decay=weight_decay, milestones=prof.ic_milestones, **common)
     else:
         cfg = TrainConfig(dataset, arch, recipe, seed, epochs=prof.cnn_epochs, lr=prof.lr,
-                          weight_decay=weight_decay if prof.weight_decay is None else float(prof.weight_decay), milestones=prof.cnn_milestones, **common)
+                          weight_decay=sgd_weight_decay, milestones=prof.cnn_milestones, **common)
     cfg = replace(cfg, **overrides)
     validate(cfg)
     return cfg

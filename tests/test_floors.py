@@ -48,7 +48,8 @@ def test_schedule_checks_read_static_networks_only(tmp_path):
     t = floors.schedule_checks(tmp_path)
     assert list(t["arch"]) == ["resnet56", "mobilenet"]
     assert list(t["verdict"]) == ["above the floor", "below the floor"]
-    assert list(t["current_fast"]) == ["yes", "no: epochs, lr"]  # a check of another schedule says so
+    # a check of another schedule says so, with its values and today's
+    assert list(t["current_fast"]) == ["yes", "no: epochs 20 (fast: 45), lr 0.1 (fast: 0.4)"]
     assert list(t["accuracy"]) == pytest.approx([91.0, 80.0])
     assert list(t["n"]) == [5000, 5000]
     # a results folder's checks (a GPU run's probe) first, then the committed ones; a name in both is read once
@@ -78,6 +79,19 @@ def test_devices_line_counts_gpu_checks(tmp_path):
     assert floors.devices_line(floors.schedule_checks(tmp_path / "absent")).startswith("No schedule check")
 
 
+def test_check_name_tells_variants_apart():
+    """A check of a variant of the schedule (here another weight decay) never takes the file name
+    of the profile's own check; the epochs are in every name, the checkpoint cadence in none."""
+    plain = {**_record("resnet56", "cnn", 0.9), "profile": "fast"}
+    assert floors.check_name(plain) == "cifar10-jpeg-resnet56-cnn-fast-e45-cpu.json"
+    longer = {**_record("resnet56", "cnn", 0.9, epochs=60), "profile": "fast"}
+    assert floors.check_name(longer) == "cifar10-jpeg-resnet56-cnn-fast-e60-cpu.json"
+    wd = {**_record("resnet56", "cnn", 0.9, weight_decay=5e-4), "profile": "fast", "device": "cuda:0"}
+    assert floors.check_name(wd) == "cifar10-jpeg-resnet56-cnn-fast-e45-weight_decay0.0005-cuda.json"
+    both = {**_record("vgg16", "cnn", 0.9, lr=0.2, weight_decay=1e-4), "profile": "fast"}
+    assert floors.check_name(both) == "cifar10-jpeg-vgg16-cnn-fast-e45-lr0.2-weight_decay0.0001-cpu.json"
+
+
 def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monkeypatch):
     """The probe trains one schedule after another and stops at the first above the floor; its
     models are the experiments' (same store key), its records are schedule checks."""
@@ -96,9 +110,9 @@ def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monke
     assert not hard["passed"] and hard["chosen_epochs"] == 2  # none passed: the longest goes on
     assert [(p["arch"], p["epochs"], p["verdict"]) for p in hard["probes"]] == \
         [("resnet56", 1, "below the floor"), ("resnet56", 2, "below the floor")]
-    assert sorted(f.name for f in checks.iterdir()) == ["synthetic-resnet56-cnn-smoke-e1-cpu.json",
-                                                       "synthetic-resnet56-cnn-smoke-e2-cpu.json"]
-    rec = json.loads((checks / "synthetic-resnet56-cnn-smoke-e2-cpu.json").read_text())
+    assert sorted(f.name for f in checks.iterdir()) == ["synthetic-resnet56-cnn-smoke-e1-n_train40-cpu.json",
+                                                       "synthetic-resnet56-cnn-smoke-e2-n_train40-cpu.json"]
+    rec = json.loads((checks / "synthetic-resnet56-cnn-smoke-e2-n_train40-cpu.json").read_text())
     assert rec["config"]["epochs"] == 2 and rec["n_eval"] == 20 and rec["profile"] == "smoke"
     ws = Workspace("synthetic", "smoke", cnn_epochs=2, **kw)  # what the run does with the choice
     cfg = ws.model_config("resnet56", "cnn")
@@ -111,7 +125,7 @@ def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monke
     none = floors.probe_epochs("synthetic", ["resnet56", "mobilenet"], [1, 2], checks, profile="smoke", floor=100.0,
                                **kw)
     assert [(p["arch"], p["epochs"]) for p in none["probes"]] == [("resnet56", 1), ("resnet56", 2)]
-    assert not (checks / "synthetic-mobilenet-cnn-smoke-e2-cpu.json").exists()
+    assert not (checks / "synthetic-mobilenet-cnn-smoke-e2-n_train40-cpu.json").exists()
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -227,7 +227,7 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     _killed_after("schedule", killed, state, archive, 4, workers="2", DYNN_GPU_RUN_SNAPSHOT_S="1")
     assert not (killed / "timings.json").exists()  # no pack ran: what is there came from the snapshots
     with tarfile.open(killed / "results.tar.gz") as tf:  # a whole archive (written, then renamed)
-        assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-cpu.json" for e in (1, 2)} <= \
+        assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-n_train20-cpu.json" for e in (1, 2)} <= \
             set(tf.getnames())
     assert "--- jobs" in (killed / "log.txt").read_text()
 
@@ -240,7 +240,8 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
         names = tf.getnames()
         zoo_profile = json.load(tf.extractfile("results/smoke/cifar10-jpeg/zoo/record.json"))["config"]["profile"]
     # the probe tried both schedules (neither clears 88 %) and every question ran with the last
-    assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-cpu.json" for e in (1, 2)} <= set(names)
+    probe = {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-n_train20-cpu.json" for e in (1, 2)}
+    assert probe <= set(names)
     assert zoo_profile["cnn_epochs"] == 1
     assert "schedule: cnn_epochs=1 for every later stage" in p.stdout
     for q in QUESTIONS:
