@@ -17,9 +17,10 @@
 #            place, as a stream, and caches the decoded tensors in $STATE/cache (no extraction)
 #   check    benchmarks/gpu_check.py, at most DYNN_GPU_RUN_CHECK_S seconds; a FAIL stops the run
 #   schedule the schedule probe (`dynn schedule-probe`, dynn_lib.floors.probe_epochs): the static
-#            networks (ResNet-56, VGG-16, MobileNet) trained at each cnn_epochs of DYNN_GPU_RUN_EPOCHS
-#            in turn until all clear their accuracy floors; every later stage runs with cnn_epochs =
-#            that choice (the longest tried when none passes) and reuses those models; the records
+#            networks (ResNet-56, VGG-16, MobileNet) trained at each step of DYNN_GPU_RUN_EPOCHS
+#            (cnn_epochs, with the step's overrides if any) in turn until all clear their accuracy
+#            floors; every later stage runs with that step's fields (the last step tried when none
+#            passes) and reuses those models; the records
 #            go to results/schedule-checks/, which the methods page shows
 #   jobs     only with more than one worker (DYNN_GPU_RUN_WORKERS): the questions' job graph,
 #            K jobs at once sharing the GPU (`dynn plan --run --workers K`), which publishes every
@@ -58,7 +59,9 @@
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
 #                          copy sent to a GPU machine carries no .git) []
-#   DYNN_GPU_RUN_EPOCHS    the schedule probe's cnn_epochs values in order, or none (no probe)
+#   DYNN_GPU_RUN_EPOCHS    the schedule probe's steps in order, or none (no probe): cnn_epochs values,
+#                          each optionally with profile overrides of that step only, e.g.
+#                          "45 45:weight_decay=0.0005 60"; the chosen step's fields join DYNN_GPU_RUN_PARAMS
 #                          [for fast on cifar10-jpeg: the profile's cnn_epochs, then 15 more; else none;
 #                          none as well when DYNN_GPU_RUN_PARAMS sets cnn_epochs]
 #   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured
@@ -67,7 +70,7 @@
 # Exit status: 0 every stage done; 75 stopped before the limit with work left (call again);
 # 1 the check failed or a stage crashed; 2 bad usage. The last line printed is a one-line summary;
 # the line before it (unless a stage failed) is the command that renders the results as a book
-# (`dynn reproduce ... --no-experiments` with this run's parameters, the probe's cnn_epochs too).
+# (`dynn reproduce ... --no-experiments` with this run's parameters, the probe's chosen step too).
 # A folder .device-data/site beside the archive, if present, is put on PYTHONPATH (pure-Python
 # packages carried for the check, e.g. torchattacks).
 set -uo pipefail
@@ -112,7 +115,14 @@ for p in $PARAMS; do
 done
 if [ "$LADDER" != default ] && [ "$LADDER" != none ]; then
   for e in $LADDER; do
-    [[ $e =~ ^[1-9][0-9]*$ ]] || die "DYNN_GPU_RUN_EPOCHS must be none or whole numbers >= 1 (cnn_epochs to try, in order), got '$LADDER'"
+    [[ $e =~ ^[1-9][0-9]*(:[A-Za-z_]+=[^,:]+(,[A-Za-z_]+=[^,:]+)*)?$ ]] || die "DYNN_GPU_RUN_EPOCHS must be none or steps to try, in order: whole numbers >= 1 (cnn_epochs), each optionally with profile overrides of that step (45:weight_decay=0.0005,lr=0.2); got '$LADDER'"
+    if [[ $e == *:* ]]; then
+      IFS=, read -ra kvs <<< "${e#*:}"
+      for kv in "${kvs[@]}"; do
+        [[ " $PARAMS " == *" ${kv%%=*}="* ]] && die "DYNN_GPU_RUN_EPOCHS step '$e' and DYNN_GPU_RUN_PARAMS both set ${kv%%=*}: give it in one place"
+        [ "${kv%%=*}" = cnn_epochs ] && die "DYNN_GPU_RUN_EPOCHS step '$e': cnn_epochs is the step's number itself, not an override"
+      done
+    fi
   done
   [ -n "${LADDER// /}" ] || die "DYNN_GPU_RUN_EPOCHS is empty: give cnn_epochs values to try, or none"
   [[ " $PARAMS " == *" cnn_epochs="* ]] && die "DYNN_GPU_RUN_EPOCHS and cnn_epochs in DYNN_GPU_RUN_PARAMS both choose the epochs: give one of them"
@@ -314,11 +324,11 @@ if [ "$LADDER" != none ]; then
     --choice "$STATE/schedule-choice.json" "${OVERRIDES[@]}"
   rc=$?
   [ $rc -eq 0 ] || finish $rc
-  E=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen_epochs"])' "$STATE/schedule-choice.json") \
+  CHOSEN=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["chosen_params"])' "$STATE/schedule-choice.json") \
     || { echo "gpu_run: no readable $STATE/schedule-choice.json"; STATUS=failed; finish 1; }
-  echo "schedule: cnn_epochs=$E for every later stage (the probe's choice of: $LADDER)"
-  PARAMS="${PARAMS:+$PARAMS }cnn_epochs=$E"
-  OVERRIDES+=(-o "cnn_epochs=$E")
+  echo "schedule: $CHOSEN for every later stage (the probe's choice of: $LADDER)"
+  PARAMS="${PARAMS:+$PARAMS }$CHOSEN"
+  for p in $CHOSEN; do OVERRIDES+=(-o "$p"); done
   FP="${INFO#* }|$PROFILE|$DATASET|$PARAMS"
 fi
 

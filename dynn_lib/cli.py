@@ -3,7 +3,7 @@
     dynn data check DATASET [--data-dir DIR]
     dynn train --dataset D --arch A --kind {cnn,sdn,ic_only} [--profile P] [-o field=value ...]
     dynn zoo --dataset D [--profile P]        train/load the 9 models of a dataset and print them
-    dynn schedule-probe --dataset D --epochs E [E ...] [--arch A ...] [--profile fast] [--floor PCT]
+    dynn schedule-probe --dataset D --epochs STEP [STEP ...] [--arch A ...] [--profile fast] [--floor PCT]
                    [--out DIR] [--choice FILE]     the fewest epochs whose static networks clear their floors
     dynn run {rq1,rq2,rq3,rq4,appendix} --dataset D [--profile P] [-o field=value ...]
     dynn reproduce --profile {smoke,fast,paper} [--datasets ...] [--seeds S ...] [-p name value ...]
@@ -107,15 +107,16 @@ def cmd_schedule_probe(args) -> int:
     except ValueError as e:
         raise SystemExit(f"schedule-probe: {e}")
     for p in res["probes"]:
-        print(f"{args.dataset} {p['arch']} cnn, {p['epochs']} epochs: final exit {p['accuracy']:.1f} % "
+        extra = "".join(f", {k} {v}" for k, v in p["overrides"].items())
+        print(f"{args.dataset} {p['arch']} cnn, {p['epochs']} epochs{extra}: final exit {p['accuracy']:.1f} % "
               f"[{p['accuracy_lo']:.1f}, {p['accuracy_hi']:.1f}] on {p['n']} images, floor {p['floor']:g} %: "
               f"{p['verdict']} ({Path(args.out) / p['file']})")
     if res["passed"]:
-        print(f"schedule probe: cnn_epochs={res['chosen_epochs']} (the fewest tried at which "
+        print(f"schedule probe: {res['chosen_params']} (the first step tried at which "
               f"{', '.join(res['archs'])} clear their floors)")
     else:
-        print(f"schedule probe: WARNING: no schedule tried clears every floor; going on with the longest, "
-              f"cnn_epochs={res['chosen_epochs']} (the model-zoo page will show it below the floor)")
+        print(f"schedule probe: WARNING: no schedule tried clears every floor; going on with the last, "
+              f"{res['chosen_params']} (the model-zoo page will show it short of its floor)")
     if args.choice:
         atomic_write_text(Path(args.choice), json.dumps(res, indent=2, default=str))
     return 0
@@ -196,13 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_zoo)
     p_zoo.set_defaults(func=cmd_zoo)
 
-    p_probe = sub.add_parser("schedule-probe", help="train the static networks at each number of epochs in turn; "
-                             "stop at the first at which all clear their accuracy floors "
+    p_probe = sub.add_parser("schedule-probe", help="train the static networks at each step (a number of epochs, optionally "
+                             "with overrides) in turn; stop at the first at which all clear their accuracy floors "
                              "(dynn_lib.floors.probe_epochs)")
     _common(p_probe)
     p_probe.add_argument("--arch", nargs="+", default=None,
                          help="vgg16, resnet56, mobilenet (default: every one with a floor on the dataset)")
-    p_probe.add_argument("--epochs", nargs="+", type=int, required=True, help="cnn_epochs values to try, in order")
+    p_probe.add_argument("--epochs", nargs="+", required=True,
+                         help="the steps to try, in order: cnn_epochs values, each optionally with profile overrides "
+                              "of that step only, e.g. 45 60 or 45 45:weight_decay=0.0005")
     p_probe.add_argument("--floor", type=float, default=None,
                          help="floor in percent (default: the issue's, dynn_lib.floors.FAST_FLOORS)")
     p_probe.add_argument("--out", default="results/schedule-checks",

@@ -20,10 +20,11 @@ folder holds both (:func:`side_by_side`): the same networks, data and evaluation
 two ways.
 
 The *schedule probe* (:func:`probe_epochs`, ``dynn schedule-probe``, the ``schedule`` stage of
-``benchmarks/gpu_run.sh``) picks the number of epochs by measurement at the start of a run: it
-trains the static networks at each candidate in turn, stops at the first at which all are above
-their floors, writes each record as a schedule check, and the run then uses those models and that
-number of epochs.
+``benchmarks/gpu_run.sh``) picks the schedule by measurement at the start of a run: it trains the
+static networks at each candidate step in turn (a number of epochs, optionally with other profile
+fields of that step, such as a weight decay: :func:`parse_step`), stops at the first at which all
+are above their floors, writes each record as a schedule check, and the run then uses those models
+and that step's fields.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from . import metrics, verdicts
 from .store import atomic_write_text, canonical
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
-           "devices_line", "device_type", "check_name", "probe_epochs", "side_by_side", "beside_paper"]
+           "devices_line", "device_type", "check_name", "parse_step", "step_params", "probe_epochs", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -173,34 +174,83 @@ def check_name(record: Mapping) -> str:
     return f"{cfg['dataset']}-{cfg['arch']}-{cfg['recipe']}-{prof}-e{cfg['epochs']}{variant}-{device_type(record)}.json"
 
 
-def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence[int], out_dir: str | Path,
+def parse_step(step) -> tuple[int, dict]:
+    """One step of the schedule probe's ladder as ``(cnn_epochs, profile overrides)``: a whole number
+    of epochs (``45`` or ``"45"``), or epochs with overrides of that step only, as text
+    (``"45:weight_decay=0.0005,lr=0.2"``, values read as Python literals when they are) or as a pair
+    (``(45, {"weight_decay": 5e-4})``). ValueError naming the step when it is none of these."""
+    import ast
+
+    def bad(why):
+        return ValueError(f"probe step {step!r}: {why}; a step is a whole number of epochs >= 1, optionally with "
+                          f"profile overrides, e.g. 45 or '45:weight_decay=0.0005,lr=0.2'")
+    if isinstance(step, tuple) and len(step) == 2 and isinstance(step[1], Mapping):
+        epochs, overrides = step[0], dict(step[1])
+    elif isinstance(step, str):
+        head, colon, tail = step.strip().partition(":")
+        if not head.strip().isdigit():
+            raise bad(f"{head.strip()!r} is not a whole number of epochs")
+        epochs, overrides = int(head), {}
+        for item in filter(None, (t.strip() for t in tail.split(","))):
+            k, eq, v = item.partition("=")
+            if not eq or not k.strip() or not v.strip():
+                raise bad(f"{item!r} does not look like field=value")
+            try:
+                overrides[k.strip()] = ast.literal_eval(v.strip())
+            except (ValueError, SyntaxError):
+                overrides[k.strip()] = v.strip()
+        if colon and not overrides:
+            raise bad("nothing after ':'")
+    else:
+        epochs, overrides = step, {}
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise bad(f"{epochs!r} is not a whole number of epochs >= 1")
+    if "cnn_epochs" in overrides:
+        raise bad("cnn_epochs is the step's number itself, not an override")
+    return epochs, overrides
+
+
+def step_params(epochs: int, overrides: Mapping) -> str:
+    """A step as ``NAME=VALUE`` profile fields separated by spaces (``"cnn_epochs=45 weight_decay=0.0005"``),
+    the form of ``dynn ... -o`` and of ``gpu_run.sh``'s ``DYNN_GPU_RUN_PARAMS``."""
+    def text(v):
+        return v if isinstance(v, str) else repr(v).replace(" ", "")  # one word per field
+    return " ".join([f"cnn_epochs={epochs}"] + [f"{k}={text(v)}" for k, v in overrides.items()])
+
+
+def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence, out_dir: str | Path,
                  profile: str = "fast", floor: float | None = None, store: str | Path | None = None,
                  data_dir: str | Path | None = None, device: str = "auto", seed: int = 0, **overrides) -> dict:
-    """Pick the number of training epochs by measurement: for each of ``epochs`` in turn, train the
-    static networks (kind ``cnn``) of ``archs`` with ``profile``'s schedule and ``cnn_epochs`` = that
-    number, and stop at the first number at which every one is "above the floor" (:func:`judge`;
-    "inconclusive" does not pass). ``archs``: one architecture, several, or None for every one with
-    a floor on ``dataset`` (ResNet-56 first: the one the first schedule check found short). Within
-    a number, the first network that does not pass ends it, so no further one is trained there.
+    """Pick the schedule by measurement: for each step of ``epochs`` in turn (:func:`parse_step`: a
+    number of epochs, optionally with profile overrides of that step, e.g. another ``weight_decay``),
+    train the static networks (kind ``cnn``) of ``archs`` with ``profile``'s schedule, ``cnn_epochs``
+    = the step's number and the step's overrides, and stop at the first step at which every one is
+    "above the floor" (:func:`judge`; "inconclusive" does not pass). ``archs``: one architecture,
+    several, or None for every one with a floor on ``dataset`` (ResNet-56 first: the one the first
+    schedule check found short). Within a step, the first network that does not pass ends it, so no
+    further one is trained there.
 
     Each model trains through a :class:`~dynn_lib.zoo.Workspace` with the same store, so the
-    experiments run afterwards with ``cnn_epochs`` = the chosen number reuse the models of a passing
-    number; ``overrides`` are further profile fields (the run's own, e.g. ``n_train``). Each model's
+    experiments run afterwards with the chosen step's fields reuse the models of a passing step;
+    ``overrides`` are further profile fields of every step (the run's own, e.g. ``n_train``; a step
+    may not override them). Every step's profile is checked before any training. Each model's
     training record is written to ``out_dir`` as a schedule check (:func:`check_name`), where the
     methods page shows it.
 
-    Returns ``{"chosen_epochs", "passed", "dataset", "archs", "profile", "probes": [...]}``:
-    ``passed`` is False when no number passed, and then ``chosen_epochs`` is the last (the run goes
-    on with the longest schedule tried, and the book judges it); ``probes`` holds one
-    :func:`judge` result per model trained, with its ``arch``, ``epochs``, ``n`` and ``file``.
+    Returns ``{"chosen_epochs", "chosen_overrides", "chosen_params", "passed", "dataset", "archs",
+    "profile", "probes": [...]}``: ``passed`` is False when no step passed, and then the chosen step
+    is the last (the run goes on with it, and the book judges it); ``chosen_params`` is the chosen
+    step as :func:`step_params`; ``probes`` holds one :func:`judge` result per model trained, with
+    its ``arch``, ``epochs``, ``overrides``, ``step`` (the step as text), ``n`` and ``file``.
     """
     from .models import ARCHS
     from .profiles import get_profile
     from .zoo import Workspace
 
-    epochs = list(epochs)
-    if not epochs or any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in epochs):
-        raise ValueError(f"epochs must be a non-empty list of whole numbers >= 1, got {epochs!r}")
+    if isinstance(epochs, (str, int)) or not list(epochs):
+        raise ValueError(f"epochs must be a non-empty list of probe steps (e.g. [45, 60] or "
+                         f"['45', '45:weight_decay=0.0005']), got {epochs!r}")
+    steps = [parse_step(s) for s in epochs]
     if archs is None:
         archs = [a for d, a in FAST_FLOORS if d == dataset]
         if not archs and floor is None:
@@ -219,27 +269,34 @@ def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequen
                          f"give a floor in percent (floor=, or --floor)")
     if "cnn_epochs" in overrides:
         raise ValueError("cnn_epochs is what the probe chooses: give it as epochs=, not as an override")
-    get_profile(profile, **overrides)  # bad profile names and fields fail here, before any training
+    for e, ov in steps:
+        both = sorted(set(ov) & set(overrides))
+        if both:
+            raise ValueError(f"probe step {step_params(e, ov)!r} sets {', '.join(both)}, which the run's overrides "
+                             f"set too: give each field in one place")
+        get_profile(profile, cnn_epochs=e, **ov, **overrides)  # bad names and values fail before any training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {"dataset": dataset, "archs": archs, "profile": profile, "probes": []}
-    for e in epochs:
+    for e, ov in steps:
         ws = Workspace(dataset, profile, store=store, data_dir=data_dir, device=device, seed=seed,
-                       cnn_epochs=e, **overrides)
+                       cnn_epochs=e, **ov, **overrides)
         passed = True
         for arch in archs:
             rec = {**ws.model_record(arch, "cnn"), "profile": profile}  # trains the model when not stored
             name = check_name(rec)
             atomic_write_text(out / name, json.dumps(rec, indent=2, default=str))
             v = judge(dataset, arch, float(rec["exit_accuracy"][-1]), int(rec["n_eval"]), floor)
-            result["probes"].append({"arch": arch, "epochs": e, "file": name, "n": int(rec["n_eval"]), **v})
+            result["probes"].append({"arch": arch, "epochs": e, "overrides": ov, "step": step_params(e, ov),
+                                     "file": name, "n": int(rec["n_eval"]), **v})
             if v["verdict"] != "above the floor":
                 passed = False
                 break
         if passed:
-            result.update(chosen_epochs=e, passed=True)
+            result.update(chosen_epochs=e, chosen_overrides=ov, chosen_params=step_params(e, ov), passed=True)
             return result
-    result.update(chosen_epochs=epochs[-1], passed=False)
+    e, ov = steps[-1]
+    result.update(chosen_epochs=e, chosen_overrides=ov, chosen_params=step_params(e, ov), passed=False)
     return result
 
 

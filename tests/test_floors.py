@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict
 
 import pytest
@@ -126,12 +127,52 @@ def test_probe_stops_at_the_first_schedule_that_clears_the_floor(tmp_path, monke
                                **kw)
     assert [(p["arch"], p["epochs"]) for p in none["probes"]] == [("resnet56", 1), ("resnet56", 2)]
     assert not (checks / "synthetic-mobilenet-cnn-smoke-e2-n_train40-cpu.json").exists()
+    # a step may carry overrides of its own: they train the model, name its check and come back as the choice
+    var = floors.probe_epochs("synthetic", "resnet56", [1, "1:weight_decay=0.003"], checks, profile="smoke",
+                              floor=100.0, **kw)
+    assert [(p["step"], p["overrides"]) for p in var["probes"]] == \
+        [("cnn_epochs=1", {}), ("cnn_epochs=1 weight_decay=0.003", {"weight_decay": 0.003})]
+    assert (var["chosen_epochs"], var["chosen_overrides"]) == (1, {"weight_decay": 0.003})
+    assert var["chosen_params"] == "cnn_epochs=1 weight_decay=0.003"
+    rec = json.loads((checks / "synthetic-resnet56-cnn-smoke-e1-n_train40-weight_decay0.003-cpu.json").read_text())
+    assert rec["config"]["weight_decay"] == 0.003
+    ws = Workspace("synthetic", "smoke", cnn_epochs=1, weight_decay=0.003, **kw)
+    assert ws.store.record("models", ws.model_config("resnet56", "cnn"),
+                           slug="synthetic-resnet56-cnn-s0")["exit_accuracy"] == rec["exit_accuracy"]
+
+
+@pytest.mark.parametrize("step, parsed", [
+    (45, (45, {})), ("60", (60, {})), (" 45 ", (45, {})),
+    ("45:weight_decay=0.0005", (45, {"weight_decay": 5e-4})),
+    ("30:weight_decay=5e-4,lr=0.2,lr_schedule=onecycle", (30, {"weight_decay": 5e-4, "lr": 0.2,
+                                                               "lr_schedule": "onecycle"})),
+    ((45, {"weight_decay": 5e-4}), (45, {"weight_decay": 5e-4})),
+])
+def test_parse_step(step, parsed):
+    assert floors.parse_step(step) == parsed
+    e, ov = parsed
+    assert floors.parse_step(floors.step_params(e, ov).replace("cnn_epochs=", "", 1).replace(" ", ":", 1)
+                             .replace(" ", ",")) == parsed  # step_params reads back as a step
+
+
+@pytest.mark.parametrize("step, match", [
+    ("forty", "'forty' is not a whole number"), ("45:", "nothing after ':'"), ("45:wd", "'wd' does not look like"),
+    (0, "0 is not a whole number"), (True, "True is not a whole number"), (4.5, "4.5 is not a whole number"),
+    ("45:cnn_epochs=60", "cnn_epochs is the step's number itself"), ("45:lr=", "'lr=' does not look like"),
+])
+def test_parse_step_names_the_bad_step(step, match):
+    with pytest.raises(ValueError, match=f"probe step {re.escape(repr(step))}: .*{match}"):
+        floors.parse_step(step)
 
 
 @pytest.mark.parametrize("kw, match", [
     (dict(dataset="synthetic"), "no floor for synthetic/resnet56"),
     (dict(epochs=[]), "epochs must be a non-empty list"),
-    (dict(epochs=[30, 0]), "epochs must be a non-empty list"),
+    (dict(epochs=45), "epochs must be a non-empty list"),
+    (dict(epochs=[30, 0]), "probe step 0: 0 is not a whole number of epochs >= 1"),
+    (dict(epochs=["45:weight_decay=-1"]), "weight_decay must be None .* got -1"),
+    (dict(epochs=["45:batch=5"]), "unknown profile field"),
+    (dict(epochs=["45:n_train=10"], n_train=20), "sets n_train, which the run's overrides set too"),
     (dict(archs="resnet18"), r"unknown architecture\(s\) \['resnet18'\]; accepted"),
     (dict(dataset="synthetic", archs=None), "no floor for any architecture on synthetic"),
     (dict(floor=101), r"floor must be a percentage in \[0, 100\]"),

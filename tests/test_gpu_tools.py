@@ -131,10 +131,14 @@ def fake_cifar10_jpeg(path: Path, per_class: int = 10) -> Path:
 
 
 QUESTIONS = ("zoo", "rq1", "rq2", "rq3", "rq4", "appendix")
+LADDER = "2 1:weight_decay=0.0005"
+PROBED = {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-{e}-cpu.json"
+          for e in ("e2-n_train20", "e1-n_train20-weight_decay0.0005")}
 SMOKE_PARAMS = "n_train=20 n_query=10 n_eval=10 attack_steps=1 ea_iters=2 ea_images=10 ic_epochs=1"
-"""Smoke-sized runs; cnn_epochs comes from the schedule probe. DYNN_GPU_RUN_EPOCHS is "2 1": a smoke
-model is far below ResNet-56's 88 % floor, so both are tried and the run goes on with the last, 1
-(in this order the probe costs one 2-epoch ResNet-56, and every other training stays at 1 epoch).
+"""Smoke-sized runs; cnn_epochs comes from the schedule probe. DYNN_GPU_RUN_EPOCHS is
+"2 1:weight_decay=0.0005": a smoke model is far below ResNet-56's 88 % floor, so both steps are tried
+and the run goes on with the last, 1 epoch at another weight decay, whose fields every question then
+takes (in this order the probe costs one 2-epoch ResNet-56, and every other training stays at 1 epoch).
 n_train 20 and n_query 10 (the surrogates train on 11 copies of the query images): 50 and 20 before,
 whose jobs stage took 93 s against 73 s now (back to back, 2 cores); what is asserted is unchanged."""
 
@@ -144,7 +148,7 @@ def _env(state: Path, limit: int = 3000, workers: str = "auto", **extra: str) ->
             "DYNN_GPU_RUN_WORKERS": workers,
             # one thread per process: 2 workers x 2 busy-waiting threads on 2 cores take twice as long
             **({"OMP_NUM_THREADS": "1"} if workers != "auto" else {}),
-            "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": "2 1", "DYNN_GPU_RUN_CHECK_S": "600",
+            "DYNN_GPU_RUN_PARAMS": SMOKE_PARAMS, "DYNN_GPU_RUN_EPOCHS": LADDER, "DYNN_GPU_RUN_CHECK_S": "600",
             "DYNN_GPU_RUN_CHECK_ARGS": "--tiny --sections environment,loader,early_exit",
             "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0", **extra}
 
@@ -206,6 +210,13 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     assert p.returncode == 2 and "'45 sixty'" in p.stderr and "none" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45", DYNN_GPU_RUN_PARAMS="n_eval=10 cnn_epochs=30")
     assert p.returncode == 2 and "give one of them" in p.stderr
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45 45:wd")
+    assert p.returncode == 2 and "'45 45:wd'" in p.stderr and "45:weight_decay=0.0005" in p.stderr
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45 45:lr=0.2,weight_decay=0.0005",
+                      DYNN_GPU_RUN_PARAMS="weight_decay=0.001")
+    assert p.returncode == 2 and "'45:lr=0.2,weight_decay=0.0005' and DYNN_GPU_RUN_PARAMS both set weight_decay" in p.stderr
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45:cnn_epochs=60")
+    assert p.returncode == 2 and "cnn_epochs is the step's number itself" in p.stderr
 
 
 def test_gpu_carry_names_a_missing_archive(tmp_path):
@@ -227,8 +238,7 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     _killed_after("schedule", killed, state, archive, 4, workers="2", DYNN_GPU_RUN_SNAPSHOT_S="1")
     assert not (killed / "timings.json").exists()  # no pack ran: what is there came from the snapshots
     with tarfile.open(killed / "results.tar.gz") as tf:  # a whole archive (written, then renamed)
-        assert {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-n_train20-cpu.json" for e in (1, 2)} <= \
-            set(tf.getnames())
+        assert PROBED <= set(tf.getnames())
     assert "--- jobs" in (killed / "log.txt").read_text()
 
     p = _run(out, state, archive, workers="2")
@@ -240,10 +250,9 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
         names = tf.getnames()
         zoo_profile = json.load(tf.extractfile("results/smoke/cifar10-jpeg/zoo/record.json"))["config"]["profile"]
     # the probe tried both schedules (neither clears 88 %) and every question ran with the last
-    probe = {f"results/schedule-checks/cifar10-jpeg-resnet56-cnn-smoke-e{e}-n_train20-cpu.json" for e in (1, 2)}
-    assert probe <= set(names)
-    assert zoo_profile["cnn_epochs"] == 1
-    assert "schedule: cnn_epochs=1 for every later stage" in p.stdout
+    assert PROBED <= set(names)
+    assert (zoo_profile["cnn_epochs"], zoo_profile["weight_decay"]) == (1, 0.0005)
+    assert "schedule: cnn_epochs=1 weight_decay=0.0005 for every later stage" in p.stdout
     for q in QUESTIONS:
         assert f"results/smoke/cifar10-jpeg/{q}/record.json" in names, q
         assert any(n.startswith(f"results/smoke/cifar10-jpeg/{q}/") and n.endswith(".parquet") for n in names), q
@@ -256,7 +265,7 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     assert p.stdout.strip().splitlines()[-2] == (
         "book: unpack results.tar.gz in the repository root (it holds results/), then run: dynn reproduce --profile "
         "smoke --datasets cifar10-jpeg --no-experiments " + " ".join(f"-p {kv.replace('=', ' ')}" for kv in
-                                                                     SMOKE_PARAMS.split()) + " -p cnn_epochs 1")
+                                                                     SMOKE_PARAMS.split()) + " -p cnn_epochs 1 -p weight_decay 0.0005")
     stamp = {p: p.stat().st_mtime_ns for p in (state / "results").rglob("*") if p.is_file()}
 
     first = [s for s in json.loads((out / "timings.json").read_text())["stages"] if s["call"] == 2]
