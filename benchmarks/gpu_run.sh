@@ -61,7 +61,7 @@
 #                          copy sent to a GPU machine carries no .git) []
 #   DYNN_GPU_RUN_EPOCHS    the schedule probe's steps in order, or none (no probe): cnn_epochs values,
 #                          each optionally with profile overrides of that step only, e.g.
-#                          "45 45:weight_decay=0.0005 60"; the chosen step's fields join DYNN_GPU_RUN_PARAMS
+#                          "45:weight_decay=None 45 60"; the chosen step's fields join DYNN_GPU_RUN_PARAMS
 #                          [for fast on cifar10-jpeg: the profile's cnn_epochs, then 15 more; else none;
 #                          none as well when DYNN_GPU_RUN_PARAMS sets cnn_epochs]
 #   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="vgg16, resnet56, mobilenet (default: every one with a floor on the dataset)")
     p_probe.add_argument("--epochs", nargs="+", required=True,
                          help="the steps to try, in order: cnn_epochs values, each optionally with profile overrides "
-                              "of that step only, e.g. 45 60 or 45 45:weight_decay=0.0005")
+                              "of that step only, e.g. 45 60 or 45:weight_decay=None 45")
     p_probe.add_argument("--floor", type=float, default=None,
                          help="floor in percent (default: the issue's, dynn_lib.floors.FAST_FLOORS)")
     p_probe.add_argument("--out", default="results/schedule-checks",

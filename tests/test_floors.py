@@ -87,8 +87,8 @@ def test_check_name_tells_variants_apart():
     assert floors.check_name(plain) == "cifar10-jpeg-resnet56-cnn-fast-e45-cpu.json"
     longer = {**_record("resnet56", "cnn", 0.9, epochs=60), "profile": "fast"}
     assert floors.check_name(longer) == "cifar10-jpeg-resnet56-cnn-fast-e60-cpu.json"
-    wd = {**_record("resnet56", "cnn", 0.9, weight_decay=5e-4), "profile": "fast", "device": "cuda:0"}
-    assert floors.check_name(wd) == "cifar10-jpeg-resnet56-cnn-fast-e45-weight_decay0.0005-cuda.json"
+    wd = {**_record("resnet56", "cnn", 0.9, weight_decay=1e-4), "profile": "fast", "device": "cuda:0"}
+    assert floors.check_name(wd) == "cifar10-jpeg-resnet56-cnn-fast-e45-weight_decay0.0001-cuda.json"
     both = {**_record("vgg16", "cnn", 0.9, lr=0.2, weight_decay=1e-4), "profile": "fast"}
     assert floors.check_name(both) == "cifar10-jpeg-vgg16-cnn-fast-e45-lr0.2-weight_decay0.0001-cpu.json"
 

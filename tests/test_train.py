@@ -245,16 +245,20 @@ def test_fast_profile_is_paper_with_a_short_schedule():
 
 def test_weight_decay_field_sets_the_sgd_recipes_only():
     # None: the SDN code's per-architecture values; a number: every SGD recipe, never the IC-only (Adam) one
-    for prof in ("paper", "fast"):
-        assert profiles.get_profile(prof).weight_decay is None
+    assert profiles.get_profile("paper").weight_decay is None and profiles.get_profile("fast").weight_decay == 5e-4
+    for prof in ("paper", profiles.get_profile("fast", weight_decay=None)):
         assert T.recipe_config("cnn", "resnet56", "cifar10-jpeg", prof).weight_decay == 1e-4
         assert T.recipe_config("sdn", "mobilenet", "cifar10-jpeg", prof).weight_decay == 1e-4
         assert T.recipe_config("sdn", "vgg16", "cifar10-jpeg", prof).weight_decay == 5e-4
+    assert [T.recipe_config(r, a, "cifar10-jpeg", "fast").weight_decay for r in ("cnn", "sdn")
+            for a in ("vgg16", "resnet56", "mobilenet")] == [5e-4] * 6
+    assert profiles.describe_changes(profiles.get_profile("fast", weight_decay=None)) == \
+        "weight_decay the SDN code's (fast: 0.0005)"
     p = profiles.get_profile("fast", weight_decay=3e-4)
     assert [T.recipe_config(r, a, "cifar10-jpeg", p).weight_decay for r in ("cnn", "sdn")
             for a in ("vgg16", "resnet56", "mobilenet")] == [3e-4] * 6
     assert T.recipe_config("ic_only", "resnet56", "cifar10-jpeg", p, base={}).weight_decay == 1e-4
-    assert profiles.describe_changes(p) == "weight_decay 0.0003 (fast: the SDN code's)"
+    assert profiles.describe_changes(p) == "weight_decay 0.0003 (fast: 0.0005)"
     for bad in (-1e-4, 1.5, True, "5e-4"):
         with pytest.raises(ValueError, match=f"weight_decay must be None .* got {bad!r}"):
             profiles.get_profile("fast", weight_decay=bad)
