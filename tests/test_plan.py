@@ -271,10 +271,11 @@ def test_interrupted_workers_save_their_trainings_and_a_rerun_resumes_them(tmp_p
 
     store = tmp_path / "store"
     # RQ4 on two architectures: its two SDN trainings run side by side (then small attack tables),
-    # which is what the kill needs at a third of the zoo's nine trainings' cost
+    # which is what the kill needs at a third of the zoo's nine trainings' cost. 10 epochs: both hold
+    # a checkpoint at once for a few seconds (with 3, about 1 s here, and none at all in one CI run)
     argv = [sys.executable, "-m", "dynn_lib.cli", "plan", "--run", "--workers", "2", "--datasets", "synthetic",
             "--questions", "rq4", "--store", str(store), "--results", str(tmp_path / "results"), "--device", "cpu",
-            "-p", "n_train", "128", "-p", "cnn_epochs", "3", "-p", "checkpoint_every", "1", "-p", "n_eval", "8",
+            "-p", "n_train", "128", "-p", "cnn_epochs", "10", "-p", "checkpoint_every", "1", "-p", "n_eval", "8",
             "-p", "archs", "['resnet56', 'mobilenet']", "-p", "ea_images", "4", "-p", "ea_iters", "2",
             "-p", "attack_steps", "1"]
     env = {**os.environ, "DYNN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
