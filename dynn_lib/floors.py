@@ -106,7 +106,7 @@ def device_type(record: Mapping) -> str:
 def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per training record (a model's ``record.json`` as a dict) of a static network:
     what it is, how it was trained (device: its name, and ``device_type`` "cpu" or "cuda"; epochs,
-    batch, schedule, peak lr, training images) and :func:`judge` of its final-exit accuracy over its
+    batch, schedule, peak lr, weight decay, training images) and :func:`judge` of its final-exit accuracy over its
     ``n_eval`` evaluation images; ``current_fast``: "yes" when its config is today's ``fast`` recipe
     (:func:`schedule_differences`), else "no: " and each differing field with its recorded value and
     today's (``"epochs 30 (fast: 45)"``)."""
@@ -121,12 +121,13 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
                      "device": rec.get("device_name", rec.get("device")),
                      "device_type": device_type(rec), "epochs": int(cfg["epochs"]),
                      "batch": int(cfg["batch_size"]), "schedule": cfg.get("lr_schedule", "multistep"),
-                     "peak_lr": float(cfg["lr"]), "n_train": rec.get("n_train"),
+                     "peak_lr": float(cfg["lr"]), "weight_decay": float(cfg["weight_decay"]),
+                     "n_train": rec.get("n_train"),
                      "git_commit": str(rec.get("git_commit", "unknown"))[:12],
                      "current_fast": "no: " + ", ".join(diff) if diff else "yes", "n": n,
                      **judge(cfg["dataset"], cfg["arch"], float(rec["exit_accuracy"][-1]), n)})
     return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "device", "device_type", "epochs", "batch",
-                                       "schedule", "peak_lr", "n_train", "git_commit", "current_fast", "n",
+                                       "schedule", "peak_lr", "weight_decay", "n_train", "git_commit", "current_fast", "n",
                                        "accuracy", "accuracy_lo", "accuracy_hi", "floor", "verdict"])
 
 
