@@ -14,12 +14,11 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
 
-from .profiles import PROFILES
+from .profiles import PROFILES, parse_value
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -29,10 +28,7 @@ def parse_overrides(items: list[str] | None) -> dict:
         if "=" not in item:
             raise SystemExit(f"override {item!r} must look like field=value")
         k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k.strip()] = v
+        out[k.strip()] = parse_value(v)
     return out
 
 

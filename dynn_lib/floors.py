@@ -180,7 +180,7 @@ def parse_step(step) -> tuple[int, dict]:
     of epochs (``45`` or ``"45"``), or epochs with overrides of that step only, as text
     (``"45:weight_decay=0.0005,lr=0.2"``, values read as Python literals when they are) or as a pair
     (``(45, {"weight_decay": 5e-4})``). ValueError naming the step when it is none of these."""
-    import ast
+    from .profiles import parse_value
 
     def bad(why):
         return ValueError(f"probe step {step!r}: {why}; a step is a whole number of epochs >= 1, optionally with "
@@ -196,10 +196,7 @@ def parse_step(step) -> tuple[int, dict]:
             k, eq, v = item.partition("=")
             if not eq or not k.strip() or not v.strip():
                 raise bad(f"{item!r} does not look like field=value")
-            try:
-                overrides[k.strip()] = ast.literal_eval(v.strip())
-            except (ValueError, SyntaxError):
-                overrides[k.strip()] = v.strip()
+            overrides[k.strip()] = parse_value(v.strip())  # as `dynn -o` reads a value
         if colon and not overrides:
             raise bad("nothing after ':'")
     else:

@@ -179,6 +179,17 @@ _ALL = {"n_train": "all", "n_query": "all", "n_eval": "all", "tau": "calibrated"
 """How a ``None`` of these fields reads (every image; τ calibrated per model; per-architecture weight decay)."""
 
 
+def parse_value(text: str) -> Any:
+    """A field's value given as text (``dynn -o NAME=VALUE``, a probe step's ``NAME=VALUE``): the
+    Python literal it spells (``0.0005``, ``None``, ``[1, 2]``), else the text itself (``onecycle``)."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def changed_fields(recorded: Any) -> list[tuple[str, Any, Any]]:
     """``(field, recorded value, the named profile's value)`` for each field in which a recorded
     profile (a result's ``record["config"]["profile"]``, or a :class:`Profile`) differs from the
