@@ -109,7 +109,8 @@ def cmd_schedule_probe(args) -> int:
               f"{p['verdict']} ({Path(args.out) / p['file']})")
     if res["passed"]:
         print(f"schedule probe: {res['chosen_params']} (the first step tried at which "
-              f"{', '.join(res['archs'])} clear their floors)")
+              + (f"{res['archs'][0]} clears its floor)" if len(res["archs"]) == 1
+                 else f"{', '.join(res['archs'])} clear their floors)"))
     else:
         print(f"schedule probe: WARNING: no schedule tried clears every floor; going on with the last, "
               f"{res['chosen_params']} (the model-zoo page will show it short of its floor)")

@@ -107,3 +107,21 @@ def test_an_inherited_ignored_sigint_is_restored():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("archs, says", [(["mobilenet"], "at which mobilenet clears its floor)"),
+                                         (["resnet56", "vgg16"], "at which resnet56, vgg16 clear their floors)")])
+def test_schedule_probe_summary_names_the_networks_that_passed(archs, says, tmp_path, monkeypatch, capsys):
+    from dynn_lib import floors
+
+    probe = {"arch": archs[0], "epochs": 45, "overrides": {}, "accuracy": 87.3, "accuracy_lo": 86.3,
+             "accuracy_hi": 88.2, "n": 5000, "floor": 85.0, "verdict": "above the floor", "file": "x.json"}
+    result = {"dataset": "synthetic", "archs": archs, "probes": [probe], "chosen_epochs": 45, "chosen_overrides": {},
+              "chosen_params": "cnn_epochs=45", "passed": True}
+    monkeypatch.setattr(floors, "probe_epochs", lambda *a, **k: result)
+    choice = tmp_path / "choice.json"
+    assert main(["schedule-probe", "--dataset", "synthetic", "--epochs", "45", "--out", str(tmp_path),
+                 "--choice", str(choice), "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"schedule probe: cnn_epochs=45 (the first step tried {says}" in out, out
+    assert json.loads(choice.read_text())["chosen_epochs"] == 45
