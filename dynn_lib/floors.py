@@ -36,6 +36,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from . import metrics, verdicts
+from .profiles import get_profile, parse_value
 from .store import atomic_write_text, canonical
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
@@ -180,8 +181,6 @@ def parse_step(step) -> tuple[int, dict]:
     of epochs (``45`` or ``"45"``), or epochs with overrides of that step only, as text
     (``"45:weight_decay=0.0005,lr=0.2"``, values read as Python literals when they are) or as a pair
     (``(45, {"weight_decay": 5e-4})``). ValueError naming the step when it is none of these."""
-    from .profiles import parse_value
-
     def bad(why):
         return ValueError(f"probe step {step!r}: {why}; a step is a whole number of epochs >= 1, optionally with "
                           f"profile overrides, e.g. 45 or '45:weight_decay=0.0005,lr=0.2'")
@@ -242,7 +241,6 @@ def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequen
     its ``arch``, ``epochs``, ``overrides``, ``step`` (the step as text), ``n`` and ``file``.
     """
     from .models import ARCHS
-    from .profiles import get_profile
     from .zoo import Workspace
 
     if isinstance(epochs, (str, int)) or not list(epochs):

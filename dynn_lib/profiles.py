@@ -45,6 +45,7 @@ How the numbers were chosen, and what is measured:
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -184,8 +185,6 @@ _ALL = {"n_train": "all", "n_query": "all", "n_eval": "all", "tau": "calibrated"
 def parse_value(text: str) -> Any:
     """A field's value given as text (``dynn -o NAME=VALUE``, a probe step's ``NAME=VALUE``): the
     Python literal it spells (``0.0005``, ``None``, ``[1, 2]``), else the text itself (``onecycle``)."""
-    import ast
-
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
