@@ -37,9 +37,11 @@ import pandas as pd
 
 from . import metrics, verdicts
 from .profiles import get_profile, parse_value
-from .store import atomic_write_text, canonical
+from .plots import pretty_arch, pretty_dataset
+from .store import KEY_NEUTRAL, atomic_write_text, canonical
 
-__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_checks",
+__all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_records",
+           "schedule_checks", "comparisons", "checks_summary",
            "devices_line", "device_type", "check_name", "parse_step", "step_params", "probe_epochs", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
@@ -132,11 +134,11 @@ def floor_rows(records: Iterable[Mapping]) -> pd.DataFrame:
                                        "accuracy", "accuracy_lo", "accuracy_hi", "floor", "verdict"])
 
 
-def schedule_checks(*folders: str | Path) -> pd.DataFrame:
-    """:func:`floor_rows` of every ``*.json`` training record in ``folders`` (each sorted by name;
-    a file name met again in a later folder, or a folder met twice, is read once: the first wins);
-    an empty table when no folder exists. The methods page reads the results folder's
-    ``schedule-checks/`` (a GPU run's probe) first, then the repository's committed ones."""
+def schedule_records(*folders: str | Path) -> list[dict]:
+    """Every ``*.json`` training record in ``folders`` (each sorted by name; a file name met again
+    in a later folder, or a folder met twice, is read once: the first wins); empty when no folder
+    exists. The methods page reads the results folder's ``schedule-checks/`` (a GPU run's probe)
+    first, then the repository's committed ones."""
     seen: dict[str, Path] = {}
     done: set[Path] = set()
     for folder in folders:
@@ -146,7 +148,142 @@ def schedule_checks(*folders: str | Path) -> pd.DataFrame:
         done.add(folder)
         for p in sorted(folder.glob("*.json")):
             seen.setdefault(p.name, p)
-    return floor_rows(json.loads(p.read_text()) for p in seen.values())
+    return [json.loads(p.read_text()) for p in seen.values()]
+
+
+def schedule_checks(*folders: str | Path) -> pd.DataFrame:
+    """:func:`floor_rows` of :func:`schedule_records` ``(*folders)``: Table M.1 of the methods page."""
+    return floor_rows(schedule_records(*folders))
+
+
+_FIELD_LABEL = {"epochs": "epochs", "weight_decay": "weight decay", "lr": "peak lr", "batch_size": "batch",
+                "lr_schedule": "lr schedule", "warmup_frac": "warm-up share"}
+_DEVICE_LABEL = {"cpu": "a CPU", "cuda": "a GPU"}
+_CHANGE = {"supports": "higher", "against": "lower", "inconclusive": "inconclusive"}
+
+
+def _static_checks(records: Iterable[Mapping]) -> list[tuple[Mapping, dict, pd.Series]]:
+    """``(record, config without the KEY_NEUTRAL fields, its floor_rows row)`` per static-network record."""
+    records = [r for r in records if r["config"]["recipe"] == "cnn"]
+    rows = floor_rows(records)
+    return [(r, {k: canonical(v) for k, v in r["config"].items() if k not in KEY_NEUTRAL}, row)
+            for r, (_, row) in zip(records, rows.iterrows())]
+
+
+def comparisons(records: Iterable[Mapping]) -> pd.DataFrame:
+    """What one change of the schedule did: every pair of static-network training records (schedule
+    checks, :func:`schedule_records`) of the same dataset, architecture and device type whose
+    configs differ in exactly one field (:data:`~dynn_lib.store.KEY_NEUTRAL` fields aside), one row
+    per pair, ordered so that the field's value grows (30 -> 45 epochs) where values compare.
+
+    Columns: ``dataset``, ``arch``, ``device_type``, ``field``, ``before``, ``after``, ``at`` (the
+    values of the epochs, the weight decay and any other field that varies among that network's
+    checks on that device type, the compared field aside, e.g. ``{"weight_decay": 0.0001}``), ``accuracy_before``, ``accuracy_after`` (%), ``n_before``, ``n_after`` (evaluation
+    images), ``difference`` (after - before, points) with ``difference_lo``/``difference_hi``:
+    Newcombe's 95 % interval (:func:`dynn_lib.metrics.newcombe_interval`), which treats the two
+    accuracies as independent samples. They share their images, so a paired interval would be
+    narrower, but the records keep no per-image predictions; and each side is one training (one
+    seed), so no interval covers the spread between training seeds. ``verdict``: "higher",
+    "lower" or "inconclusive" (the interval includes 0). Two records trained at different commits
+    also differ in whatever else changed in between (their ``git_commit``).
+    """
+    checks = _static_checks(records)
+    out = []
+    for i, (ra, ca, a) in enumerate(checks):
+        for rb, cb, b in checks[i + 1:]:
+            if (a["dataset"], a["arch"], a["device_type"]) != (b["dataset"], b["arch"], b["device_type"]):
+                continue
+            diff = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+            if len(diff) != 1:
+                continue
+            field = diff[0]
+            (c0, r0), (c1, r1) = (ca, a), (cb, b)
+            try:
+                if c1.get(field) < c0.get(field):
+                    (c0, r0), (c1, r1) = (c1, r1), (c0, r0)
+            except TypeError:  # values that do not compare keep the records' order
+                pass
+            group = [c for _, c, row in checks if (row["dataset"], row["arch"], row["device_type"])
+                     == (a["dataset"], a["arch"], a["device_type"])]
+            varying = sorted(k for k in set().union(*group) if k != field and
+                             (k in ("epochs", "weight_decay") or len({repr(c.get(k)) for c in group}) > 1))
+            d, lo, hi = metrics.newcombe_interval(round(r1["accuracy"] / 100 * r1["n"]), r1["n"],
+                                                  round(r0["accuracy"] / 100 * r0["n"]), r0["n"])
+            out.append({"dataset": a["dataset"], "arch": a["arch"], "device_type": a["device_type"], "field": field,
+                        "before": c0.get(field), "after": c1.get(field), "at": {k: c0.get(k) for k in varying},
+                        "accuracy_before": r0["accuracy"], "accuracy_after": r1["accuracy"],
+                        "n_before": int(r0["n"]), "n_after": int(r1["n"]),
+                        "difference": d, "difference_lo": lo, "difference_hi": hi,
+                        "verdict": _CHANGE[verdicts.compare(lo, hi, 0.0, ">")]})
+    table = pd.DataFrame(out, columns=["dataset", "arch", "device_type", "field", "before", "after", "at",
+                                       "accuracy_before", "accuracy_after", "n_before", "n_after",
+                                       "difference", "difference_lo", "difference_hi", "verdict"])
+    for c in ("before", "after"):  # as recorded: 30 epochs stay 30, not 30.0
+        table[c] = pd.Series([row[c] for row in out], index=table.index, dtype=object)
+    return table
+
+
+def _value(field: str, v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def checks_summary(records: Iterable[Mapping]) -> str:
+    """What the schedule checks (:func:`schedule_records`) show, as Markdown for the methods page,
+    generated from the records so that no page restates their numbers by hand:
+
+    * each pair of checks that differ in one setting (:func:`comparisons`), with the difference in
+      points, its interval and whether it is decided;
+    * for each network with a floor (:data:`FAST_FLOORS`) on a dataset the checks cover, where it
+      stands with today's ``fast`` recipe (checks whose ``current_fast`` is "yes"): the verdict of
+      each such check and the device it ran on, or "no check";
+    * how many of those networks have a check of today's recipe above their floor.
+    """
+    records = list(records)
+    rows = floor_rows(records)
+    if rows.empty:
+        return "No schedule check of a static network has run yet."
+    parts = []
+    pairs = comparisons(records)
+    if not pairs.empty:
+        lines = []
+        for _, p in pairs.iterrows():
+            at = ", ".join(f"{_FIELD_LABEL.get(k, k)} {_value(k, v)}" for k, v in p["at"].items())
+            lines.append(
+                f"- {pretty_arch(p['arch'])} on {_DEVICE_LABEL.get(p['device_type'], p['device_type'])}"
+                f" ({pretty_dataset(p['dataset'])}{', ' + at if at else ''}): {_FIELD_LABEL.get(p['field'], p['field'])} "
+                f"{_value(p['field'], p['before'])} → {_value(p['field'], p['after'])}: {p['accuracy_before']:.1f} → "
+                f"{p['accuracy_after']:.1f} %, {p['difference']:+.1f} points "
+                f"{metrics.interval_text(p['difference_lo'], p['difference_hi'])}, **{p['verdict']}**")
+        n_images = sorted({int(n) for n in pd.concat([pairs["n_before"], pairs["n_after"]])})
+        parts.append(
+            "**What one change did.** Pairs of checks above that differ in one setting only (same network, "
+            "dataset and device type):\n\n" + "\n".join(lines) + "\n\n"
+            "Each difference is between two trainings of one seed each, with Newcombe's 95 % interval over "
+            f"their evaluation images ({', '.join(f'{n:,}' for n in n_images)} each) as if they were independent "
+            "samples: they share their images, so a paired interval would be narrower, and no interval covers "
+            "the spread between training seeds. \"Inconclusive\": the interval includes 0. Checks trained at "
+            "different commits also differ in whatever else changed in between (their commits are above).")
+    status, n_pass, n_nets = [], 0, 0
+    for dataset in sorted(set(rows["dataset"])):
+        said = []
+        for arch in [a for (d, a) in FAST_FLOORS if d == dataset]:
+            today = rows[(rows["dataset"] == dataset) & (rows["arch"] == arch) & (rows["current_fast"] == "yes")]
+            n_nets += 1
+            n_pass += bool((today["verdict"] == "above the floor").any())
+            each = "; ".join(f"{r['verdict']} on {_DEVICE_LABEL.get(r['device_type'], r['device_type'])} "
+                             f"({r['accuracy']:.1f} % {metrics.interval_text(r['accuracy_lo'], r['accuracy_hi'])}, "
+                             f"floor {r['floor']:.0f})" for _, r in today.iterrows())
+            said.append(f"{pretty_arch(arch)} {each or 'has no check'}")
+        if said:
+            status.append(f"on {pretty_dataset(dataset)}, " + ", ".join(said))
+    if n_nets:
+        verdict = (f"all {n_nets} networks with a floor have a check of today's recipe above it"
+                   if n_pass == n_nets else
+                   f"{n_pass} of the {n_nets} networks with a floor {'has' if n_pass == 1 else 'have'} a check of "
+                   "today's recipe above it; for the others the GPU run's schedule probe decides")
+        text = "; ".join(status)
+        parts.append(f"**Today's `fast` recipe.** {text[:1].upper()}{text[1:]}. So {verdict}.")
+    return "\n\n".join(parts)
 
 
 def devices_line(checks: pd.DataFrame) -> str:

@@ -243,3 +243,62 @@ def test_beside_paper_draws_the_table_once_both_runs_exist(tmp_path):
             "paper: epochs cnn 100, sdn 100, commit ddddeeeeffff") in t.text
     assert "images fast: 5,000" in t.text and "deployed" not in "".join(t.data.columns)
     assert list(t.data["final_difference"]) == ["-3.0 [-4.1, -1.9]", "-3.0 [-4.2, -1.8]"]
+
+
+def test_comparisons_pair_checks_that_differ_in_one_setting():
+    """Pairs: same network, dataset and device type, one config field apart (the checkpoint cadence
+    is no field), ordered by the field's value, with Newcombe's interval of the difference."""
+    recs = [_record("resnet56", "cnn", 0.87, epochs=60, weight_decay=1e-4),
+            _record("resnet56", "cnn", 0.85, weight_decay=1e-4, checkpoint_every=7),
+            _record("resnet56", "cnn", 0.90),                       # weight decay 5e-4, 45 epochs
+            _record("resnet56", "cnn", 0.50, epochs=60, lr=0.1),    # two fields from every other one
+            {**_record("resnet56", "cnn", 0.99, weight_decay=1e-4), "device": "cuda:0"},  # another device type
+            _record("vgg16", "cnn", 0.91, weight_decay=1e-4),       # another network
+            _record("resnet56", "sdn", 0.80)]                       # a DyNN: not a check
+    t = floors.comparisons(recs)
+    assert list(zip(t["field"], t["before"], t["after"])) == [("epochs", 45, 60), ("weight_decay", 1e-4, 5e-4)]
+    # "at": the other fields that vary among this network's checks on this device type (lr: the fourth)
+    assert list(t["at"]) == [{"lr": 0.4, "weight_decay": 1e-4}, {"epochs": 45, "lr": 0.4}]
+    assert list(t["difference"]) == pytest.approx([2.0, 5.0])
+    d, lo, hi = metrics.newcombe_interval(4350, 5000, 4250, 5000)
+    assert (t["difference_lo"][0], t["difference_hi"][0]) == pytest.approx((lo, hi))
+    assert list(t["verdict"]) == ["higher", "higher"]
+    # the same 2 points over 500 images each are not a decided gain; a loss reads "lower"
+    small = floors.comparisons([_record("vgg16", "cnn", 0.85, n_eval=500), _record("vgg16", "cnn", 0.87, 500, epochs=60)])
+    assert list(small["verdict"]) == ["inconclusive"] and small["difference_lo"][0] < 0 < small["difference_hi"][0]
+    worse = floors.comparisons([_record("vgg16", "cnn", 0.95), _record("vgg16", "cnn", 0.80, epochs=60)])
+    assert list(worse["verdict"]) == ["lower"]
+    assert floors.comparisons([]).empty
+
+
+def test_checks_summary_is_generated_from_the_records():
+    recs = [_record("resnet56", "cnn", 0.85, weight_decay=1e-4), _record("resnet56", "cnn", 0.90),
+            _record("mobilenet", "cnn", 0.80, epochs=20)]
+    text = floors.checks_summary(recs)
+    assert "ResNet-56 on a CPU (CIFAR-10 (JPEG), epochs 45): weight decay 0.0001 → 0.0005: 85.0 → 90.0 %, +5.0 points" in text
+    assert "**higher**" in text and "5,000 each" in text
+    # today's recipe: ResNet-56's second check; MobileNet's is of another schedule, VGG-16 has none
+    assert ("On CIFAR-10 (JPEG), ResNet-56 above the floor on a CPU (90.0 % [89.1, 90.8], floor 88), "
+            "VGG-16 has no check, MobileNet has no check.") in text
+    assert "1 of the 3 networks with a floor has a check of today's recipe above it" in text
+    every = recs + [_record("vgg16", "cnn", 0.92), _record("mobilenet", "cnn", 0.88)]
+    assert "So all 3 networks with a floor have a check of today's recipe above it." in floors.checks_summary(every)
+    assert "What one change did" not in floors.checks_summary([_record("vgg16", "cnn", 0.92)])
+    assert floors.checks_summary([]).startswith("No schedule check")
+
+
+def test_committed_checks_say_what_the_methods_page_and_profiles_say():
+    """The prose of the methods page and of dynn_lib.profiles (which state no number) rests on the
+    committed schedule checks: ResNet-56 at 1e-4 below the floor at 30 epochs and inconclusive at
+    45; 5e-4 higher than 15 more epochs at 1e-4, neither change decided; MobileNet above its floor."""
+    from dynn_lib.book import repo_root
+
+    recs = floors.schedule_records(repo_root() / floors.SCHEDULE_CHECKS_DIR)
+    rows = floors.floor_rows(recs).set_index(["arch", "epochs", "weight_decay"])["verdict"]
+    assert rows[("resnet56", 30, 1e-4)] == "below the floor"
+    assert rows[("resnet56", 45, 1e-4)] == "inconclusive"
+    assert rows[("resnet56", 45, 5e-4)] == "inconclusive"
+    assert rows[("mobilenet", 45, 5e-4)] == "above the floor"
+    pairs = floors.comparisons(recs).set_index("field")
+    assert pairs.loc["weight_decay", "difference"] > pairs.loc["epochs", "difference"] > 0
+    assert set(pairs["verdict"]) == {"inconclusive"}
