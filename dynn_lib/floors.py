@@ -235,7 +235,8 @@ def checks_summary(records: Iterable[Mapping]) -> str:
       points, its interval and whether it is decided;
     * for each network with a floor (:data:`FAST_FLOORS`) on a dataset the checks cover, where it
       stands with today's ``fast`` recipe (checks whose ``current_fast`` is "yes"): the verdict of
-      each such check and the device it ran on, or "no check";
+      each such check and the device it ran on, or "no check"; and each variant of the recipe
+      that a check found above the floor (e.g. "epochs 60 (fast: 45)");
     * how many of those networks have a check of today's recipe above their floor.
     """
     records = list(records)
@@ -273,7 +274,14 @@ def checks_summary(records: Iterable[Mapping]) -> str:
             each = "; ".join(f"{r['verdict']} on {_DEVICE_LABEL.get(r['device_type'], r['device_type'])} "
                              f"({r['accuracy']:.1f} % {metrics.interval_text(r['accuracy_lo'], r['accuracy_hi'])}, "
                              f"floor {r['floor']:.0f})" for _, r in today.iterrows())
-            said.append(f"{pretty_arch(arch)} {each or 'has no check'}")
+            mine = rows[(rows["dataset"] == dataset) & (rows["arch"] == arch)]
+            variants = mine[(mine["current_fast"] != "yes") & (mine["verdict"] == "above the floor")]
+            each = each or "has no check"
+            if len(variants):  # "no: epochs 60 (fast: 45)" -> "epochs 60 (fast: 45)"
+                each += " (above the floor with " + "; ".join(
+                    f"{r['current_fast'].removeprefix('no: ')} on {_DEVICE_LABEL.get(r['device_type'], r['device_type'])}"
+                    for _, r in variants.iterrows()) + ")"
+            said.append(f"{pretty_arch(arch)} {each}")
         if said:
             status.append(f"on {pretty_dataset(dataset)}, " + ", ".join(said))
     if n_nets:

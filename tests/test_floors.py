@@ -281,6 +281,9 @@ def test_checks_summary_is_generated_from_the_records():
     assert ("On CIFAR-10 (JPEG), ResNet-56 above the floor on a CPU (90.0 % [89.1, 90.8], floor 88), "
             "VGG-16 has no check, MobileNet has no check.") in text
     assert "1 of the 3 networks with a floor has a check of today's recipe above it" in text
+    # a variant above the floor is named beside today's recipe
+    longer = floors.checks_summary(recs + [_record("mobilenet", "cnn", 0.90, epochs=60)])
+    assert "MobileNet has no check (above the floor with epochs 60 (fast: 45) on a CPU)." in longer
     every = recs + [_record("vgg16", "cnn", 0.92), _record("mobilenet", "cnn", 0.88)]
     assert "So all 3 networks with a floor have a check of today's recipe above it." in floors.checks_summary(every)
     assert "What one change did" not in floors.checks_summary([_record("vgg16", "cnn", 0.92)])
@@ -299,6 +302,9 @@ def test_committed_checks_say_what_the_methods_page_and_profiles_say():
     assert rows[("resnet56", 45, 1e-4)] == "inconclusive"
     assert rows[("resnet56", 45, 5e-4)] == "inconclusive"
     assert rows[("mobilenet", 45, 5e-4)] == "above the floor"
-    pairs = floors.comparisons(recs).set_index("field")
-    assert pairs.loc["weight_decay", "difference"] > pairs.loc["epochs", "difference"] > 0
-    assert set(pairs["verdict"]) == {"inconclusive"}
+    pairs = floors.comparisons(recs)
+    wd = pairs[(pairs["arch"] == "resnet56") & (pairs["field"] == "weight_decay")].iloc[0]
+    ep = pairs[(pairs["arch"] == "resnet56") & (pairs["field"] == "epochs") & (pairs["before"] == 30)].iloc[0]
+    assert (wd["before"], wd["after"], wd["at"]["epochs"], ep["after"], ep["at"]["weight_decay"]) == (1e-4, 5e-4, 45, 45, 1e-4)
+    assert wd["difference"] > ep["difference"] > 0
+    assert wd["verdict"] == ep["verdict"] == "inconclusive"
