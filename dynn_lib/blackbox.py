@@ -165,18 +165,35 @@ def surrogate(ws: Workspace, pair: Pair) -> nn.Module:
     return ws.trained(cfg, training_data)
 
 
-def surrogate_tau(ws: Workspace, pair: Pair) -> float | None:
-    """τ of a DyNN surrogate (None for a CNN), calibrated by the attacker with the only labels it
-    has, the target's answers, on the clean query images it held out of surrogate training
-    (:func:`calibration_holdout`): calibration never sees the surrogate's own training data."""
+def surrogate_calibration(ws: Workspace, pair: Pair) -> dict | None:
+    """The attacker's calibration of a DyNN surrogate (None for a CNN), on the clean query images it
+    held out of surrogate training (:func:`calibration_holdout`: calibration never sees the
+    surrogate's own training data), with the only labels it has, the target's answers (computed
+    once and stored, as every calibration).
+
+    Returns ``{"tau", "meets_rule", "accuracy", "final_accuracy", "mean_exit", "mean_macs",
+    "macs_ratio", "exit_counts", "n_holdout"}``: τ by the protocol's rule; ``meets_rule`` False when
+    no τ of the grid keeps early exit within one point of the final exit and the surrogate is
+    deployed at the grid's largest (:func:`dynn_lib.early_exit.calibrate`); the accuracies are
+    agreements (fractions) with the target's answers on the ``n_holdout`` images, early exit at τ
+    and the final exit alone (:class:`dynn_lib.early_exit.EarlyExitReport` for the rest)."""
     if pair.surrogate_kind == "cnn":
         return None
     n = len(ws.query_half[1])
     held = calibration_holdout(ws)
     answers = query_labels(ws, pair.target_arch, pair.target_kind)[:n][held]
-    return ws.calibrated_tau(surrogate(ws, pair), surrogate_config(ws, pair), labels=answers,
-                             label_source=f"target answers ({pair.target_arch}/{pair.target_kind})",
-                             images=ws.query_half[0][held], image_source=f"hold-out {len(held)}")
+    # the workspace's stored calibration (what Workspace.calibrated_tau reads), here with the attacker's data
+    row = ws._calibration(surrogate(ws, pair), surrogate_config(ws, pair), labels=answers,
+                          label_source=f"target answers ({pair.target_arch}/{pair.target_kind})",
+                          images=ws.query_half[0][held], image_source=f"hold-out {len(held)}").iloc[0].to_dict()
+    return {**row, "n_holdout": len(held)}
+
+
+def surrogate_tau(ws: Workspace, pair: Pair) -> float | None:
+    """τ of a DyNN surrogate (None for a CNN), calibrated by the attacker
+    (:func:`surrogate_calibration`)."""
+    cal = surrogate_calibration(ws, pair)
+    return None if cal is None else float(cal["tau"])
 
 
 def target(ws: Workspace, pair: Pair) -> nn.Module:

@@ -1,4 +1,5 @@
 """Black-box protocol: query-set size and order, labels from the target in its deployed mode."""
+import pandas as pd
 import pytest
 import torch
 
@@ -64,10 +65,11 @@ def test_surrogate_never_trains_on_its_calibration_images(ws, monkeypatch):
 
     def spy(model, cfg, labels=None, label_source="", images=None, image_source=""):
         seen.update(labels=labels, images=images)
-        return 0.9
+        return pd.DataFrame([{"tau": 0.9, "meets_rule": True, "accuracy": 0.5}])
 
-    monkeypatch.setattr(ws, "calibrated_tau", spy)
-    assert blackbox.surrogate_tau(ws, pair) == 0.9
+    with monkeypatch.context() as m:
+        m.setattr(ws, "_calibration", spy)
+        assert blackbox.surrogate_tau(ws, pair) == 0.9
     answers = blackbox.query_labels(ws, pair.target_arch, pair.target_kind)
     assert torch.equal(seen["images"], ws.query_half[0][held])
     assert torch.equal(seen["labels"], answers[:n][held])
@@ -108,3 +110,19 @@ def test_no_surrogate_starts_from_its_targets_initial_weights(ws):
     torch.manual_seed(ws.seed)
     b = T.build_model(dynn, 10).backbone.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_surrogate_calibration_is_what_the_attacker_deploys(ws):
+    """The DyNN surrogate's calibration: τ by the rule on the held-out images with the target's
+    answers as labels, and its agreement with those answers, early exit at τ and final exit alone."""
+    pair = blackbox.get_pairs("D2S")[0]
+    assert blackbox.surrogate_calibration(ws, blackbox.get_pairs("S2D")[0]) is None  # a CNN surrogate
+    cal = blackbox.surrogate_calibration(ws, pair)
+    n = len(ws.query_half[1])
+    held = blackbox.calibration_holdout(ws)
+    answers = blackbox.query_labels(ws, pair.target_arch, pair.target_kind)[:n][held]
+    z = early_exit.all_exit_logits(blackbox.surrogate(ws, pair), ws.query_half[0][held], device="cpu")
+    assert cal["tau"] == early_exit.calibrate(z, answers) == blackbox.surrogate_tau(ws, pair)
+    assert cal["meets_rule"] == early_exit.meets_rule(z, answers, cal["tau"]) and cal["n_holdout"] == len(held)
+    rep = early_exit.report(z, answers, cal["tau"])
+    assert (cal["accuracy"], cal["final_accuracy"]) == pytest.approx((rep.accuracy, rep.final_accuracy))

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from dynn_lib import attacks as attacks_mod
-from dynn_lib import early_exit, metrics, models, verdicts
+from dynn_lib import blackbox, early_exit, metrics, models, verdicts
 from dynn_lib.blackbox import PAIRS, get_pairs
 from dynn_lib.experiments import appendix, rq1, rq2, rq3
 from dynn_lib.experiments.common import (COLUMNS, DEPLOYED_COLUMNS, ExperimentConfig, deployed, exit_outputs,
@@ -278,13 +278,29 @@ def test_rq1_success_rate_definition(rq1_out):
         assert r["n"] == 16 and r["n_correct"] == int(g["correct_clean"].sum())
 
 
-def test_rq1_exit_used_and_findings(rq1_out):
+def test_rq1_exit_used_and_findings(rq1_out, fake_ws):
     eu = rq1_out["exit_used"]
     assert set(eu["pair"]) == {p.short for p in get_pairs("D2S")}
     for _, g in eu.groupby(["pair", "attack"]):
         assert g["fraction"].sum() == pytest.approx(1.0) and g["cumulative"].iloc[-1] == pytest.approx(1.0)
     gt = rq1_out["generation_time"]
     assert set(gt["surrogate"]) == {"DyNN", "SDNN"} and (gt["seconds_per_example"] > 0).all()
+    sur = rq1_out["surrogates"]  # one row per DyNN surrogate, as the attacker calibrated it
+    assert list(sur.columns[:3]) == ["dataset", "direction", "pair"] and set(sur["direction"]) == {"D2S"}
+    assert sorted(sur["pair"]) == sorted(p.short for p in get_pairs("D2S"))
+    for r in sur.itertuples():
+        pair = next(p for p in get_pairs("D2S") if p.short == r.pair)
+        assert r.tau == blackbox.surrogate_tau(fake_ws, pair) and isinstance(r.tau_meets_rule, bool)
+        assert r.early_exit_agreement_lo <= r.early_exit_agreement <= r.early_exit_agreement_hi
+        assert 0 <= r.final_agreement <= 100 and r.n_holdout >= 1
+    assert rq1.fallback_note(sur).startswith(("All 3 early-exit surrogates keep", "1 of the 3", "2 of the 3", "3 of the 3"))
+    assert rq1.fallback_note(sur.assign(tau_meets_rule=True)) == "All 3 early-exit surrogates keep the rule."
+    assert rq1.fallback_note(sur.iloc[:1].assign(tau_meets_rule=True)) == "The early-exit surrogate keeps the rule."
+    assert rq1.fallback_note(sur.assign(tau_meets_rule=[True, None, None])) == (
+        "1 of the 3 early-exit surrogates keep the rule. 2 of them have no recorded flag (calibrated before it was recorded).")
+    missed = sur.assign(tau_meets_rule=[False, True, True], tau=[0.999, 0.5, 0.5])
+    assert rq1.fallback_note(missed).startswith("1 of the 3 early-exit surrogates keeps no τ") and "(τ 0.999)" in rq1.fallback_note(missed)
+    assert rq1.fallback_note(sur.iloc[:0]) == "This run has no early-exit surrogate."
     f1, f2 = rq1.finding_1(rq1_out["per_image"]), rq1.finding_2(rq1_out["per_image"], rq1_out["summary"])
     assert _is_verdict(f1["verdict"]) and _is_verdict(f2["verdict"]) and f1["evidence"] and f2["evidence"]
     assert f1["n_images"] == 16 and len(f1["comparisons"]) == 2

@@ -13,6 +13,8 @@ reads those tables:
   differentiated at the last attack step (``exit_loss="fired"`` by default).
 * ``generation_time`` (Finding 2): seconds and forward MACs per adversarial example per
   surrogate model, SDNN and DyNN side by side.
+* ``surrogates``: each DyNN surrogate's τ as the attacker calibrated it, whether it keeps the
+  protocol's rule, and its agreement with the target's answers on the held-out images.
 
 Example::
 
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics, verdicts
-from ..blackbox import PAIRS, Pair
+from ..blackbox import PAIRS, Pair, surrogate_calibration
 from ..progress import progress
 from ..zoo import Workspace
 from .common import exit_costs, ExperimentConfig, deployed, fmt, num_exits, transfer_table, verdict
@@ -185,7 +187,66 @@ def run(ws: Workspace, cfg: ExperimentConfig = ExperimentConfig(), pairs: Sequen
     per_image = add_success(raw, tau)
     return {"per_image": per_image, "summary": summarise(raw, tau),
             "exit_used": exit_used(raw, ws.info.num_classes, ws.info.input_size),
-            "generation_time": generation_time(raw, ws.info.num_classes, ws.info.input_size)}
+            "generation_time": generation_time(raw, ws.info.num_classes, ws.info.input_size),
+            "surrogates": surrogates(ws, pairs)}
+
+
+SURROGATE_COLUMNS = ["dataset", "direction", "pair", "surrogate_arch", "target_arch", "target_kind", "tau",
+                     "tau_meets_rule", "n_holdout", "early_exit_agreement", "final_agreement", "mean_exit",
+                     "macs_ratio"]
+
+
+def surrogates(ws: Workspace, pairs: Sequence[Pair] | None = None) -> pd.DataFrame:
+    """The DyNN surrogates of ``pairs`` (default all of :data:`PAIRS`; CNN surrogates have no τ) as
+    the attacker deploys them (:func:`dynn_lib.blackbox.surrogate_calibration`), one row per pair.
+
+    ``tau``: the calibrated τ; ``tau_meets_rule``: False when no τ of the grid keeps the rule and
+    the surrogate runs at the grid's largest, so that it rarely exits early (None: a calibration
+    stored before the flag existed). ``early_exit_agreement`` and ``final_agreement`` (%, with 95 %
+    Wilson ``_lo``/``_hi``): how often its early-exit answer at τ, and its final exit's, equal the
+    target's answer on the ``n_holdout`` held-out clean query images; ``mean_exit`` (0-based) and
+    ``macs_ratio`` (mean MACs over the whole DyNN's) of early exit there.
+    """
+    rows = []
+    for pair in (PAIRS if pairs is None else pairs):
+        cal = surrogate_calibration(ws, pair)
+        if cal is None:
+            continue
+        meets = cal.get("meets_rule")
+        rows.append({"dataset": ws.dataset, "direction": pair.direction, "pair": pair.short,
+                     "surrogate_arch": pair.surrogate_arch, "target_arch": pair.target_arch,
+                     "target_kind": pair.target_kind, "tau": float(cal["tau"]),
+                     "tau_meets_rule": None if meets is None else bool(meets), "n_holdout": int(cal["n_holdout"]),
+                     "early_exit_agreement": 100.0 * float(cal["accuracy"]),
+                     "final_agreement": 100.0 * float(cal["final_accuracy"]), "mean_exit": float(cal["mean_exit"]),
+                     "macs_ratio": float(cal["macs_ratio"]) if cal.get("macs_ratio") is not None else math.nan})
+    out = pd.DataFrame(rows, columns=SURROGATE_COLUMNS)
+    for col in ("early_exit_agreement", "final_agreement"):
+        metrics.wilson_columns(out, col, (out[col] / 100 * out["n_holdout"]).round(), out["n_holdout"])
+    return out
+
+
+def fallback_note(table: pd.DataFrame) -> str:
+    """One sentence for the RQ1 page from :func:`surrogates`: which DyNN surrogates run at the
+    fallback τ (their ``tau_meets_rule`` is False), or that every one keeps the rule."""
+    if table.empty:
+        return "This run has no early-exit surrogate."
+    missed = table[table["tau_meets_rule"].eq(False)]
+    n, unknown = len(table), int(table["tau_meets_rule"].isna().sum())
+    if len(missed):
+        names = ", ".join(f"{p} (τ {t:g})" for p, t in zip(missed["pair"], missed["tau"]))
+        one = len(missed) == 1
+        said = (f"{len(missed)} of the {n} early-exit surrogates {'keeps' if one else 'keep'} no τ of the grid "
+                f"within the rule and {'is' if one else 'are'} deployed at its largest: {names}. "
+                "A surrogate deployed so rarely exits early, which works against Finding 2.")
+    elif unknown == 0:
+        said = "The early-exit surrogate keeps the rule." if n == 1 else f"All {n} early-exit surrogates keep the rule."
+    else:
+        said = f"{n - unknown} of the {n} early-exit surrogates keep the rule."
+    if unknown:
+        said += (f" {unknown} of them {'has' if unknown == 1 else 'have'} no recorded flag (calibrated before it "
+                 "was recorded).")
+    return said.strip()
 
 
 # ---------------------------------------------------------------- findings
@@ -424,4 +485,5 @@ def share_early_exits(exit_used_df: pd.DataFrame, upto: int = 2) -> pd.DataFrame
 
 
 __all__ = ["run", "transfer_tables", "add_success", "summarise", "exit_used", "generation_time", "finding_1",
-           "finding_2", "share_early_exits", "welch_interval", "SUMMARY_KEYS", "SHOWN_COLUMNS", "GENERATION_KEYS"]
+           "finding_2", "share_early_exits", "welch_interval", "surrogates", "fallback_note", "SUMMARY_KEYS",
+           "SHOWN_COLUMNS", "GENERATION_KEYS", "SURROGATE_COLUMNS"]
