@@ -38,7 +38,7 @@ import pandas as pd
 from . import metrics, verdicts
 from .profiles import get_profile, parse_value
 from .plots import pretty_arch, pretty_dataset
-from .store import KEY_NEUTRAL, atomic_write_text, canonical
+from .store import atomic_write_text, canonical
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_records",
            "schedule_checks", "comparisons", "checks_summary",
@@ -163,11 +163,11 @@ _CHANGE = {"supports": "higher", "against": "lower", "inconclusive": "inconclusi
 
 
 def _static_checks(records: Iterable[Mapping]) -> list[tuple[Mapping, dict, pd.Series]]:
-    """``(record, config without the KEY_NEUTRAL fields, its floor_rows row)`` per static-network record."""
+    """``(record, its config as :func:`~dynn_lib.store.canonical` gives it -- without the KEY_NEUTRAL
+    fields, as :func:`_differences` compares it --, its floor_rows row)`` per static-network record."""
     records = [r for r in records if r["config"]["recipe"] == "cnn"]
     rows = floor_rows(records)
-    return [(r, {k: canonical(v) for k, v in r["config"].items() if k not in KEY_NEUTRAL}, row)
-            for r, (_, row) in zip(records, rows.iterrows())]
+    return [(r, canonical(r["config"]), row) for r, (_, row) in zip(records, rows.iterrows())]
 
 
 def comparisons(records: Iterable[Mapping]) -> pd.DataFrame:
@@ -223,7 +223,7 @@ def comparisons(records: Iterable[Mapping]) -> pd.DataFrame:
     return table
 
 
-def _value(field: str, v) -> str:
+def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -248,11 +248,11 @@ def checks_summary(records: Iterable[Mapping]) -> str:
     if not pairs.empty:
         lines = []
         for _, p in pairs.iterrows():
-            at = ", ".join(f"{_FIELD_LABEL.get(k, k)} {_value(k, v)}" for k, v in p["at"].items())
+            at = ", ".join(f"{_FIELD_LABEL.get(k, k)} {_value(v)}" for k, v in p["at"].items())
             lines.append(
                 f"- {pretty_arch(p['arch'])} on {_DEVICE_LABEL.get(p['device_type'], p['device_type'])}"
                 f" ({pretty_dataset(p['dataset'])}{', ' + at if at else ''}): {_FIELD_LABEL.get(p['field'], p['field'])} "
-                f"{_value(p['field'], p['before'])} → {_value(p['field'], p['after'])}: {p['accuracy_before']:.1f} → "
+                f"{_value(p['before'])} → {_value(p['after'])}: {p['accuracy_before']:.1f} → "
                 f"{p['accuracy_after']:.1f} %, {p['difference']:+.1f} points "
                 f"{metrics.interval_text(p['difference_lo'], p['difference_hi'])}, **{p['verdict']}**")
         n_images = sorted({int(n) for n in pd.concat([pairs["n_before"], pairs["n_after"]])})

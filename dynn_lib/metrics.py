@@ -512,10 +512,20 @@ call)."""
 def interval_text(lo: float | None, hi: float | None, digits: int = 1, missing: str | None = None) -> str:
     """A 95 % interval for a sentence: ``"[4.1, 20.5]"``, or why there is none: ``missing`` when
     given, else "too few images" (NaN bounds: a Wilson interval over 0 images, or a bootstrap over
-    fewer than :data:`MIN_BOOTSTRAP_IMAGES`)."""
+    fewer than :data:`MIN_BOOTSTRAP_IMAGES`). A bound that is not 0 but rounds to 0 at ``digits``
+    gets up to 3 more digits, so its sign shows: ``"[-0.01, 2.5]"``, not ``"[-0.0, 2.5]"``, for a
+    difference whose interval just includes 0."""
     if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
         return f"[no interval: {missing or 'too few images'}]"
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"[{_bound_text(lo, digits)}, {_bound_text(hi, digits)}]"
+
+
+def _bound_text(v: float, digits: int) -> str:
+    for d in range(digits, digits + 4):
+        text = f"{v:.{d}f}"
+        if v == 0 or float(text) != 0:
+            return text
+    return text
 
 
 def percentile_interval(samples, confidence: float = 0.95, n_images: int | None = None,

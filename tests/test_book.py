@@ -480,6 +480,36 @@ def test_plain_papermill_route_runs_a_page_with_new_parameters(tmp_path, book_ru
     assert "dynn-verdict" in html and "[smoke · generated data]" in html  # findings as tagged boxes
 
 
+@pytest.mark.slow  # a kernel start and a jupytext conversion; nothing is computed
+@pytest.mark.book
+def test_appendix_shows_a_second_datasets_rq1_with_its_surrogates(tmp_path, book_run):
+    """The appendix with ``secondary_dataset`` set (what ``dynn reproduce`` passes when a second
+    dataset ran) renders that dataset's RQ1: Figure A.2's values (Table A.2) and its early-exit
+    surrogates as deployed (Table A.3, one row per DyNN surrogate, and the sentence on the fallback
+    τ). The book run's synthetic results stand in for Tiny ImageNet (compute off: rendered only)."""
+    from dynn_lib import plots
+    from dynn_lib.experiments import rq1, runner
+
+    store = book_run[1]
+    if store is None:
+        pytest.skip("DYNN_BOOK_HTML names a built site without the results of its run")
+    results = store.parent / "results"
+    run = _plain_route(tmp_path, "appendix", "-p", "profile", "smoke", "-p", "dataset", "synthetic",
+                       "-p", "secondary_dataset", "synthetic", "-p", "device", "cpu",
+                       "-p", "results_dir", str(results), "-p", "store", str(store), "-p", "compute", "False",
+                       "-p", "overrides", json.dumps(TINY))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    shown = "".join("".join(o.get("data", {}).get(kind, "")) for c in out["cells"] for o in c.get("outputs", [])
+                    for kind in ("text/html", "text/markdown"))
+    assert "Table A.2. The values of Figure A.2" in shown and "Table A.3. The early-exit surrogates" in shown
+    sur = runner.load_results(results, "smoke", "synthetic", "rq1")["surrogates"]
+    assert len(sur) == 3  # the DyNN surrogates of the RQ1 pairs
+    assert all(plots.pretty_pair(p) in shown for p in sur["pair"]), list(sur["pair"])
+    assert rq1.fallback_note(sur) in shown
+    assert "Table A.4. Mean PSNR" in shown and "Table A.5. The values of Figure A.5" in shown
+
+
 @pytest.mark.slow  # a kernel, a jupytext conversion and nine tiny trainings: about a minute on 2 cores
 @pytest.mark.book
 def test_model_zoo_page_sets_fast_beside_paper(tmp_path):

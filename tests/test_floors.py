@@ -293,7 +293,8 @@ def test_checks_summary_is_generated_from_the_records():
 def test_committed_checks_say_what_the_methods_page_and_profiles_say():
     """The prose of the methods page and of dynn_lib.profiles (which state no number) rests on the
     committed schedule checks: ResNet-56 at 1e-4 below the floor at 30 epochs and inconclusive at
-    45; 5e-4 higher than 15 more epochs at 1e-4, neither change decided; MobileNet above its floor."""
+    45; 5e-4 higher than 15 more epochs at 1e-4, neither change decided; at 5e-4 inconclusive at 45
+    and above the floor at 60, 45 -> 60 not decided; MobileNet above its floor."""
     from dynn_lib.book import repo_root
 
     recs = floors.schedule_records(repo_root() / floors.SCHEDULE_CHECKS_DIR)
@@ -308,3 +309,6 @@ def test_committed_checks_say_what_the_methods_page_and_profiles_say():
     assert (wd["before"], wd["after"], wd["at"]["epochs"], ep["after"], ep["at"]["weight_decay"]) == (1e-4, 5e-4, 45, 45, 1e-4)
     assert wd["difference"] > ep["difference"] > 0
     assert wd["verdict"] == ep["verdict"] == "inconclusive"
+    assert rows[("resnet56", 60, 5e-4)] == "above the floor"
+    ep60 = pairs[(pairs["arch"] == "resnet56") & (pairs["field"] == "epochs") & (pairs["before"] == 45)].iloc[0]
+    assert (ep60["after"], ep60["at"]["weight_decay"], ep60["verdict"]) == (60, 5e-4, "inconclusive")

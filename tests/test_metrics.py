@@ -282,3 +282,13 @@ def test_mean_std():
     assert M.mean_std(torch.tensor([1.0, 1.0])) == (1.0, 0.0)
     with pytest.raises(ValueError):
         M.mean_std([])
+
+
+def test_interval_text_shows_the_sign_of_a_bound_that_rounds_to_zero():
+    from dynn_lib.metrics import interval_text
+
+    assert interval_text(4.1, 20.49) == "[4.1, 20.5]"
+    assert interval_text(-0.007, 2.5) == "[-0.01, 2.5]"  # not "[-0.0, 2.5]": the interval includes 0
+    assert interval_text(0.004, 1.0, digits=2) == "[0.004, 1.00]"
+    assert interval_text(0.0, 1.0) == "[0.0, 1.0]"
+    assert interval_text(float("nan"), 1.0) == "[no interval: too few images]"

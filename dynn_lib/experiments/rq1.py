@@ -195,6 +195,11 @@ SURROGATE_COLUMNS = ["dataset", "direction", "pair", "surrogate_arch", "target_a
                      "tau_meets_rule", "n_holdout", "early_exit_agreement", "final_agreement", "mean_exit",
                      "macs_ratio"]
 
+SURROGATE_LABELS = {"tau_meets_rule": "τ keeps the rule", "n_holdout": "held-out images", "target_kind": "target kind",
+                    "early_exit_agreement": "early-exit agreement (%)", "final_agreement": "final-exit agreement (%)",
+                    "mean_exit": "mean exit", "macs_ratio": "MACs ratio"}
+"""Column headings of :func:`surrogates` in the book (Table RQ1.3, and Table A.3 for a second dataset)."""
+
 
 def surrogates(ws: Workspace, pairs: Sequence[Pair] | None = None) -> pd.DataFrame:
     """The DyNN surrogates of ``pairs`` (default all of :data:`PAIRS`; CNN surrogates have no τ) as
@@ -486,4 +491,5 @@ def share_early_exits(exit_used_df: pd.DataFrame, upto: int = 2) -> pd.DataFrame
 
 __all__ = ["run", "transfer_tables", "add_success", "summarise", "exit_used", "generation_time", "finding_1",
            "finding_2", "share_early_exits", "welch_interval", "surrogates", "fallback_note", "SUMMARY_KEYS",
-           "SHOWN_COLUMNS", "GENERATION_KEYS", "SURROGATE_COLUMNS"]
+           "SHOWN_COLUMNS", "GENERATION_KEYS", "SURROGATE_COLUMNS",
+           "SURROGATE_LABELS"]
