@@ -62,7 +62,8 @@
 #   DYNN_GPU_RUN_EPOCHS    the schedule probe's steps in order, or none (no probe): cnn_epochs values,
 #                          each optionally with profile overrides of that step only, e.g.
 #                          "45:weight_decay=None 45 60"; the chosen step's fields join DYNN_GPU_RUN_PARAMS
-#                          [for fast on cifar10-jpeg: the profile's cnn_epochs, then 15 more; else none;
+#                          [for fast on cifar10-jpeg: the profile's cnn_epochs, then 15 more
+#                          (dynn_lib.floors.default_probe_steps); else none;
 #                          none as well when DYNN_GPU_RUN_PARAMS sets cnn_epochs]
 #   DYNN_GPU_RUN_WORKERS   jobs at once sharing the device, or auto: the check's measured
 #                          recommendation (concurrency section; 1 when it did not run) [auto]
@@ -313,8 +314,10 @@ fi
 # -- schedule probe ------------------------------------------------------------------------------
 if [ "$LADDER" = default ]; then
   LADDER=none
-  if [ "$PROFILE" = fast ] && [ "$DATASET" = cifar10-jpeg ] && [[ " $PARAMS " != *" cnn_epochs="* ]]; then
-    E=$("$PY" -c 'from dynn_lib.profiles import PROFILES; print(PROFILES["fast"].cnn_epochs)') && LADDER="$E $((E + 15))"
+  if [[ " $PARAMS " != *" cnn_epochs="* ]]; then  # dynn_lib.floors.default_probe_steps: fast on cifar10-jpeg
+    STEPS=$("$PY" -c 'import sys; from dynn_lib import floors; print(*floors.default_probe_steps(*sys.argv[1:]))' \
+      "$PROFILE" "$DATASET") || { echo "gpu_run: the default probe steps could not be read"; STATUS=failed; finish 1; }
+    [ -z "$STEPS" ] || LADDER=$STEPS
   fi
 fi
 if [ "$LADDER" != none ]; then

@@ -42,7 +42,8 @@ from .store import atomic_write_text, canonical
 
 __all__ = ["FAST_FLOORS", "SCHEDULE_CHECKS_DIR", "judge", "schedule_differences", "floor_rows", "schedule_records",
            "schedule_checks", "comparisons", "checks_summary",
-           "devices_line", "device_type", "check_name", "parse_step", "step_params", "probe_epochs", "side_by_side", "beside_paper"]
+           "devices_line", "device_type", "check_name", "parse_step", "step_params", "probe_epochs", "default_probe_steps",
+           "PROBE_EXTRA_EPOCHS", "side_by_side", "beside_paper"]
 
 FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "resnet56"): 88.0,
@@ -50,6 +51,10 @@ FAST_FLOORS: dict[tuple[str, str], float] = {
     ("cifar10-jpeg", "mobilenet"): 85.0,
 }
 """Final-exit accuracy floors (%) of the ``fast`` SDNNs, by (dataset, architecture)."""
+
+PROBE_EXTRA_EPOCHS = 15
+"""The schedule probe's second step: the profile's ``cnn_epochs`` plus this many (45, then 60 for
+``fast``); :func:`default_probe_steps`."""
 
 SCHEDULE_CHECKS_DIR = Path("results") / "schedule-checks"
 """Where committed schedule-check records live, relative to the repository root."""
@@ -358,6 +363,16 @@ def step_params(epochs: int, overrides: Mapping) -> str:
     def text(v):
         return v if isinstance(v, str) else repr(v).replace(" ", "")  # one word per field
     return " ".join([f"cnn_epochs={epochs}"] + [f"{k}={text(v)}" for k, v in overrides.items()])
+
+
+def default_probe_steps(profile: str = "fast", dataset: str = "cifar10-jpeg") -> list[int]:
+    """The schedule probe's steps that ``benchmarks/gpu_run.sh`` tries when not told otherwise: the
+    profile's ``cnn_epochs``, then :data:`PROBE_EXTRA_EPOCHS` more; none (an empty list) for a
+    profile other than ``fast`` or a dataset without floors (:data:`FAST_FLOORS`)."""
+    cnn_epochs = get_profile(profile).cnn_epochs  # checks the name first
+    if profile != "fast" or not any(d == dataset for d, _ in FAST_FLOORS):
+        return []
+    return [cnn_epochs, cnn_epochs + PROBE_EXTRA_EPOCHS]
 
 
 def probe_epochs(dataset: str, archs: str | Sequence[str] | None, epochs: Sequence, out_dir: str | Path,

@@ -93,6 +93,17 @@ def test_extrapolation_formula(tmp_path):
     want_fast = sum((fast.ic_epochs if k == "ic_only" else fast.cnn_epochs)
                     * -(-int(50_000 if lab == "zoo" else 49_500) // 512) * 0.04 for lab, _, k in jobs)
     assert ctx["extrapolation"]["fast"]["training_minutes"] == pytest.approx(want_fast / 60)
+    # the probe's second step (gpu_run.sh's default ladder): 15 more CNN/SDN/surrogate epochs, and
+    # the ResNet-56 CNN trained at the first step when it misses
+    from dynn_lib.floors import default_probe_steps
+
+    assert default_probe_steps("fast") == [fast.cnn_epochs, fast.cnn_epochs + 15]
+    assert default_probe_steps("paper") == [] and default_probe_steps("fast", "tinyimagenet") == []
+    longer = ctx["extrapolation"][f"fast_cnn_epochs_{fast.cnn_epochs + 15}"]
+    want_longer = sum((fast.ic_epochs if k == "ic_only" else fast.cnn_epochs + 15)
+                      * -(-int(50_000 if lab == "zoo" else 49_500) // 512) * 0.04 for lab, _, k in jobs)
+    assert longer["training_minutes"] == pytest.approx(want_longer / 60)
+    assert longer["probe_miss_minutes"] == pytest.approx(fast.cnn_epochs * -(-50_000 // 512) * 0.04 / 60)
 
 
 @pytest.mark.slow
