@@ -899,21 +899,21 @@ def sec_extrapolation(r: Report, ctx: dict) -> None:
     # the schedule probe's later steps (gpu_run.sh's default: 45, then 60 epochs): the run at that
     # length, plus the ResNet-56 CNN trained at the first step, where the probe stops at its miss
     steps = _lib("floors", "default_probe_steps")("fast")
-    variants = [("fast", fast, 0.0)]
-    for e in steps[1:]:
-        miss = minutes(fast, [("zoo", "resnet56", "cnn")])[0]
-        variants.append((f"fast_cnn_epochs_{e}", dataclasses.replace(fast, cnn_epochs=e), miss))
-    variants.append(("paper", get_profile("paper"), 0.0))
+    jobs = _training_jobs()
+    miss = minutes(fast, [("zoo", "resnet56", "cnn")])[0]  # None below: not a probe step
+    variants = [("fast", fast, None)]
+    variants += [(f"fast_cnn_epochs_{e}", dataclasses.replace(fast, cnn_epochs=e), miss) for e in steps[1:]]
+    variants.append(("paper", get_profile("paper"), None))
     out = {}
-    for name, p, miss in variants:
-        total, missing, used = minutes(p, _training_jobs())
+    for name, p, probe_miss in variants:
+        total, missing, used = minutes(p, jobs)
         out[name] = {"training_minutes": total, "batch": p.batch_size, "cnn_epochs": p.cnn_epochs, "missing": missing,
                      "t_step_from": used}
-        note = (f"missing {len(missing)} of {len(_training_jobs())} models" if missing else "all models") + where
-        if name.startswith("fast_cnn_epochs_"):
-            out[name]["probe_miss_minutes"] = miss
-            note += (f"; the probe's step at {p.cnn_epochs} epochs, plus {miss:.2f} min for the ResNet-56 CNN at "
-                     f"{fast.cnn_epochs} when that step misses")
+        note = (f"missing {len(missing)} of {len(jobs)} models" if missing else "all models") + where
+        if probe_miss is not None:
+            out[name]["probe_miss_minutes"] = probe_miss
+            note += (f"; the probe's step at {p.cnn_epochs} epochs, plus {probe_miss:.2f} min for the ResNet-56 CNN "
+                     f"at {fast.cnn_epochs} when that step misses")
         r.check(f"{name}_training_minutes", total > 0, total, note=note)
     ctx["extrapolation"] = out
     r.data["extrapolation"] = out
