@@ -37,8 +37,8 @@ How the numbers were chosen, and what is measured:
   paper's weight decay 1e-4, 30 epochs fell below the 88 % floor and 45 were inconclusive; 5e-4
   (the paper's value for VGG-16, at no cost in time) came out higher at 45 epochs but still
   inconclusive, and neither single change is a decided gain. At 60 epochs with 5e-4 ResNet-56
-  cleared its floor (again no decided gain over 45). MobileNet with this recipe cleared its
-  85 % floor; VGG-16 has no CPU check (an epoch there costs about twice ResNet-56's). So the run's
+  cleared its floor (again no decided gain over 45). With this recipe at 45 epochs MobileNet
+  cleared its 85 % floor and VGG-16 its 88 %, so ResNet-56 alone is undecided there. So the run's
   schedule is still chosen on the GPU: ``benchmarks/gpu_run.sh`` probes 45, then 60 epochs
   (:func:`dynn_lib.floors.probe_epochs`), keeping the first at which the three static networks clear
   their floors; ``-p weight_decay None`` (or a probe step ``45:weight_decay=None``) trains with the

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -164,10 +165,11 @@ def _env(state: Path, limit: int = 3000, workers: str = "auto", **extra: str) ->
             "DYNN_GPU_RUN_DEVICE": "cpu", "DYNN_GPU_RUN_LIMIT_S": str(limit), "DYNN_PROGRESS": "0", **extra}
 
 
-def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str = "auto"
+def _run(out: Path, state: Path, archive: Path, limit: int = 3000, workers: str = "auto", **extra: str
          ) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out), str(archive)],
-                          env=_env(state, limit, workers), capture_output=True, text=True, timeout=limit + 120)
+                          env=_env(state, limit, workers, **extra), capture_output=True, text=True,
+                          timeout=limit + 120)
 
 
 def _kill_session(sid: int) -> None:
@@ -301,7 +303,13 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     """With less time left than a stage needs, a call starts none, still packs, and exits 75."""
     archive = fake_cifar10_jpeg(tmp_path / "cifar10-jpeg.tar.gz", per_class=1)
     out, state = tmp_path / "out", tmp_path / "state"
-    p = _run(out, state, archive, limit=51)  # 30 s reserve + 20 s least stage: 1 s for the install step
+    # limit 51 = 30 s reserve + 20 s least stage + 1 s; an interpreter that takes 3 s to start makes the
+    # install step take at least that, so the data stage would have at most 51 - 30 - 3 = 18 s: it must
+    # not start (with a real python3 this depended on how fast torch imported: it failed when under 2 s)
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/sh\nsleep 3\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    p = _run(out, state, archive, limit=51, PYTHON=str(slow))
     assert p.returncode == 75, p.stdout[-3000:] + p.stderr[-2000:]
     assert "data: not started" in p.stdout and "call again to resume" in p.stdout.strip().splitlines()[-1]
     t = json.loads((out / "timings.json").read_text())
