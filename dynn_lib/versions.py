@@ -11,8 +11,9 @@ every function and class, 3.13 leaves empty fields out): results computed on a G
 
 * ``models``: data loading and splits, the architectures, the trainer and the workspace (which
   picks the training images); a change retrains.
-* ``tables``: ``models`` plus early exit, attacks, the black-box pipeline, metrics and the
-  per-image tables (``experiments/common.py``, ``rq4.py``, ``appendix.py``).
+* ``tables``: ``models`` plus early exit, attacks, the black-box pipeline, metrics, the attack
+  timing (``timing.py``) and the per-image tables (``experiments/common.py``, ``rq4.py``,
+  ``appendix.py``).
 * ``results``: ``tables`` plus every experiment module and the verdict rules: what a published
   results folder (``results/<profile>/<dataset>/<question>/``) was computed with.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parent
 
 _MODELS = ("data", "models", "train.py", "zoo.py")
-_TABLES = _MODELS + ("early_exit.py", "attacks", "blackbox.py", "metrics.py", "numerics.py",
+_TABLES = _MODELS + ("early_exit.py", "attacks", "blackbox.py", "metrics.py", "numerics.py", "timing.py",
                      "experiments/common.py", "experiments/rq4.py", "experiments/appendix.py")
 GROUPS: dict[str, tuple[str, ...]] = {
     "models": _MODELS,

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from .. import attacks as _attacks
-from .. import blackbox, data, early_exit, metrics, models, verdicts
+from .. import blackbox, data, early_exit, metrics, models, timing, verdicts
 from ..blackbox import Pair
 from ..engines import device_shared
 from ..progress import progress
@@ -231,11 +231,6 @@ def exit_outputs(model: nn.Module, images: torch.Tensor, device: torch.device | 
     return conf.T.contiguous().float(), pred.T.contiguous().long()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class AttackBatches(NamedTuple):
     """What :func:`_run_attack_batches` returns, one entry per image (all on the CPU).
 
@@ -270,10 +265,10 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
         if not warmed:  # absorb CUDA initialisation / autotuning outside the timed region
             fn(model, x[:2], y[:2], **{**kw, "generator": None})
             warmed = True
-        _sync(device)
+        timing.settle(device)
         t0 = time.perf_counter()
         x_adv, info = fn(model, x, y, **kw)
-        _sync(device)
+        timing.sync(device)
         dt = time.perf_counter() - t0
         advs.append(x_adv.detach().float().cpu())
         used.append(info.exit_used.detach().long().cpu())

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import data, metrics, models, verdicts
+from .. import data, metrics, models, timing, verdicts
 from ..attacks.baselines import early_attack_baseline
 from ..attacks.early_attack import EARLY_ATTACK_INITS, early_attack
 from ..early_exit import all_exit_logits, to_float_pixels
@@ -296,11 +296,6 @@ def _as_int_lists(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequence[float]
                        ) -> dict[float, tuple[torch.Tensor, torch.Tensor, float]]:
     """The Early Attack of every alpha in ``alphas`` on ``arch``, run together.
@@ -322,7 +317,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
     A = len(alphas)
     advs: dict[float, list] = {a: [] for a in alphas}
     its: dict[float, list] = {a: [] for a in alphas}
-    _sync(dev)
+    timing.settle(dev)
     t0 = time.perf_counter()
     for i in range(0, n, bs):
         b = len(x_all[i:i + bs])
@@ -335,7 +330,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
         for j, a in enumerate(alphas):
             advs[a].append(x_adv[j * b:(j + 1) * b])
             its[a].append(used[j * b:(j + 1) * b])
-    _sync(dev)
+    timing.sync(dev)
     seconds = time.perf_counter() - t0
     return {a: (torch.cat(advs[a]), torch.cat(its[a]), seconds / A) for a in alphas}
 
@@ -379,7 +374,7 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
         else:
             advs, iters_used = [], []
             g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
-            _sync(dev)
+            timing.settle(dev)
             t0 = time.perf_counter()
             for i in range(0, n, bs):
                 xb = x_all[i:i + bs].to(dev)
@@ -388,7 +383,7 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
                 xa, _ = early_attack_baseline(model, xb, attack=method, eps=cfg.baseline_eps, **kw)
                 advs.append(xa.float().cpu())
                 iters_used.append(torch.full((xb.shape[0],), -1, dtype=torch.long))
-            _sync(dev)
+            timing.sync(dev)
             seconds = time.perf_counter() - t0
             x_adv = torch.cat(advs)
             its = torch.cat(iters_used)
