@@ -1,18 +1,19 @@
 """Wall-time measurement of attacks (RQ1's generation time, Finding 2; RQ4's seconds per block).
 
-A timed region starts with :func:`settle` and ends with :func:`sync`:
-
 * :func:`sync` waits for the device's queued work (CUDA kernels run asynchronously; on a CPU it
-  does nothing), so that the clock reads the work itself.
-* :func:`settle` also hands the heap's freed pages back to the operating system first
-  (glibc's ``malloc_trim``; nothing where the C library has none, e.g. macOS). The heap that an
-  in-process training leaves behind slows every later attack's large allocations: measured on a
-  quiet 2-core Xeon (AVX-512-BF16), FGSM on a 200-image batch of a Tiny ImageNet MobileNet
-  (``smoke``) run 6 times right after its training (``Workspace.model``) took 9.5-21.2 ms per
-  image (means 13.6-15.9 over three such runs), but 9.0-11.6 ms after one ``malloc_trim`` (four
-  runs) and 9.4-12.9 ms in a fresh process that loaded the same weights. Since RQ1 attacks each surrogate right after training it,
-  the untrimmed times of a DyNN and a CNN surrogate depended on that history, not on the
-  networks. The first trim after a training took 40 ms, later ones under 1 ms.
+  does nothing); a timed region starts and ends with it, so that the clock reads the work itself.
+* :func:`release_host_memory` hands the heap's freed pages back to the operating system (glibc's
+  ``malloc_trim``; nothing where the C library has none, e.g. macOS).
+  :meth:`dynn_lib.zoo.Workspace.trained` calls it after every training, because the heap a
+  training leaves behind slows the attacks run after it in the same process. Measured on a quiet
+  2-core Xeon (AVX-512-BF16): FGSM on a 200-image batch of a Tiny ImageNet MobileNet (``smoke``),
+  6 times right after its training, took 9.5-21.2 ms per image (means 13.6-15.9 over three such
+  runs), but 9.0-11.6 ms after one ``malloc_trim`` (four runs) and 9.4-12.9 ms in a fresh process
+  that loaded the same weights. RQ1 attacks each surrogate right after training it, so untrimmed,
+  the times of a DyNN and a CNN surrogate depended on that history, not on the networks. The
+  first trim after a training took 40 ms. Trimming before every timed batch instead kept the
+  times as steady but made the appendix's 60 small attack tables 11-13 s slower at ``smoke``
+  (71-73 s against 60 s), each batch faulting its memory in anew.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import functools
 
 import torch
 
-__all__ = ["settle", "sync", "release_host_memory"]
+__all__ = ["sync", "release_host_memory"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -52,9 +53,3 @@ def sync(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def settle(device: torch.device | str) -> None:
-    """Before a timed region: :func:`release_host_memory`, then :func:`sync`."""
-    release_host_memory()
-    sync(device)

@@ -1,16 +1,14 @@
-"""dynn_lib.timing: what a timed attack region starts and ends with."""
+"""dynn_lib.timing: the host heap handed back after training, before attacks are timed."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import platform
-from dataclasses import replace
 
 import pytest
-import torch
 
 from dynn_lib import timing
-from dynn_lib.experiments.common import ExperimentConfig, run_attack
+from dynn_lib.zoo import Workspace
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -53,16 +51,16 @@ def test_release_host_memory_says_whether_it_could():
     assert timing.release_host_memory() is GLIBC
 
 
-def test_each_timed_attack_batch_starts_settled(monkeypatch):
-    """run_attack settles (trims the heap, synchronises) before every timed batch, so each batch's
-    time, one sample of RQ1's generation time, starts from the same host state."""
+def test_a_training_leaves_the_heap_trimmed_and_a_load_does_not_trim(monkeypatch, tmp_path):
+    """Workspace.trained hands the heap back after it trains a model (the attacks RQ1 times next
+    run on it), and not when the model comes from the store."""
     calls = []
     monkeypatch.setattr(timing, "release_host_memory", lambda: calls.append(1) or True)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(4, 10)).eval()
-    x = torch.randint(0, 256, (7, 3, 8, 8), dtype=torch.uint8)
-    y = torch.randint(0, 10, (7,))
-    cfg = replace(ExperimentConfig(), attack_batch_size=3)
-    _, _, seconds = run_attack(model, x, y, "fgsm", 8 / 255, cfg, device="cpu")
-    assert len(calls) == 3 and seconds > 0  # batches of 3, 3 and 1
+    ws = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", n_train=32, n_query=16, n_eval=8,
+                   batch_size=16, cnn_epochs=1)
+    ws.model("resnet56", "cnn")
+    assert len(calls) == 1
+    again = Workspace("synthetic", "smoke", store=tmp_path, device="cpu", n_train=32, n_query=16, n_eval=8,
+                      batch_size=16, cnn_epochs=1)
+    again.model("resnet56", "cnn")
+    assert len(calls) == 1

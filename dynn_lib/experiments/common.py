@@ -265,7 +265,7 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
         if not warmed:  # absorb CUDA initialisation / autotuning outside the timed region
             fn(model, x[:2], y[:2], **{**kw, "generator": None})
             warmed = True
-        timing.settle(device)
+        timing.sync(device)
         t0 = time.perf_counter()
         x_adv, info = fn(model, x, y, **kw)
         timing.sync(device)

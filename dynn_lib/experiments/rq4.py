@@ -317,7 +317,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequenc
     A = len(alphas)
     advs: dict[float, list] = {a: [] for a in alphas}
     its: dict[float, list] = {a: [] for a in alphas}
-    timing.settle(dev)
+    timing.sync(dev)
     t0 = time.perf_counter()
     for i in range(0, n, bs):
         b = len(x_all[i:i + bs])
@@ -374,7 +374,7 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
         else:
             advs, iters_used = [], []
             g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
-            timing.settle(dev)
+            timing.sync(dev)
             t0 = time.perf_counter()
             for i in range(0, n, bs):
                 xb = x_all[i:i + bs].to(dev)
