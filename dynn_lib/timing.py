@@ -29,12 +29,13 @@ __all__ = ["sync", "release_host_memory"]
 @functools.lru_cache(maxsize=1)
 def _malloc_trim():
     name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # no C library found, or one without malloc_trim (not glibc)
+    if name is None:
         return None
-    if fn is not None:
-        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    try:
+        fn = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # the C library cannot be loaded, or has no malloc_trim (not glibc)
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
     return fn
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -307,7 +308,7 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     # install step take at least that, so the data stage would have at most 51 - 30 - 3 = 18 s: it must
     # not start (with a real python3 this depended on how fast torch imported: it failed when under 2 s)
     slow = tmp_path / "slow-python"
-    slow.write_text(f"#!/bin/sh\nsleep 3\nexec {sys.executable} \"$@\"\n")
+    slow.write_text(f"#!/bin/sh\nsleep 3\nexec {shlex.quote(sys.executable)} \"$@\"\n")
     slow.chmod(0o755)
     p = _run(out, state, archive, limit=51, PYTHON=str(slow))
     assert p.returncode == 75, p.stdout[-3000:] + p.stderr[-2000:]
