@@ -124,6 +124,35 @@ def test_training_and_attack_batches_are_separate_parameters():
     assert split_overrides("rq4", {"ea_lr": 0.05}) == ({}, {"ea_lr": 0.05})
 
 
+def test_cuda_warm_up_is_one_step_on_the_first_batch_and_leaves_the_seeded_stream(fake_ws):
+    """The untimed warm-up before a CUDA attack table's first timed batch runs the attack once on
+    that whole batch (kernels are chosen by shape) at one step, without the seeded generator: the
+    timed batches then draw the same random starts as with no warm-up."""
+    from dynn_lib.experiments import common
+    x, y = fake_ws.eval_half
+    x = early_exit.to_float_pixels(x[:12])
+    y = y[:12]
+    dynn = fake_ws.model("mobilenet", "sdn")
+    calls = []
+
+    def recording(fn):
+        def call(model, xb, yb, **kw):
+            calls.append((len(yb), kw.get("steps"), kw["generator"]))
+            return fn(model, xb, yb, **kw)
+        return call
+
+    for attack, steps in (("pgd", 5), ("mifgsm", 5), ("fgsm", None)):
+        calls.clear()
+        gen = torch.Generator().manual_seed(3)
+        state = gen.get_state()
+        kw = dict(common._call_kwargs(attack, 8 / 255, CFG, steps or 1), eps=8 / 255, exit_loss="final",
+                  tau=None, generator=gen, return_info=True)
+        common._warm_up(recording(attacks_mod.ATTACKS[attack]), dynn, x, y, kw)
+        assert calls == [(12, 1 if steps else None, None)], attack
+        assert torch.equal(gen.get_state(), state), attack
+        assert kw["generator"] is gen and kw.get("steps") == steps  # the timed call's arguments are untouched
+
+
 def test_exit_outputs_and_run_attack(fake_ws):
     x, y = fake_ws.eval_half
     dynn = fake_ws.model("mobilenet", "sdn")

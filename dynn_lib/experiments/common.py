@@ -246,6 +246,17 @@ class AttackBatches(NamedTuple):
     batch: torch.Tensor
 
 
+def _warm_up(fn, model, x, y, kw: dict) -> None:
+    """One untimed call of attack ``fn`` on the first batch itself, at one step and without the
+    seeded generator (so the timed batches draw the same random starts as without it).
+
+    It absorbs CUDA initialisation and the lazy loading of the kernels that this batch shape selects
+    (cuBLAS and cuDNN pick kernels by shape, so a warm-up on a couple of images, as before, left
+    the first timed batch paying for kernels it had not yet loaded); one step costs about one
+    forward and backward pass of the batch, against the ``steps`` of the timed call."""
+    fn(model, x, y, **{**kw, "generator": None, **({"steps": 1} if "steps" in kw else {})})
+
+
 def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau, device, generator, steps
                         ) -> AttackBatches:
     """Attack in batches of ``cfg.attack_batch_size``, timing each batch (:class:`AttackBatches`)."""
@@ -262,8 +273,8 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
     for b, i in enumerate(progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False)):
         x = early_exit.to_float_pixels(images[i:i + bs].to(device))
         y = labels[i:i + bs].to(device)
-        if not warmed:  # absorb CUDA initialisation / autotuning outside the timed region
-            fn(model, x[:2], y[:2], **{**kw, "generator": None})
+        if not warmed:
+            _warm_up(fn, model, x, y, kw)
             warmed = True
         timing.sync(device)
         t0 = time.perf_counter()
@@ -289,7 +300,7 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, att
     PGD uses ``cfg.pgd_step``; MI-FGSM uses ``eps / steps`` and ``cfg.mifgsm_decay``; ``steps`` is
     ``steps`` if given, else ``cfg.steps`` (which must then be set: pass ``attack_steps(ws, cfg)``
     to fall back on the profile). On CUDA the timing synchronises before and after each batch,
-    after one untimed warm-up call.
+    after one untimed one-step warm-up call on the first batch (:func:`_warm_up`).
 
     Returns:
         ``(x_adv float32 [N, 3, H, W] on the CPU, exit_used int64 [N], seconds)`` where seconds is
