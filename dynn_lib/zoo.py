@@ -148,12 +148,12 @@ class Workspace:
                 warnings.warn(f"{e} -- retraining", stacklevel=2)
                 st.remove("models", cfg, slug=_slug(cfg))
                 model = None
-        fresh = model is None
-        if fresh:
+        if model is None:
             model = self._train_and_save(cfg, training_data)
-        model = model.to(self.device).eval().to(memory_format=numerics.inference_memory_format())
-        if fresh:  # the heap a training leaves behind slows the attacks timed next (dynn_lib.timing)
+            # the training's locals are freed by now; the heap they leave behind slows the attacks
+            # timed next (dynn_lib.timing)
             timing.release_host_memory()
+        model = model.to(self.device).eval().to(memory_format=numerics.inference_memory_format())
         self._models[key] = model
         return model
 

@@ -254,7 +254,10 @@ def _warm_up(fn, model, x, y, kw: dict) -> None:
     (cuBLAS and cuDNN pick kernels by shape, so a warm-up on a couple of images, as before, left
     the first timed batch paying for kernels it had not yet loaded); one step costs about one
     forward and backward pass of the batch, against the ``steps`` of the timed call."""
-    fn(model, x, y, **{**kw, "generator": None, **({"steps": 1} if "steps" in kw else {})})
+    warm = {**kw, "generator": None}
+    if "steps" in warm:
+        warm["steps"] = 1
+    fn(model, x, y, **warm)
 
 
 def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau, device, generator, steps
