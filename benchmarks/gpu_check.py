@@ -75,8 +75,17 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
     its own process (a ResNet-56 CNN, 15,360 images x 2 epochs at batch 512 on CUDA), against
     one at a time, and the largest worker count whose every step up gains at least
     :data:`CONCURRENCY_GAIN_MIN` (``data.concurrency.recommended_workers``; ``gpu_run.sh`` then
-    runs the job graph with that many workers: ``dynn reproduce --workers K``). Runs last: the
-    sections above matter more when the budget is short.
+    runs the job graph with that many workers: ``dynn reproduce --workers K``).
+13. ``fired_shapes``: a fired-loss PGD (the DyNN surrogates' attack in RQ1 and the appendix) on a
+    ResNet-56 DyNN, timed twice with the still-running samples padded to multiples of
+    :func:`dynn_lib.numerics.fired_bucket` rows (64 on CUDA, the default) and twice without
+    (``fired_bucket=1``: a new batch size after every exit and step), padded first so that its
+    sizes are the new ones when first timed: ``first`` includes what choosing kernels for new
+    shapes costs, ``again`` the same attack with every shape seen. Ratios unpadded / padded
+    (> 1: the padding pays); WARN (on CUDA) when the padded attack is slower either way, or when the two
+    agree on fewer than :data:`FGSM_AGREE_MIN` of the pixels or differ in any exit used (the
+    padded batch may run other kernels: last-bit differences can flip a sign step). Runs last:
+    the sections above matter more when the budget is short.
 
 Usage::
 
@@ -109,7 +118,7 @@ import torch
 from torch.nn import functional as F
 
 SECTIONS = ("environment", "forward", "loader", "attacks", "early_attack", "early_exit", "resume",
-            "sync_audit", "pgd_speed", "timings", "extrapolation", "concurrency")
+            "sync_audit", "pgd_speed", "timings", "extrapolation", "concurrency", "fired_shapes")
 """Every section, in the order they run."""
 
 FWD_TOL = 1e-4
@@ -1017,6 +1026,50 @@ def sec_concurrency(r: Report, ctx: dict) -> None:
                 f"gain over k-1: {gain:.2f}x" + ("" if ctx["device"].type == "cuda" else "; on a CPU the "
                                                    "processes share the same cores"))
     r.info("recommended_workers", best)
+
+
+def sec_fired_shapes(r: Report, ctx: dict) -> None:
+    attacks, numerics = _lib("attacks"), _lib("numerics")
+    if not hasattr(numerics, "fired_bucket"):
+        raise Skip("the library has no numerics.fired_bucket yet")
+    dev, B, steps = ctx["device"], ctx["pgd_batch"], ctx["pgd_steps"]
+    model = _dynn("resnet56", ctx["seed"], dev)
+    x = torch.rand(B, 3, 32, 32, generator=torch.Generator().manual_seed(ctx["seed"] + 3)).to(dev)
+    with torch.no_grad():
+        z = torch.stack(_exits(model(x))).float()
+    # each exit's τ between two neighbouring confidences near its 75th percentile (no sample on a tie):
+    # about a quarter of the samples reaching an exit leave there, so the batch shrinks exit by exit
+    conf = z[:-1].softmax(-1).amax(-1).double().sort(dim=1).values
+    i = min(int(0.75 * (B - 1)), B - 2)
+    taus, y = ((conf[:, i] + conf[:, i + 1]) / 2).tolist(), z[-1].argmax(-1)
+    padded = numerics.fired_bucket(dev) if dev.type == "cuda" else max(2, B // 8)  # a CPU pads nothing by default
+
+    def attack():
+        return attacks.pgd(model, x, y, eps=8 / 255, step=2 / 255, steps=steps, exit_loss="fired", tau=taus,
+                           generator=torch.Generator().manual_seed(0), return_info=True)
+
+    runs = {}
+    for rows in (padded, 1):
+        r.need_time(15.0)
+        with numerics.flags(fired_bucket=rows):
+            out, first = _timed(attack, dev)
+            again = _timed(attack, dev)[1]
+        runs[rows] = (out, first, again)
+        r.info(f"bucket_{rows}_seconds", {"first": first, "again": again})
+    ((adv_p, info_p), first_p, again_p), ((adv_1, info_1), first_1, again_1) = runs[padded], runs[1]
+    counts = torch.bincount(info_1.exit_used.cpu(), minlength=model.num_exits).tolist()
+    note = f"resnet56 DyNN, batch {B}, {steps} steps, fired loss, exits used {counts}"
+    ctx["pgd"] = {**ctx.get("pgd", {}), "fired_unpadded_over_padded_first": first_1 / first_p,
+                  "fired_unpadded_over_padded_again": again_1 / again_p}
+    cuda = dev.type == "cuda"  # a CPU pads nothing by default (numerics.fired_bucket): judged on CUDA only
+    where = "" if cuda else "; judged on CUDA only"
+    r.check("padded_faster_first", first_1 / first_p >= 1.0 if cuda else True, first_1 / first_p,
+            1.0 if cuda else None, level="WARN", note=f"unpadded / padded seconds, new shapes included; {note}{where}")
+    r.check("padded_faster_again", again_1 / again_p >= 1.0 if cuda else True, again_1 / again_p,
+            1.0 if cuda else None, level="WARN", note=f"unpadded / padded seconds, every shape seen{where}")
+    agree = float((adv_p == adv_1).float().mean())
+    r.check("identical_pixels", agree >= FGSM_AGREE_MIN, agree, FGSM_AGREE_MIN, level="WARN")
+    r.check("exits_used_equal", torch.equal(info_p.exit_used, info_1.exit_used), level="WARN")
 
 
 # ================================================================================ main

@@ -19,6 +19,20 @@ early-exit decisions near ties. This library therefore sets the flags itself
   fp32 channels-last is not yet measured (``benchmarks/gpu_check.py`` measures it). The layout
   changes no precision, only the order of the sums inside a convolution, so results move in
   their last bits, like TF32 would; that is why it is recorded with the other flags.
+* ``fired_bucket="auto"``: how :meth:`dynn_lib.models.DyNN.forward_fired` (the truncated
+  ``"fired"`` attack loss and :meth:`~dynn_lib.models.DyNN.forward_early_exit`) sizes the batch
+  of samples still running after an exit: they are padded with zero rows up to a multiple of
+  this many rows (at most the input batch), the padding sliced off before any decision or loss,
+  so outputs and gradients are those of the unpadded rows. Without it every step of a
+  fired-loss attack hands the convolutions after each exit a new batch size, and on CUDA each
+  new shape makes cuDNN choose its algorithms again (host time of the order of a millisecond per
+  convolution call: pytorch/pytorch#187212 measured 1.27 ms on average over 1,741 fuzzed fp32
+  cases before its fix), which at CIFAR sizes can cost more than the convolution itself and would
+  be timed in a DyNN surrogate's ``gen_seconds``. ``"auto"``: :data:`FIRED_BUCKET_CUDA` rows on
+  CUDA, none (1) elsewhere (on a CPU the first pass at a new batch size cost 3 % more than the
+  next, measured on a 2-core Xeon with ResNet-56, less than padding would); an integer >= 1:
+  that many rows on every device (1: no padding). Exact on the CPU (tested); on CUDA the padded
+  batch may run other kernels, so results can move in their last bits, hence the record.
 
 :func:`state` reads the flags back; :func:`dynn_lib.store.provenance` records it with every
 artefact. On a CPU the CUDA flags have no effect but are still recorded.
@@ -33,7 +47,8 @@ from typing import Iterator
 
 import torch
 
-DEFAULTS = {"tf32": False, "cudnn_benchmark": False, "deterministic": False, "inference_channels_last": False}
+DEFAULTS = {"tf32": False, "cudnn_benchmark": False, "deterministic": False, "inference_channels_last": False,
+            "fired_bucket": "auto"}
 """The library's settings unless a caller asks otherwise."""
 
 INFERENCE_CHANNELS_LAST_MEASURED = (
@@ -43,17 +58,29 @@ INFERENCE_CHANNELS_LAST_MEASURED = (
     "too) 1.21 -> 0.84, 0.72 -> 0.49, 0.32 -> 0.23")
 """What ``inference_channels_last="auto"`` rests on (a CPU measurement; CUDA is not measured)."""
 
-_INFERENCE = {"channels_last": False}
+_INFERENCE = {"channels_last": False, "fired_bucket": "auto"}
+
+FIRED_BUCKET_CUDA = 64
+"""Rows that ``fired_bucket="auto"`` pads the still-running samples to a multiple of on CUDA (an
+attack batch of 512 then gives at most 8 batch sizes after each exit). Not measured on a GPU yet:
+``benchmarks/gpu_check.py`` (section ``fired_shapes``) times a fired-loss PGD with and without it."""
+
+
+def _check_fired_bucket(v) -> None:
+    if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        raise ValueError(f"fired_bucket must be 'auto' or an integer >= 1 (rows), got {v!r}")
 
 
 def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: bool = False,
-              inference_channels_last: bool = False) -> dict:
+              inference_channels_last: bool = False, fired_bucket: int | str = "auto") -> dict:
     """Set the numeric flags (module docstring) and return :func:`state`."""
     for name, v in (("tf32", tf32), ("cudnn_benchmark", cudnn_benchmark), ("deterministic", deterministic),
                     ("inference_channels_last", inference_channels_last)):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be True or False, got {v!r}")
+    _check_fired_bucket(fired_bucket)
     _INFERENCE["channels_last"] = inference_channels_last
+    _INFERENCE["fired_bucket"] = fired_bucket
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
@@ -66,7 +93,8 @@ def settings() -> dict:
     """The flags in force now as :func:`configure` arguments (``configure(**settings())`` changes nothing)."""
     s = state()
     return {"tf32": s["cudnn_allow_tf32"], "cudnn_benchmark": s["cudnn_benchmark"],
-            "deterministic": s["cudnn_deterministic"], "inference_channels_last": s["inference_channels_last"]}
+            "deterministic": s["cudnn_deterministic"], "inference_channels_last": s["inference_channels_last"],
+            "fired_bucket": s["fired_bucket"]}
 
 
 @contextmanager
@@ -94,12 +122,22 @@ def state() -> dict:
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "cpu_threads": int(torch.get_num_threads()),
         "inference_channels_last": _INFERENCE["channels_last"],
+        "fired_bucket": _INFERENCE["fired_bucket"],
     }
 
 
 def inference_memory_format() -> torch.memory_format:
     """The memory format :func:`configure` set for the models of inference and attacks."""
     return torch.channels_last if _INFERENCE["channels_last"] else torch.contiguous_format
+
+
+def fired_bucket(device: torch.device | str) -> int:
+    """Rows the still-running samples of :meth:`dynn_lib.models.DyNN.forward_fired` are padded to a
+    multiple of on ``device`` (1: none), from the ``fired_bucket`` flag (module docstring)."""
+    v = _INFERENCE["fired_bucket"]
+    if v == "auto":
+        return FIRED_BUCKET_CUDA if torch.device(device).type == "cuda" else 1
+    return v
 
 
 def inference_channels_last(setting: bool | str, device: torch.device | str) -> bool:

@@ -132,8 +132,20 @@ def test_numeric_flags_are_set_explicitly_and_recorded():
         numerics.configure(inference_channels_last="auto")
 
 
+def test_fired_bucket_flag_resolves_per_device_and_rejects_bad_values():
+    assert numerics.state()["fired_bucket"] == "auto"  # the default, recorded as set
+    assert numerics.fired_bucket("cpu") == 1 and numerics.fired_bucket(torch.device("cuda")) == numerics.FIRED_BUCKET_CUDA
+    s = numerics.configure(fired_bucket=16)
+    assert s["fired_bucket"] == 16 and numerics.fired_bucket("cpu") == 16 and numerics.fired_bucket("cuda") == 16
+    assert store.provenance()["numerics"]["fired_bucket"] == 16
+    for bad in (0, -64, True, 1.5, "64", None):
+        with pytest.raises(ValueError, match=f"fired_bucket must be 'auto' or an integer >= 1 \\(rows\\), got {bad!r}"):
+            numerics.configure(fired_bucket=bad)
+    assert numerics.state()["fired_bucket"] == 16  # a rejected value changes nothing
+
+
 def test_numeric_flags_block_changes_only_what_it_names_and_restores_all():
-    before = numerics.configure(cudnn_benchmark=True, inference_channels_last=True)
+    before = numerics.configure(cudnn_benchmark=True, inference_channels_last=True, fired_bucket=8)
     with pytest.raises(RuntimeError, match="inside"):
         with numerics.flags(tf32=True) as inside:
             assert inside["cudnn_allow_tf32"] and inside["cudnn_benchmark"] and inside["inference_channels_last"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from dynn_lib import models
+from dynn_lib import models, numerics
 from dynn_lib.attacks import ATTACKS, loss_path, pgd, resolve_exit_loss
 from dynn_lib.attacks.losses import loss_gradient
 from dynn_lib.early_exit import exit_numbers, fired_logits, tau_tensor
@@ -151,6 +151,40 @@ def test_fired_samples_leave_the_batch():
     assert sizes == [int((expected >= 1).sum()), int((expected >= 2).sum())]
     with torch.no_grad():
         assert torch.allclose(logits, fired_logits(model(x), taus), atol=1e-5)
+
+
+@pytest.mark.parametrize("name,model,side", MODELS, ids=[m[0] for m in MODELS])
+def test_fired_bucket_pads_to_few_batch_sizes_and_changes_no_result(name, model, side):
+    # numerics.fired_bucket (on CUDA by default): the samples still running after an exit are padded
+    # with zero rows to a multiple of the bucket, so the stages after it see few batch sizes; the
+    # padding never reaches a decision, an output or the gradient
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(10, 3, side, side, generator=g)
+    x[5:] *= 0.2
+    y = torch.randint(0, model.spec.num_classes, (10,), generator=g)
+    taus, _ = _split_taus(model, x)
+    sizes: list[int] = []
+    hooks = [st.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0])) for st in model.backbone.stages]
+    try:
+        runs = {}
+        for bucket in (1, 4):
+            with numerics.flags(fired_bucket=bucket):
+                sizes.clear()
+                with torch.no_grad():
+                    logits, used = model.forward_fired(x, taus)
+                seen = sorted(set(sizes))
+                grad = _grad(model, x, y, "fired", taus, truncate=True)
+                runs[bucket] = (logits, used, grad, seen)
+    finally:
+        for h in hooks:
+            h.remove()
+    (l1, u1, g1, sizes1), (l4, u4, g4, sizes4) = runs[1], runs[4]
+    assert torch.equal(u4, u1) and u1.unique().numel() >= 2
+    torch.testing.assert_close(l4, l1, rtol=1e-4, atol=1e-5)
+    assert torch.equal(g4[1], g1[1]) and torch.equal(g4[2], g1[2])  # exit used, MACs
+    assert ((g4[0] - g1[0]).abs().max() / g1[0].abs().max()) < 1e-4
+    # each group the stages saw, padded to a multiple of the bucket, at most the batch
+    assert sizes4 == sorted({min(10, -(-n // 4) * 4) for n in sizes1}), (sizes1, sizes4)
 
 
 def test_forward_exit_equals_full_output_and_checks_its_argument():

@@ -161,12 +161,18 @@ class DyNN(nn.Module):
         needs: the computation early-exit deployment does. Equal to selecting
         :func:`dynn_lib.early_exit.fired_logits` from the full forward ``self(x)``. On CUDA each
         internal exit that is reached costs one synchronisation (the shapes of the groups).
+        The samples still running are padded with zero rows to a multiple of
+        :func:`dynn_lib.numerics.fired_bucket` rows (at most ``B``; on CUDA 64 by default, none on
+        a CPU), so that the layers after an exit see few distinct batch sizes; padded rows are
+        sliced off before any decision or output, so they change no result and get no gradient.
         """
-        from ..early_exit import tau_tensor  # models do not depend on early_exit at import time
+        from .. import numerics  # models do not depend on numerics or early_exit at import time
+        from ..early_exit import tau_tensor
 
         t = tau_tensor(taus, self.num_exits, x.device)
         bb = self.backbone
         B = x.shape[0]
+        bucket = numerics.fired_bucket(x.device)
         alive = torch.arange(B, device=x.device)
         idx_parts: list[torch.Tensor] = []
         logit_parts: list[torch.Tensor] = []
@@ -178,7 +184,7 @@ class DyNN(nn.Module):
             k = ic_index.get(i)
             if k is None:
                 continue
-            logits = self.ics[k](h)
+            logits = self.ics[k](h)[:alive.numel()]  # the real rows (a no-op when nothing is padded)
             fire = logits.detach().float().softmax(-1).amax(-1) >= t[k]
             n_fire = int(fire.sum())  # the one synchronisation per exit reached
             if n_fire:
@@ -187,12 +193,13 @@ class DyNN(nn.Module):
                 idx_parts.append(alive[sel])
                 logit_parts.append(logits[sel])
                 exit_parts.append(torch.full((n_fire,), k, dtype=torch.long, device=x.device))
-                alive, h = alive[keep], h[keep]
+                alive = alive[keep]
                 if alive.numel() == 0:
                     break
+                h = _pad_rows(h[keep], min(B, -(-alive.numel() // bucket) * bucket))
         if alive.numel() or not idx_parts:  # (an empty batch still returns [0, C])
             idx_parts.append(alive)
-            logit_parts.append(bb.final_head(h))
+            logit_parts.append(bb.final_head(h)[:alive.numel()])
             exit_parts.append(torch.full((alive.numel(),), len(self.ics), dtype=torch.long, device=x.device))
         idx = torch.cat(idx_parts)
         order = torch.empty_like(idx)
@@ -216,6 +223,13 @@ class DyNN(nn.Module):
         """
         logits, ex = self.forward_fired(x, taus)
         return logits.float(), ex
+
+
+def _pad_rows(h: torch.Tensor, rows: int) -> torch.Tensor:
+    """``h`` with zero rows appended up to ``rows`` (its memory format kept; the gradient of the
+    padding is dropped by the pad's backward)."""
+    extra = rows - h.shape[0]
+    return torch.nn.functional.pad(h, (0, 0) * (h.dim() - 1) + (0, extra)) if extra > 0 else h
 
 
 def attach_exits(cnn: SDNN) -> DyNN:
