@@ -153,6 +153,42 @@ def test_cuda_warm_up_is_one_step_on_the_first_batch_and_leaves_the_seeded_strea
         assert kw["generator"] is gen and kw.get("steps") == steps  # the timed call's arguments are untouched
 
 
+def test_cuda_tables_warm_up_once_per_batch_size_and_time_the_same_attack(fake_ws, monkeypatch):
+    """On CUDA (forced here) an attack table warms up before the first timed batch of each batch
+    size, the first and the smaller last, never twice for one size; the timed results equal a
+    run without warm-ups (the seeded random starts are untouched)."""
+    from dynn_lib.experiments import common
+    x, y = fake_ws.eval_half
+    x, y = x[:12], y[:12]
+    dynn = fake_ws.model("mobilenet", "sdn")
+    cfg = replace(CFG, attack_batch_size=5)
+    events = []
+    real_warm_up, real_pgd = common._warm_up, attacks_mod.ATTACKS["pgd"]
+
+    def warm_up(fn, model, xb, yb, kw):
+        events.append(("warm", len(yb)))
+        real_warm_up(fn, model, xb, yb, kw)
+
+    def timed_pgd(model, xb, yb, **kw):
+        if kw["generator"] is not None:  # the timed call (a warm-up passes none)
+            events.append(("timed", len(yb)))
+        return real_pgd(model, xb, yb, **kw)
+
+    monkeypatch.setitem(attacks_mod.ATTACKS, "pgd", timed_pgd)
+    runs = {}
+    for warm in (False, True):
+        monkeypatch.setattr(common, "_warms_up", lambda device, warm=warm: warm)
+        monkeypatch.setattr(common, "_warm_up", warm_up)
+        events.clear()
+        runs[warm] = common._run_attack_batches(dynn, x, y, "pgd", 8 / 255, cfg, "fired", 0.5, "cpu",
+                                                torch.Generator().manual_seed(0), 2)
+        if warm:
+            assert events == [("warm", 5), ("timed", 5), ("timed", 5), ("warm", 2), ("timed", 2)]
+        else:
+            assert events == [("timed", 5), ("timed", 5), ("timed", 2)]
+    assert torch.equal(runs[True].x_adv, runs[False].x_adv) and torch.equal(runs[True].exit_used, runs[False].exit_used)
+
+
 def test_exit_outputs_and_run_attack(fake_ws):
     x, y = fake_ws.eval_half
     dynn = fake_ws.model("mobilenet", "sdn")

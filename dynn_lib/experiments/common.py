@@ -246,14 +246,23 @@ class AttackBatches(NamedTuple):
     batch: torch.Tensor
 
 
-def _warm_up(fn, model, x, y, kw: dict) -> None:
-    """One untimed call of attack ``fn`` on the first batch itself, at one step and without the
-    seeded generator (so the timed batches draw the same random starts as without it).
+def _warms_up(device: torch.device) -> bool:
+    """Whether an attack table warms up before timing: on CUDA, where kernels are loaded, and chosen
+    by shape, on first use (on a CPU the first pass at a new batch size cost about 3 % more than the
+    next, measured with ResNet-56: not worth an untimed attack)."""
+    return device.type == "cuda"
 
-    It absorbs CUDA initialisation and the lazy loading of the kernels that this batch shape selects
-    (cuBLAS and cuDNN pick kernels by shape, so a warm-up on a couple of images, as before, left
-    the first timed batch paying for kernels it had not yet loaded); one step costs about one
-    forward and backward pass of the batch, against the ``steps`` of the timed call."""
+
+def _warm_up(fn, model, x, y, kw: dict) -> None:
+    """One untimed call of attack ``fn`` on a batch itself, at one step and without the seeded
+    generator (so the timed batches draw the same random starts as without it).
+
+    :func:`_run_attack_batches` calls it before the first timed batch of each batch size (the first
+    batch, and the last when it is smaller). It absorbs CUDA initialisation and the lazy loading of
+    the kernels that this batch shape selects (cuBLAS and cuDNN pick kernels by shape, so a warm-up
+    on a couple of images, as before, left the first timed batch paying for kernels it had not yet
+    loaded, and the last, smaller batch paid for its own); one step costs about one forward and
+    backward pass of the batch, against the ``steps`` of the timed call."""
     warm = {**kw, "generator": None}
     if "steps" in warm:
         warm["steps"] = 1
@@ -272,13 +281,13 @@ def _run_attack_batches(model, images, labels, attack, eps, cfg, exit_loss, tau,
         raise ValueError("no images to attack")
     advs, used, secs, macs, batch = [], [], [], [], []
     bs = cfg.attack_batch_size
-    warmed = device.type != "cuda"
+    warm, warmed = _warms_up(device), set()  # batch sizes warmed up
     for b, i in enumerate(progress(range(0, n, bs), desc=f"{attack} ε={eps_255(eps):g}/255", leave=False)):
         x = early_exit.to_float_pixels(images[i:i + bs].to(device))
         y = labels[i:i + bs].to(device)
-        if not warmed:
+        if warm and len(y) not in warmed:
             _warm_up(fn, model, x, y, kw)
-            warmed = True
+            warmed.add(len(y))
         timing.sync(device)
         t0 = time.perf_counter()
         x_adv, info = fn(model, x, y, **kw)
@@ -303,7 +312,8 @@ def run_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, att
     PGD uses ``cfg.pgd_step``; MI-FGSM uses ``eps / steps`` and ``cfg.mifgsm_decay``; ``steps`` is
     ``steps`` if given, else ``cfg.steps`` (which must then be set: pass ``attack_steps(ws, cfg)``
     to fall back on the profile). On CUDA the timing synchronises before and after each batch,
-    after one untimed one-step warm-up call on the first batch (:func:`_warm_up`).
+    after one untimed one-step warm-up call on the first batch, and one on the last when it is
+    smaller (:func:`_warm_up`).
 
     Returns:
         ``(x_adv float32 [N, 3, H, W] on the CPU, exit_used int64 [N], seconds)`` where seconds is
