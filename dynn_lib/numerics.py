@@ -25,10 +25,10 @@ early-exit decisions near ties. This library therefore sets the flags itself
   this many rows (at most the input batch), the padding sliced off before any decision or loss,
   so outputs and gradients are those of the unpadded rows. Without it every step of a
   fired-loss attack hands the convolutions after each exit a new batch size, and on CUDA each
-  new shape makes cuDNN choose its algorithms again (host time of the order of a millisecond per
-  convolution call: pytorch/pytorch#187212 measured 1.27 ms on average over 1,741 fuzzed fp32
-  cases before its fix), which at CIFAR sizes can cost more than the convolution itself and would
-  be timed in a DyNN surrogate's ``gen_seconds``. ``"auto"``: :data:`FIRED_BUCKET_CUDA` rows on
+  new shape makes cuDNN choose its algorithms again, host work per convolution call and shape
+  (pytorch/pytorch#187212 profiled cases that spent 1 ms or more on it; how much it costs for these
+  networks is not measured yet), which at CIFAR sizes can cost more than the convolution itself
+  and would be timed in a DyNN surrogate's ``gen_seconds``. ``"auto"``: :data:`FIRED_BUCKET_CUDA` rows on
   CUDA, none (1) elsewhere (on a CPU the first pass at a new batch size cost 3 % more than the
   next, measured on a 2-core Xeon with ResNet-56, less than padding would); an integer >= 1:
   that many rows on every device (1: no padding). Exact on the CPU (tested); on CUDA the padded
