@@ -66,9 +66,10 @@ attack batch of 512 then gives at most 8 batch sizes after each exit). Not measu
 ``benchmarks/gpu_check.py`` (section ``fired_shapes``) times a fired-loss PGD with and without it."""
 
 
-def _check_fired_bucket(v) -> None:
+def check_fired_bucket(v, name: str = "fired_bucket") -> None:
+    """ValueError unless ``v`` is ``"auto"`` or an integer >= 1 (the ``fired_bucket`` setting)."""
     if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-        raise ValueError(f"fired_bucket must be 'auto' or an integer >= 1 (rows), got {v!r}")
+        raise ValueError(f"{name} must be 'auto' or an integer >= 1 (rows), got {v!r}")
 
 
 def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: bool = False,
@@ -78,7 +79,7 @@ def configure(tf32: bool = False, cudnn_benchmark: bool = False, deterministic: 
                     ("inference_channels_last", inference_channels_last)):
         if not isinstance(v, bool):
             raise ValueError(f"{name} must be True or False, got {v!r}")
-    _check_fired_bucket(fired_bucket)
+    check_fired_bucket(fired_bucket)
     _INFERENCE["channels_last"] = inference_channels_last
     _INFERENCE["fired_bucket"] = fired_bucket
     torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -86,6 +86,14 @@ class Profile:
         misbehaves on some GPU or PyTorch) or True (CUDA only). The same computation either way
         (the graphed path equals the eager one, tested on the CPU), so it is in no artefact key;
         each training record's ``step_mode`` says which ran.
+    fired_bucket: rows to whose multiple the truncated ``"fired"``-loss attacks (the DyNN surrogates'
+        in RQ1 and the appendix) pad the samples still running after an exit, so that the layers
+        after it see few batch sizes (:func:`dynn_lib.numerics.fired_bucket`): ``"auto"`` (default:
+        64 on CUDA, where cuDNN chooses kernels again for every new shape, none on a CPU), or an
+        integer >= 1 on every device (1: no padding). It changes the attacks' speed and, on CUDA, at
+        most the last bits of their results (other kernels for other batch sizes), so it is in no
+        artefact key (stored tables are reused; ``--recompute`` times them again) and is recorded
+        in every record's ``numerics``.
     checkpoint_every / checkpoint_minutes: save the resumable training state after every
         ``checkpoint_every`` epochs or when ``checkpoint_minutes`` have passed since the last save
         (None: no time trigger), whichever comes first, and after the last epoch.
@@ -121,6 +129,7 @@ class Profile:
     amp: bool | str = "auto"
     channels_last: bool | str = "auto"
     cuda_graph: bool | str = "auto"
+    fired_bucket: int | str = "auto"
     checkpoint_every: int = 5
     checkpoint_minutes: float | None = 10.0
 
@@ -166,6 +175,8 @@ def get_profile(name: str | Profile, **overrides: Any) -> Profile:
         if not 0 < getattr(p, f) <= 10:
             raise ValueError(f"profile field {f} must be in (0, 10], got {getattr(p, f)}")
     check_training_fields(p)
+    from .numerics import check_fired_bucket  # numerics imports this module lazily
+    check_fired_bucket(p.fired_bucket, "profile field fired_bucket")
     wd = p.weight_decay
     if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0.0 <= wd < 1.0):
         raise ValueError(f"profile field weight_decay must be None (the SDN code's: 5e-4 VGG-16, 1e-4 otherwise) "

@@ -40,8 +40,8 @@ class Workspace:
 
     Creating one sets the numeric flags (:func:`dynn_lib.numerics.configure`; ``tf32=False`` by
     default; the models' memory format for inference and attacks from the profile's
-    ``channels_last``, :func:`dynn_lib.numerics.inference_channels_last`), which every artefact's
-    record then states.
+    ``channels_last``, :func:`dynn_lib.numerics.inference_channels_last`; the fired-loss padding
+    from its ``fired_bucket``), which every artefact's record then states.
     """
 
     def __init__(self, dataset: str, profile: str | Profile = "smoke", store: Store | str | Path | None = None,
@@ -59,7 +59,7 @@ class Workspace:
         self._memo: dict[tuple, Any] = {}
         # explicit numeric flags (TF32 off: fp32 attacks and evaluation), recorded with every artefact
         self.numerics = numerics.configure(tf32=tf32, inference_channels_last=numerics.inference_channels_last(
-            self.profile.channels_last, self.device))
+            self.profile.channels_last, self.device), fired_bucket=self.profile.fired_bucket)
 
     # -- data -------------------------------------------------------------------------------
     @cached_property

@@ -142,6 +142,13 @@ def test_fired_bucket_flag_resolves_per_device_and_rejects_bad_values():
         with pytest.raises(ValueError, match=f"fired_bucket must be 'auto' or an integer >= 1 \\(rows\\), got {bad!r}"):
             numerics.configure(fired_bucket=bad)
     assert numerics.state()["fired_bucket"] == 16  # a rejected value changes nothing
+    # the profile field sets it for a workspace (and every record written after), and is checked
+    Workspace("synthetic", "smoke", fired_bucket=8)
+    assert numerics.state()["fired_bucket"] == 8 and store.provenance()["numerics"]["fired_bucket"] == 8
+    Workspace("synthetic", "smoke")
+    assert numerics.state()["fired_bucket"] == "auto"
+    with pytest.raises(ValueError, match="profile field fired_bucket must be 'auto' or an integer >= 1"):
+        Workspace("synthetic", "smoke", fired_bucket="none")
 
 
 def test_numeric_flags_block_changes_only_what_it_names_and_restores_all():
