@@ -55,7 +55,9 @@
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []; e.g.
 #                          "cuda_graph=False" trains every step eagerly, should graphed training fail
-#                          on this GPU (in no artefact key: finished work is reused)
+#                          on this GPU (in no artefact key: finished work is reused); "fired_bucket=1"
+#                          stops padding the fired-loss attacks' shrinking batches, should the check's
+#                          fired_shapes section find the padding slower (also in no key)
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
 #                          copy sent to a GPU machine carries no .git) []
