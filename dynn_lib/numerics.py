@@ -31,8 +31,9 @@ early-exit decisions near ties. This library therefore sets the flags itself
   and would be timed in a DyNN surrogate's ``gen_seconds``. ``"auto"``: :data:`FIRED_BUCKET_CUDA` rows on
   CUDA, none (1) elsewhere (on a CPU the first pass at a new batch size cost 3 % more than the
   next, measured on a 2-core Xeon with ResNet-56, less than padding would); an integer >= 1:
-  that many rows on every device (1: no padding). Exact on the CPU (tested); on CUDA the padded
-  batch may run other kernels, so results can move in their last bits, hence the record.
+  that many rows on every device (1: no padding). The padding never reaches a decision, an output
+  or a gradient (tested), but the real rows may run other kernels at the padded batch size (on a
+  CPU too), so results can move in their last bits, hence the record.
 
 :func:`state` reads the flags back; :func:`dynn_lib.store.provenance` records it with every
 artefact. On a CPU the CUDA flags have no effect but are still recorded.

@@ -90,8 +90,8 @@ class Profile:
         in RQ1 and the appendix) pad the samples still running after an exit, so that the layers
         after it see few batch sizes (:func:`dynn_lib.numerics.fired_bucket`): ``"auto"`` (default:
         64 on CUDA, where cuDNN chooses kernels again for every new shape, none on a CPU), or an
-        integer >= 1 on every device (1: no padding). It changes the attacks' speed and, on CUDA, at
-        most the last bits of their results (other kernels for other batch sizes), so it is in no
+        integer >= 1 on every device (1: no padding). It changes the attacks' speed and at most the
+        last bits of their results (other kernels for other batch sizes), so it is in no
         artefact key (stored tables are reused; ``--recompute`` times them again) and is recorded
         in every record's ``numerics``.
     checkpoint_every / checkpoint_minutes: save the resumable training state after every

@@ -164,7 +164,8 @@ class DyNN(nn.Module):
         The samples still running are padded with zero rows to a multiple of
         :func:`dynn_lib.numerics.fired_bucket` rows (at most ``B``; on CUDA 64 by default, none on
         a CPU), so that the layers after an exit see few distinct batch sizes; padded rows are
-        sliced off before any decision or output, so they change no result and get no gradient.
+        sliced off before any decision or output and get no gradient (the real rows can still move
+        in their last bits: another batch size may run other kernels).
         """
         from .. import numerics  # models do not depend on numerics or early_exit at import time
         from ..early_exit import tau_tensor
