@@ -256,6 +256,14 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     return out, time.perf_counter() - t
 
 
+def _speed_target(r: "Report", name: str, ratio: float, target: float, device: torch.device, note: str) -> None:
+    """A speed ratio against ``target``: judged on CUDA (WARN below it); on a CPU only reported,
+    and the note says so."""
+    cuda = device.type == "cuda"
+    r.check(name, ratio >= target if cuda else True, ratio, target if cuda else None, level="WARN",
+            note=note + ("" if cuda else "; target judged on CUDA only"))
+
+
 def _lib(modname: str, *attrs: str):
     """Import ``dynn_lib.<modname>`` and fetch ``attrs``; Skip naming what is missing."""
     import importlib
@@ -851,9 +859,8 @@ def sec_pgd_speed(r: Report, ctx: dict) -> None:
     _, t2 = _timed(lambda: ta(x, y), dev)
     ratio = t2 / t
     ctx["pgd"].update({"torchattacks_img_s": B / t2, "ratio": ratio})
-    r.check("speedup_vs_torchattacks", ratio >= PGD_SPEEDUP_TARGET if dev.type == "cuda" else True, ratio,
-            PGD_SPEEDUP_TARGET if dev.type == "cuda" else None, level="WARN",
-            note="torchattacks seconds / dynn_lib seconds" + ("" if dev.type == "cuda" else "; target judged on CUDA only"))
+    _speed_target(r, "speedup_vs_torchattacks", ratio, PGD_SPEEDUP_TARGET, dev,
+                  "torchattacks seconds / dynn_lib seconds")
 
 
 def _training_jobs() -> list[tuple[str, str, str]]:
@@ -1061,12 +1068,10 @@ def sec_fired_shapes(r: Report, ctx: dict) -> None:
     note = f"resnet56 DyNN, batch {B}, {steps} steps, fired loss, exits used {counts}"
     ctx["pgd"] = {**ctx.get("pgd", {}), "fired_unpadded_over_padded_first": first_1 / first_p,
                   "fired_unpadded_over_padded_again": again_1 / again_p}
-    cuda = dev.type == "cuda"  # a CPU pads nothing by default (numerics.fired_bucket): judged on CUDA only
-    where = "" if cuda else "; judged on CUDA only"
-    r.check("padded_faster_first", first_1 / first_p >= 1.0 if cuda else True, first_1 / first_p,
-            1.0 if cuda else None, level="WARN", note=f"unpadded / padded seconds, new shapes included; {note}{where}")
-    r.check("padded_faster_again", again_1 / again_p >= 1.0 if cuda else True, again_1 / again_p,
-            1.0 if cuda else None, level="WARN", note=f"unpadded / padded seconds, every shape seen{where}")
+    # a CPU pads nothing by default (numerics.fired_bucket): judged on CUDA only
+    _speed_target(r, "padded_faster_first", first_1 / first_p, 1.0, dev,
+                  f"unpadded / padded seconds, new shapes included; {note}")
+    _speed_target(r, "padded_faster_again", again_1 / again_p, 1.0, dev, "unpadded / padded seconds, every shape seen")
     agree = float((adv_p == adv_1).float().mean())
     r.check("identical_pixels", agree >= FGSM_AGREE_MIN, agree, FGSM_AGREE_MIN, level="WARN")
     r.check("exits_used_equal", torch.equal(info_p.exit_used, info_1.exit_used), level="WARN")

@@ -50,6 +50,8 @@ import ast
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from .numerics import check_fired_bucket
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -175,7 +177,6 @@ def get_profile(name: str | Profile, **overrides: Any) -> Profile:
         if not 0 < getattr(p, f) <= 10:
             raise ValueError(f"profile field {f} must be in (0, 10], got {getattr(p, f)}")
     check_training_fields(p)
-    from .numerics import check_fired_bucket  # numerics imports this module lazily
     check_fired_bucket(p.fired_bucket, "profile field fired_bucket")
     wd = p.weight_decay
     if wd is not None and (isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0.0 <= wd < 1.0):
