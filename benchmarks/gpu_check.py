@@ -84,8 +84,10 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
     shapes costs, ``again`` the same attack with every shape seen. Ratios unpadded / padded
     (> 1: the padding pays); WARN (on CUDA) when the padded attack is slower either way, or when the two
     agree on fewer than :data:`FGSM_AGREE_MIN` of the pixels or differ in any exit used (the
-    padded batch may run other kernels: last-bit differences can flip a sign step). Runs last:
-    the sections above matter more when the budget is short.
+    padded batch may run other kernels: last-bit differences can flip a sign step). When the
+    unpadded attack is faster on CUDA both times, ``data.fired_shapes.recommended_fired_bucket``
+    is 1 (else ``"auto"``), and ``gpu_run.sh`` then runs the experiments with ``fired_bucket=1``.
+    Runs last: the sections above matter more when the budget is short.
 
 Usage::
 
@@ -1035,7 +1037,21 @@ def sec_concurrency(r: Report, ctx: dict) -> None:
     r.info("recommended_workers", best)
 
 
+def fired_recommendation(device: torch.device, padded_s: tuple[float, float], unpadded_s: tuple[float, float]
+                         ) -> int | str:
+    """``fired_bucket`` for the run from (first, again) seconds padded and unpadded: 1 (no padding)
+    on CUDA when the unpadded attack was faster both times, else ``"auto"`` (the library's default;
+    always on a CPU, which pads nothing by default)."""
+    faster = all(u < p for p, u in zip(padded_s, unpadded_s))
+    return 1 if device.type == "cuda" and faster else "auto"
+
+
 def sec_fired_shapes(r: Report, ctx: dict) -> None:
+    """A fired-loss PGD on a ResNet-56 DyNN whose batch shrinks exit by exit, with the still-running
+    rows padded to the device's ``numerics.fired_bucket`` and unpadded, each timed on its first call
+    (new shapes) and again. On CUDA the padding is recommended off (``recommended_fired_bucket`` 1,
+    which ``gpu_run.sh`` reads) only when the unpadded run is faster on both; else ``"auto"`` (the
+    library's default) stays."""
     attacks, numerics = _lib("attacks"), _lib("numerics")
     if not hasattr(numerics, "fired_bucket"):
         raise Skip("the library has no numerics.fired_bucket yet")
@@ -1064,6 +1080,9 @@ def sec_fired_shapes(r: Report, ctx: dict) -> None:
         runs[rows] = (out, first, again)
         r.info(f"bucket_{rows}_seconds", {"first": first, "again": again})
     ((adv_p, info_p), first_p, again_p), ((adv_1, info_1), first_1, again_1) = runs[padded], runs[1]
+    r.data["fired_shapes"] = {"padded_bucket": padded,
+                              "recommended_fired_bucket": fired_recommendation(dev, (first_p, again_p), (first_1, again_1)),
+                              "seconds": {str(k): {"first": v[1], "again": v[2]} for k, v in runs.items()}}
     counts = torch.bincount(info_1.exit_used.cpu(), minlength=model.num_exits).tolist()
     note = f"resnet56 DyNN, batch {B}, {steps} steps, fired loss, exits used {counts}"
     ctx["pgd"] = {**ctx.get("pgd", {}), "fired_unpadded_over_padded_first": first_1 / first_p,
@@ -1075,6 +1094,7 @@ def sec_fired_shapes(r: Report, ctx: dict) -> None:
     agree = float((adv_p == adv_1).float().mean())
     r.check("identical_pixels", agree >= FGSM_AGREE_MIN, agree, FGSM_AGREE_MIN, level="WARN")
     r.check("exits_used_equal", torch.equal(info_p.exit_used, info_1.exit_used), level="WARN")
+    r.info("recommended_fired_bucket", r.data["fired_shapes"]["recommended_fired_bucket"])
 
 
 # ================================================================================ main

@@ -55,9 +55,11 @@
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []; e.g.
 #                          "cuda_graph=False" trains every step eagerly, should graphed training fail
-#                          on this GPU (in no artefact key: finished work is reused); "fired_bucket=1"
-#                          stops padding the fired-loss attacks' shrinking batches, should the check's
-#                          fired_shapes section find the padding slower (also in no key)
+#                          on this GPU (in no artefact key: finished work is reused); "fired_bucket=N"
+#                          pads the fired-loss attacks' shrinking batches to multiples of N rows (1: no
+#                          padding; also in no key). Without it the run takes the check's
+#                          recommendation: fired_bucket=1 when its fired_shapes section found the
+#                          unpadded attack faster on this GPU, else the profile's (auto: 64 on CUDA)
 #   DYNN_GPU_RUN_DEVICE    auto, cuda, cpu [auto]    PYTHON  interpreter [python3]
 #   DYNN_GIT_COMMIT        the commit of these files, recorded when they are no git checkout (a
 #                          copy sent to a GPU machine carries no .git) []
@@ -335,6 +337,22 @@ if [ "$LADDER" != none ]; then
   PARAMS="${PARAMS:+$PARAMS }$CHOSEN"
   for p in $CHOSEN; do OVERRIDES+=(-o "$p"); done
   FP="${INFO#* }|$PROFILE|$DATASET|$PARAMS"
+fi
+
+# -- fired-loss padding --------------------------------------------------------------------------
+# fired_bucket from DYNN_GPU_RUN_PARAMS, else the check's recommendation (fired_shapes section: 1 when
+# the unpadded fired-loss attack was faster on this GPU, first call and again), else the profile's
+if [[ " $PARAMS " != *" fired_bucket="* ]]; then
+  FIRED=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("fired_shapes", {}).get("recommended_fired_bucket", "auto"))' \
+          "$STATE/check/selfcheck.json" 2>/dev/null || echo auto)
+  if [[ $FIRED =~ ^[1-9][0-9]*$ ]]; then
+    echo "fired_bucket: $FIRED for every later stage (the self-check's fired_shapes section found the unpadded fired-loss attack faster here)"
+    PARAMS="${PARAMS:+$PARAMS }fired_bucket=$FIRED"
+    OVERRIDES+=(-o "fired_bucket=$FIRED")
+    FP="${INFO#* }|$PROFILE|$DATASET|$PARAMS"
+  else
+    echo "fired_bucket: the profile's (the self-check recommends no change, or its fired_shapes section did not run)"
+  fi
 fi
 
 # -- experiments ---------------------------------------------------------------------------------

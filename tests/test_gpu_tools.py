@@ -119,6 +119,16 @@ def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     assert [k for k, s in st.items() if s == "SKIP"] == ["sync_audit"], st
     assert res["timings"] and all(t["s_per_step"] > 0 for t in res["timings"])
     assert res["extrapolation"]["fast"]["training_minutes"] > 0
+    assert res["fired_shapes"]["recommended_fired_bucket"] == "auto"  # a CPU keeps the library's default
+
+
+def test_fired_recommendation_turns_padding_off_only_when_unpadded_wins_twice_on_cuda():
+    import torch
+    rec, cuda, cpu = _gpu_check().fired_recommendation, torch.device("cuda"), torch.device("cpu")
+    assert rec(cuda, (2.0, 1.0), (1.5, 0.9)) == 1
+    assert rec(cuda, (2.0, 1.0), (2.5, 0.9)) == "auto" and rec(cuda, (2.0, 1.0), (1.5, 1.1)) == "auto"
+    assert rec(cuda, (2.0, 1.0), (2.0, 1.0)) == "auto"  # a tie keeps the default
+    assert rec(cpu, (2.0, 1.0), (1.0, 0.5)) == "auto"
 
 
 # -------------------------------------------------------------------------------- gpu_run.sh
@@ -316,6 +326,35 @@ def test_gpu_run_stops_cleanly_before_the_limit(tmp_path):
     t = json.loads((out / "timings.json").read_text())
     assert [s["stage"] for s in t["stages"]] == ["install", "pack"] and t["last_call"]["status"] == "incomplete"
     assert sorted(f.name for f in out.iterdir()) == ["log.txt", "timings.json"]
+
+
+@pytest.mark.parametrize("params, chosen", [("", "fired_bucket=1"), ("fired_bucket=64", None)])
+def test_gpu_run_takes_the_checks_fired_bucket_unless_params_set_it(tmp_path, params, chosen):
+    """A check whose fired_shapes section found the unpadded attack faster (recommended_fired_bucket 1)
+    makes every later stage run with fired_bucket=1 (the book line says it too); a fired_bucket in
+    DYNN_GPU_RUN_PARAMS wins. The call stops before its first question (as in the test above), after
+    the choice is printed."""
+    out, state = tmp_path / "out", tmp_path / "state"
+    (state / "check").mkdir(parents=True)
+    (state / "results" / "smoke").mkdir(parents=True)  # results to render: the book line is printed
+    (state / "check" / "selfcheck.json").write_text(json.dumps(
+        {"fired_shapes": {"recommended_fired_bucket": 1}, "concurrency": {"recommended_workers": 1}}))
+    slow = tmp_path / "slow-python"
+    slow.write_text(f"#!/bin/sh\nsleep 3\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    slow.chmod(0o755)
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out)], capture_output=True, text=True,
+                       timeout=120, env=_env(state, limit=51, PYTHON=str(slow), DYNN_GPU_RUN_DATASET="synthetic",
+                                             DYNN_GPU_RUN_CHECK_S="0", DYNN_GPU_RUN_EPOCHS="none",
+                                             DYNN_GPU_RUN_PARAMS=params))
+    assert p.returncode == 75, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "zoo: not started" in p.stdout
+    book = [line for line in p.stdout.splitlines() if line.startswith("book:")]
+    assert len(book) == 1 and book[0].endswith(" --allow-missing")
+    if chosen:
+        assert "fired_bucket: 1 for every later stage (the self-check's fired_shapes section" in p.stdout
+        assert " -p fired_bucket 1 " in book[0]
+    else:
+        assert "fired_bucket:" not in p.stdout and " -p fired_bucket 64 " in book[0]
 
 
 def test_concurrency_measurement_names_a_failed_training(tmp_path):
