@@ -451,6 +451,26 @@ def test_rq3(fake_ws):
     for r in s.itertuples():
         assert (r.share_changed_exit0_lo, r.share_changed_exit0_hi) == pytest.approx(
             metrics.wilson_interval(r.n_changed_exit0, r.n_flipped), nan_ok=True)
+    # the three readings of "changed at the first exit", counted row by row; the protocol's equals the summary's
+    readings = rq3.exit0_readings(per)
+    assert readings["n_changed"].tolist() == s["n_changed_exit0"].tolist() and readings["n_flipped"].sum() > 0
+    assert readings["n_flipped"].tolist() == s["n_flipped"].tolist()
+    seen = dict.fromkeys(("changed", "not_label", "not_final", "wrong_benign"), 0)
+    for r in readings.itertuples():
+        g = per[(per["setting"] == r.setting) & (per["pair"] == r.pair) & (per["attack"] == r.attack)]
+        want = dict.fromkeys(("changed", "not_label", "not_final", "wrong_benign"), 0)
+        for pc, pa, y in zip(g["pred_clean"], g["pred_adv"], g["label"]):
+            if pa[-1] != pc[-1]:
+                want["changed"] += pa[0] != pc[0]
+                want["not_label"] += pa[0] != y
+                want["not_final"] += pa[0] != pc[-1]
+                want["wrong_benign"] += pc[0] != y
+        for name, k in want.items():
+            assert getattr(r, f"n_{name}") == k, name
+            seen[name] += k
+            assert (getattr(r, f"share_{name}_lo"), getattr(r, f"share_{name}_hi")) == pytest.approx(
+                metrics.wilson_interval(k, r.n_flipped), nan_ok=True)
+    assert seen["not_label"] != seen["changed"]  # the data tell the readings apart: the loop checks something
 
 
 def test_appendix(fake_ws):

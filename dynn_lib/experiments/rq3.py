@@ -8,6 +8,10 @@ its IC-only DyNN; black-box: the S2D pairs. Attacks use ``cfg.exit_loss_rq3`` ("
 kinds of table are the cached ones of RQ1/RQ2 (the white-box and S2D attacks hit a CNN, whose
 only loss is "final"), so nothing is attacked again. RQ3 does not depend on τ.
 
+The paper does not say against what "the label is modified in the first exit" is read;
+:func:`exit0_readings` gives the share at exit 0 under the protocol's reading and two others
+(against the true label, against the benign final answer), which the RQ3 page shows beside it.
+
 Example::
 
     out = rq3.run(ws)
@@ -73,6 +77,49 @@ def summarise(per_image: pd.DataFrame) -> pd.DataFrame:
         metrics.wilson_columns(out, "share_changed_exit0", out["n_changed_exit0"], out["n_flipped"])
         metrics.wilson_columns(out, "share_not_changed_exit0", out["n_flipped"] - out["n_changed_exit0"],
                                out["n_flipped"])
+    return out
+
+
+EXIT0_READINGS: dict[str, str] = {
+    "changed": "its own benign answer (protocol)",
+    "not_label": "the true label",
+    "not_final": "the benign final answer",
+}
+"""Readings of the paper's "the label is modified in the first exit" (§5.2): exit 0's answer on
+the adversarial input differs from ... (value); see :func:`exit0_readings`."""
+
+
+def exit0_readings(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, model, attack, ε): the share (%) of flipped inputs (final answer changed)
+    whose exit 0 counts as changed under each reading of :data:`EXIT0_READINGS`
+    (``share_<reading>``, with counts ``n_<reading>`` and 95 % Wilson ``_lo``/``_hi``), and
+    ``share_wrong_benign``: those whose exit 0 was already wrong (answer != label) on the benign
+    input, which the last two readings count as changed whatever the attack did. ``n_flipped``
+    is every share's denominator (shares NaN when it is 0).
+
+    The paper does not say which reading its Figures 5-6 use; the protocol (section 8) takes the
+    first, so :func:`summarise` and the findings use it, and this table shows how far the
+    others would move the share."""
+    df = per_image if "final_flipped" in per_image else add_first_changed(per_image)
+    rows = []
+    for key, g in df.groupby(list(GROUP_KEYS), sort=False):
+        flipped = g["final_flipped"].to_numpy(dtype=bool)
+        pc0 = np.fromiter((v[0] for v in g["pred_clean"]), dtype=np.int64, count=len(g))[flipped]
+        pa0 = np.fromiter((v[0] for v in g["pred_adv"]), dtype=np.int64, count=len(g))[flipped]
+        final_clean = np.fromiter((v[-1] for v in g["pred_clean"]), dtype=np.int64, count=len(g))[flipped]
+        label = g["label"].to_numpy(dtype=np.int64)[flipped]
+        counts = {"changed": pa0 != pc0, "not_label": pa0 != label, "not_final": pa0 != final_clean,
+                  "wrong_benign": pc0 != label}
+        n = int(flipped.sum())
+        row = {**dict(zip(GROUP_KEYS, key)), "model": key[GROUP_KEYS.index("target_arch")], "n": len(g), "n_flipped": n}
+        for name, hit in counts.items():
+            row[f"n_{name}"] = int(hit.sum())
+            row[f"share_{name}"] = 100.0 * float(hit.mean()) if n else math.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for name in ("changed", "not_label", "not_final", "wrong_benign"):
+        if len(out):
+            metrics.wilson_columns(out, f"share_{name}", out[f"n_{name}"], out["n_flipped"])
     return out
 
 
@@ -234,4 +281,5 @@ def finding_8(summaries: Sequence[pd.DataFrame]) -> dict:
             "n_images": n_images}
 
 
-__all__ = ["run", "add_first_changed", "summarise", "first_exit_table", "finding_6", "finding_7", "finding_8"]
+__all__ = ["run", "add_first_changed", "summarise", "first_exit_table", "EXIT0_READINGS", "exit0_readings",
+           "finding_6", "finding_7", "finding_8"]
