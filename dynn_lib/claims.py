@@ -443,6 +443,12 @@ def _best_alpha_measure(tables: dict[str, pd.DataFrame], arch: str, paper_alpha:
                         + ("overlap, the two α cannot be told apart" if overlap else "do not overlap")))
 
 
+PAPER_RQ4_KIND = "sdn"
+"""The DyNN kind the paper's Tables 1-3 attacked (the SDN-trained networks its released code loads);
+a run of another kind (``-p kind ic_only``) leaves those cells not testable rather than compare
+other networks with them."""
+
+
 def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, source: str, claim: str,
           paper: float, name: str, measure: Callable[[dict[str, pd.DataFrame]], _M | None], digits: int = 1,
           unit: str = "", paper_text: str | None = None) -> dict:
@@ -453,6 +459,12 @@ def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, sour
         return _row(claim_id, source, claim, ptxt, "—", 0, "—", f"not testable: {why}", why, paper)
     if not runs.has(ds, "rq4"):
         why = f"no published rq4 results for {ds}"
+        return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), f"not testable: {why}", why, paper)
+    kinds = sorted({str(k) for _, tables, _ in runs.get(ds, "rq4")
+                    for k in tables.get(name, pd.DataFrame()).get("kind", pd.Series(dtype=object)).dropna()})
+    if set(kinds) - {PAPER_RQ4_KIND}:
+        why = (f"the published rq4 results of {ds} attacked the {' and '.join(kinds)} DyNNs (profile field kind); "
+               f"the paper's Tables 1-3 are of the {PAPER_RQ4_KIND}-trained ones, which its released code loads")
         return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), f"not testable: {why}", why, paper)
     measured = [(label, m) for label, tables, _ in runs.get(ds, "rq4") if name in tables
                 for m in [measure(tables)] if m is not None]

@@ -236,6 +236,23 @@ def test_table_cell_rule_on_a_changed_table(tmp_path):
     assert led.loc["T2-cifar10-vgg16-a1", "n_seeds"] == 1
 
 
+def test_rq4_cells_of_another_dynn_kind_are_not_testable(tmp_path, ledger):
+    """Tables 1-3 of the paper attacked the SDN-trained DyNNs: a run with -p kind ic_only publishes
+    tables of other networks, so their cells are not compared with the paper's numbers."""
+    assert claims.PAPER_RQ4_KIND in rq4.DYNN_KINDS
+    t = publish_fake(tmp_path, "cifar10-jpeg", seed=0)
+    other = {k: v.assign(kind="ic_only") if "kind" in v.columns else v for k, v in t["rq4"].items()}
+    write_results(results_path(tmp_path, "smoke", "cifar10-jpeg", "rq4"), other, _record("rq4", "cifar10-jpeg", 0))
+    led = claims.claims_ledger(tmp_path, "smoke", ["cifar10-jpeg"]).set_index("claim_id")
+    sdn = ledger.set_index("claim_id")
+    for cid in ("T1-cifar10-resnet56-early_attack", "T1-cifar10-vgg16-best_alpha", "T2-cifar10-vgg16-a1",
+                "T3-cifar10-vgg16-mobilenet-t1", "T3-cifar10-resnet56-vgg16-t2"):
+        assert led.loc[cid, "verdict"].startswith(
+            "not testable: the published rq4 results of cifar10-jpeg attacked the ic_only DyNNs"), cid
+        assert led.loc[cid, "reproduced_value"] == "—"
+        assert not sdn.loc[cid, "verdict"].startswith("not testable"), cid  # the same tables as sdn are judged
+
+
 def test_agreement_rule():
     assert verdicts.agreement(40.4, 59.6, 55.0, 10.0) == "holds"  # 50 of 100
     assert verdicts.agreement(40.4, 59.6, 75.0, 10.0) == "does not hold"
