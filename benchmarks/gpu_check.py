@@ -1080,8 +1080,8 @@ def sec_fired_shapes(r: Report, ctx: dict) -> None:
         runs[rows] = (out, first, again)
         r.info(f"bucket_{rows}_seconds", {"first": first, "again": again})
     ((adv_p, info_p), first_p, again_p), ((adv_1, info_1), first_1, again_1) = runs[padded], runs[1]
-    r.data["fired_shapes"] = {"padded_bucket": padded,
-                              "recommended_fired_bucket": fired_recommendation(dev, (first_p, again_p), (first_1, again_1)),
+    recommended = fired_recommendation(dev, (first_p, again_p), (first_1, again_1))
+    r.data["fired_shapes"] = {"padded_bucket": padded, "recommended_fired_bucket": recommended,
                               "seconds": {str(k): {"first": v[1], "again": v[2]} for k, v in runs.items()}}
     counts = torch.bincount(info_1.exit_used.cpu(), minlength=model.num_exits).tolist()
     note = f"resnet56 DyNN, batch {B}, {steps} steps, fired loss, exits used {counts}"
@@ -1094,7 +1094,7 @@ def sec_fired_shapes(r: Report, ctx: dict) -> None:
     agree = float((adv_p == adv_1).float().mean())
     r.check("identical_pixels", agree >= FGSM_AGREE_MIN, agree, FGSM_AGREE_MIN, level="WARN")
     r.check("exits_used_equal", torch.equal(info_p.exit_used, info_1.exit_used), level="WARN")
-    r.info("recommended_fired_bucket", r.data["fired_shapes"]["recommended_fired_bucket"])
+    r.info("recommended_fired_bucket", recommended)
 
 
 # ================================================================================ main

@@ -154,6 +154,12 @@ record() {  # stage seconds status
   SUMMARY+=("$1 ${2}s${3:+ $3}")
 }
 left() { echo $(( LIMIT - RESERVE - SECONDS )); }
+# from_check SECTION KEY DEFAULT: what the self-check recorded as data.SECTION.KEY in selfcheck.json,
+# or DEFAULT when it has no such value (the check or that section did not run)
+from_check() {
+  "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], {}).get(sys.argv[3], sys.argv[4]))' \
+    "$STATE/check/selfcheck.json" "$1" "$2" "$3" 2>/dev/null || echo "$3"
+}
 
 # put_results / put_log: OUTDIR/results.tar.gz (the results tables and records, no *.pt), and
 # OUTDIR/selfcheck.json and log.txt, as they stand; each file is written under a temporary name and
@@ -343,8 +349,7 @@ fi
 # fired_bucket from DYNN_GPU_RUN_PARAMS, else the check's recommendation (fired_shapes section: 1 when
 # the unpadded fired-loss attack was faster on this GPU, first call and again), else the profile's
 if [[ " $PARAMS " != *" fired_bucket="* ]]; then
-  FIRED=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("fired_shapes", {}).get("recommended_fired_bucket", "auto"))' \
-          "$STATE/check/selfcheck.json" 2>/dev/null || echo auto)
+  FIRED=$(from_check fired_shapes recommended_fired_bucket auto)
   if [[ $FIRED =~ ^[1-9][0-9]*$ ]]; then
     echo "fired_bucket: $FIRED for every later stage (the self-check's fired_shapes section found the unpadded fired-loss attack faster here)"
     PARAMS="${PARAMS:+$PARAMS }fired_bucket=$FIRED"
@@ -361,8 +366,7 @@ fi
 # sharing the GPU (`dynn plan --run --workers K`, which publishes as the stages below would), and
 # the question stages are then marked done without starting an interpreter each.
 if [ "$WORKERS" = auto ]; then
-  WORKERS=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1])).get("concurrency", {}).get("recommended_workers", 1))' \
-            "$STATE/check/selfcheck.json" 2>/dev/null || echo 1)
+  WORKERS=$(from_check concurrency recommended_workers 1)
   echo "workers: $WORKERS (from the self-check's concurrency section; 1 when it did not run)"
 fi
 if [ "$WORKERS" -gt 1 ]; then

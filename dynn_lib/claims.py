@@ -449,6 +449,13 @@ a run of another kind (``-p kind ic_only``) leaves those cells not testable rath
 other networks with them."""
 
 
+def rq4_kinds(table: pd.DataFrame | None) -> list[str]:
+    """The DyNN kinds a published RQ4 table attacked (its ``kind`` column), sorted; [] when it has none."""
+    if table is None or "kind" not in table:
+        return []
+    return sorted({str(k) for k in table["kind"].dropna()})
+
+
 def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, source: str, claim: str,
           paper: float, name: str, measure: Callable[[dict[str, pd.DataFrame]], _M | None], digits: int = 1,
           unit: str = "", paper_text: str | None = None) -> dict:
@@ -460,8 +467,7 @@ def _cell(runs: _Runs, datasets: Sequence[str], family: str, claim_id: str, sour
     if not runs.has(ds, "rq4"):
         why = f"no published rq4 results for {ds}"
         return _row(claim_id, source, claim, ptxt, "—", 0, _label(ds), f"not testable: {why}", why, paper)
-    kinds = sorted({str(k) for _, tables, _ in runs.get(ds, "rq4")
-                    for k in tables.get(name, pd.DataFrame()).get("kind", pd.Series(dtype=object)).dropna()})
+    kinds = sorted({k for _, tables, _ in runs.get(ds, "rq4") for k in rq4_kinds(tables.get(name))})
     if set(kinds) - {PAPER_RQ4_KIND}:
         why = (f"the published rq4 results of {ds} attacked the {' and '.join(kinds)} DyNNs (profile field kind); "
                f"the paper's Tables 1-3 are of the {PAPER_RQ4_KIND}-trained ones, which its released code loads")

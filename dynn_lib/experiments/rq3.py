@@ -117,8 +117,8 @@ def exit0_readings(per_image: pd.DataFrame) -> pd.DataFrame:
             row[f"share_{name}"] = 100.0 * float(hit.mean()) if n else math.nan
         rows.append(row)
     out = pd.DataFrame(rows)
-    for name in ("changed", "not_label", "not_final", "wrong_benign"):
-        if len(out):
+    if len(out):
+        for name in (*EXIT0_READINGS, "wrong_benign"):
             metrics.wilson_columns(out, f"share_{name}", out[f"n_{name}"], out["n_flipped"])
     return out
 
