@@ -302,14 +302,19 @@ class _Builder:
 
     def rq4_block(self, ws, cfg, arch: str, method: str) -> str:
         """One RQ4 job: the PGD or FGSM block of ``arch``, or (``early_attack``) all its alpha
-        blocks at once, as :func:`rq4.run` computes them (one joint batch; the job is named by
-        the first alpha's block and done when every alpha's block exists)."""
+        blocks at once, with the start contrast's block (:func:`rq4.contrast_config`), as
+        :func:`rq4.run` computes them (one joint batch; the job is named by the first alpha's
+        block and done when every one of these blocks exists)."""
         from .experiments import rq4
         alphas = cfg.alphas if method == "early_attack" else (None,)
         outs = [(rq4._block_config(ws, cfg, arch, method, a), rq4._slug(ws, cfg, arch, method, a)) for a in alphas]
+        ccfg = rq4.contrast_config(cfg) if method == "early_attack" else None
+        if ccfg is not None:
+            a = ccfg.transfer_alpha
+            outs.append((rq4._block_config(ws, ccfg, arch, method, a), rq4._slug(ws, ccfg, arch, method, a)))
         n = cfg.resolved_n_images(ws)
         steps = {"early_attack": cfg.resolved_iters(ws), "pgd": cfg.resolved_steps(ws), "fgsm": 1}[method]
-        cost = len(alphas) * (BACKWARD_FACTOR * steps * n + 2 * n) * self._macs(ws, arch, cfg.kind) / 1e9
+        cost = len(outs) * (BACKWARD_FACTOR * steps * n + 2 * n) * self._macs(ws, arch, cfg.kind) / 1e9
         spec = {"table": "rq4", "cfg": cfg, "arch": arch, "method": method}
         (bcfg, slug), rest = outs[0], tuple(("rq4", c, s) for c, s in outs[1:])
         return self._add("table", ws, "rq4", bcfg, slug, spec, (self.train(ws, arch, cfg.kind),), cost, rest)

@@ -55,8 +55,9 @@ def test_rq4_runs_each_architectures_alpha_grid_as_one_job(tmp_path):
     tables = [j for j in plan.jobs.values() if j.kind == "table"]
     by_method = {m: [j for j in tables if j.spec["method"] == m] for m in ("early_attack", "pgd", "fgsm")}
     assert {m: len(js) for m, js in by_method.items()} == {"early_attack": 3, "pgd": 3, "fgsm": 3}
-    for j in by_method["early_attack"]:  # done only when every alpha's block is stored
-        assert [cfg["alpha"] for _, cfg, _ in j.outputs] == [0.01, 0.1, 1.0]
+    for j in by_method["early_attack"]:  # done only when every alpha's block, and the start contrast's, is stored
+        assert [(cfg["alpha"], cfg["init"]) for _, cfg, _ in j.outputs] == [
+            (0.01, "random"), (0.1, "random"), (1.0, "random"), (1.0, "input")]
     assert all(len(j.outputs) == 1 for m in ("pgd", "fgsm") for j in by_method[m])
 
 

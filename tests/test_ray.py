@@ -88,7 +88,7 @@ def test_ray_and_local_publish_identical_tables(ray_instance, tmp_path):
     times = run_plan(ray_plan, "ray")
     assert set(times) == set(ray_plan.jobs) and ray_plan.pending() == []
     a, b = _published(tmp_path / "local" / "results"), _published(tmp_path / "ray" / "results")
-    assert sorted(a) == sorted(b) and len(a) == 11, sorted(a)  # zoo 1, RQ1 5 (with surrogates), RQ4 5
+    assert sorted(a) == sorted(b) and len(a) == 15, sorted(a)  # zoo 1, RQ1 5 (with surrogates), RQ4 9 (4: start contrast)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
     threads = {json.loads(r.read_text())["numerics"]["cpu_threads"]

@@ -50,6 +50,9 @@ from .harness import attack_mode, validate_images
 EARLY_ATTACK_INITS: tuple[str, ...] = ("random", "input")
 """w initialisations: "random" = uniform [0,1) (released code); "input" = atanh(2x-1), x' = x."""
 
+INIT_LABELS: dict[str, str] = {"random": "random w (paper)", "input": "at the image"}
+"""How the book names each of :data:`EARLY_ATTACK_INITS` in a table."""
+
 
 @dataclass(frozen=True)
 class EarlyAttackResult:

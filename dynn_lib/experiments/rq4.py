@@ -24,6 +24,12 @@ Setup, all parameters in :class:`RQ4Config`:
   ``baseline_eps``) and PGD (``baseline_steps`` steps of ``baseline_step`` = eps/4 by default,
   i.e. 2/255 at 8/255, uniform random start drawn batch after batch from
   ``Generator().manual_seed(seed)``, so PGD rows depend on ``attack_batch_size``, which is in the key).
+* Start contrast (Tables RQ4.5 and RQ4.6 of the book; ``init_contrast``, on by default): the paper
+  starts w at random and does not discuss it, yet the start decides how far the successes lie
+  from their images. The Early Attack at ``transfer_alpha`` also runs from the other start
+  (from x itself when ``init`` is ``"random"``), in the same batch as the alpha grid, and so
+  does its transfer study (:func:`contrast_config`, :func:`init_table`, :func:`init_table3`).
+  No table or finding of the paper's reads it.
 * Success is scored on a fresh forward pass of the returned images (the same criterion as the
   attack's own early-stopping test; the two agree except on exact floating-point ties).
 * Transfer (Table 3): the Early-Attack examples of ``alpha = transfer_alpha`` made on DyNN A
@@ -49,7 +55,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from numbers import Integral, Real
 from typing import Any, Sequence
 
@@ -59,7 +65,7 @@ import torch
 
 from .. import data, metrics, models, timing, verdicts
 from ..attacks.baselines import early_attack_baseline
-from ..attacks.early_attack import EARLY_ATTACK_INITS, early_attack
+from ..attacks.early_attack import EARLY_ATTACK_INITS, early_attack, initial_w
 from ..early_exit import all_exit_logits, to_float_pixels
 from ..progress import progress
 from ..store import RECORD, CorruptArtefactError, atomic_write, load_checkpoint
@@ -68,7 +74,8 @@ from ..zoo import Workspace
 __all__ = [
     "RQ4Config", "DYNN_KINDS", "METHODS", "TRANSFER_EXAMPLES", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_TABLE3",
     "PAPER_ALPHAS", "dataset_family", "alpha_column", "paper_column", "run", "early_attack_grid", "load_adversarial",
-    "table1", "table2", "table3", "success_detail", "finding_9", "finding_10",
+    "table1", "table2", "table3", "success_detail", "finding_9", "finding_10", "contrast_config",
+    "contrast_block", "init_table", "init_table3",
 ]
 
 # ================================================================ constants: the paper's numbers
@@ -161,6 +168,11 @@ class RQ4Config:
     transfer_alpha: the alpha whose examples feed Table 3 (must be in ``alphas``; None skips
         the transfer study). transfer_examples: "all" (default) or "successful" (only examples
         that succeeded on the surrogate).
+    init_contrast: also run the Early Attack at ``transfer_alpha`` from the other start of
+        :data:`~dynn_lib.attacks.early_attack.EARLY_ATTACK_INITS` (``"input"`` when ``init`` is
+        ``"random"``), in the same batch as the alpha grid, and its transfer study: the tables
+        ``init_table`` and ``init_table3`` (:func:`init_table`). Part of the transfer study: with
+        ``transfer_alpha=None`` there is nothing to contrast and nothing runs.
     seed: attack seed (Early-Attack initial w, PGD random start). attack_batch_size: images per
         attack batch (the profile's ``batch_size`` is the training batch).
     """
@@ -179,6 +191,7 @@ class RQ4Config:
     baseline_steps: int | None = None
     transfer_alpha: float | None = 1.0
     transfer_examples: str = "all"
+    init_contrast: bool = True
     seed: int = 0
     attack_batch_size: int = 100
 
@@ -235,6 +248,8 @@ class RQ4Config:
                              f"accepted: {', '.join(TRANSFER_EXAMPLES)}")
         if not isinstance(self.seed, Integral) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.init_contrast, bool):
+            raise ValueError(f"init_contrast must be True or False (-p init_contrast False), got {self.init_contrast!r}")
 
     # -- profile-resolved sizes ------------------------------------------------------------
     def resolved_iters(self, ws: Workspace) -> int:
@@ -285,7 +300,8 @@ def _block_config(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
 
 def _slug(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None) -> str:
     a = "" if alpha is None else f"-a{alpha:g}"
-    return f"{ws.dataset}-{arch}-{cfg.kind}-{method}{a}"
+    start = f"-{cfg.init}" if method == "early_attack" and cfg.init != "random" else ""  # readable folders only
+    return f"{ws.dataset}-{arch}-{cfg.kind}-{method}{a}{start}"
 
 
 def _as_int_lists(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
@@ -296,43 +312,53 @@ def _as_int_lists(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, alphas: Sequence[float]
-                       ) -> dict[float, tuple[torch.Tensor, torch.Tensor, float]]:
-    """The Early Attack of every alpha in ``alphas`` on ``arch``, run together.
+def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, runs: Sequence[tuple[float, str]]
+                       ) -> dict[tuple[float, str], tuple[torch.Tensor, torch.Tensor, float]]:
+    """The Early Attack of every ``(alpha, init)`` in ``runs`` on ``arch``, run together.
 
-    Each batch holds ``cfg.attack_batch_size`` images once per alpha, with alpha a per-sample tensor
-    (:func:`dynn_lib.attacks.early_attack.early_attack`; exact, per-sample losses are summed), so
-    the paper's grid is one batch per architecture at 100 images. Every alpha starts from the
-    same initial w (one draw for all images from ``Generator().manual_seed(cfg.seed)``, CPU), so
-    a row equals the single-alpha run. Returns alpha -> (x_adv float32 [n,3,H,W] CPU,
-    iters_used int64 [n], seconds: the run's wall time shared evenly over the alphas).
+    Each batch holds ``cfg.attack_batch_size`` images once per run, with alpha and the initial w
+    per sample (:func:`dynn_lib.attacks.early_attack.early_attack`; exact, per-sample losses are
+    summed and Adam works element by element), so the paper's grid (and the start contrast of
+    :attr:`RQ4Config.init_contrast`) is one batch per architecture at 100 images. Every
+    ``"random"`` run starts from the same initial w (one draw for all images from
+    ``Generator().manual_seed(cfg.seed)``, CPU), every ``"input"`` run from x itself
+    (:func:`~dynn_lib.attacks.early_attack.initial_w`, on the device), so a row equals the
+    single run. Returns ``(alpha, init)`` -> (x_adv float32 [n,3,H,W] CPU, iters_used int64
+    [n], seconds: the run's wall time shared evenly over the runs).
     """
     model = ws.model(arch, cfg.kind)
     n = cfg.resolved_n_images(ws)
     x_all, _ = _images(ws, n)
     dev = ws.device
     bs = cfg.attack_batch_size
+    runs = [(float(a), init) for a, init in runs]
+    for _, init in runs:
+        if init not in EARLY_ATTACK_INITS:
+            raise ValueError(f"unknown init {init!r}; accepted: {', '.join(EARLY_ATTACK_INITS)}")
     g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
-    w0 = torch.rand(x_all.shape, generator=g) if cfg.init == "random" else None
-    A = len(alphas)
-    advs: dict[float, list] = {a: [] for a in alphas}
-    its: dict[float, list] = {a: [] for a in alphas}
+    w_random = torch.rand(x_all.shape, generator=g) if any(i == "random" for _, i in runs) else None
+    R = len(runs)
+    advs: dict[tuple[float, str], list] = {r: [] for r in runs}
+    its: dict[tuple[float, str], list] = {r: [] for r in runs}
     timing.sync(dev)
     t0 = time.perf_counter()
     for i in range(0, n, bs):
         b = len(x_all[i:i + bs])
-        x_rep = x_all[i:i + bs].repeat(A, 1, 1, 1).to(dev)  # rows j*b .. (j+1)*b - 1 run alphas[j]
-        a_vec = torch.tensor([float(a) for a in alphas], dtype=x_rep.dtype).repeat_interleave(b).to(dev)
-        w_rep = None if w0 is None else w0[i:i + bs].repeat(A, 1, 1, 1).to(dev)
+        xb = x_all[i:i + bs].to(dev)
+        x_rep = xb.repeat(R, 1, 1, 1)  # rows j*b .. (j+1)*b - 1 run runs[j]
+        a_vec = torch.tensor([a for a, _ in runs], dtype=x_rep.dtype).repeat_interleave(b).to(dev)
+        w_of = {"random": None if w_random is None else w_random[i:i + bs].to(dev),
+                "input": initial_w(xb, "input")}
+        w_rep = torch.cat([w_of[init] for _, init in runs])
         res = early_attack(model, x_rep, alpha=a_vec, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.ea_lr,
-                           init=cfg.init, min_iters=cfg.min_iters, w0=w_rep)
+                           min_iters=cfg.min_iters, w0=w_rep)
         x_adv, used = res.x_adv.float().cpu(), res.iters_used.cpu()
-        for j, a in enumerate(alphas):
-            advs[a].append(x_adv[j * b:(j + 1) * b])
-            its[a].append(used[j * b:(j + 1) * b])
+        for j, r in enumerate(runs):
+            advs[r].append(x_adv[j * b:(j + 1) * b])
+            its[r].append(used[j * b:(j + 1) * b])
     timing.sync(dev)
     seconds = time.perf_counter() - t0
-    return {a: (torch.cat(advs[a]), torch.cat(its[a]), seconds / A) for a in alphas}
+    return {r: (torch.cat(advs[r]), torch.cat(its[r]), seconds / R) for r in runs}
 
 
 def _block_missing(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None,
@@ -370,7 +396,7 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
         p = z_clean[-1].argmax(-1)
         if method == "early_attack":
             x_adv, its, seconds = (precomputed if precomputed is not None
-                                   else _early_attack_runs(ws, cfg, arch, [alpha])[alpha])
+                                   else _early_attack_runs(ws, cfg, arch, [(alpha, cfg.init)])[(alpha, cfg.init)])
         else:
             advs, iters_used = [], []
             g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
@@ -417,18 +443,49 @@ def _attack_block(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
     return _as_int_lists(df, ["pred_adv"])
 
 
+def contrast_config(cfg: RQ4Config) -> RQ4Config | None:
+    """The configuration of the start contrast (:attr:`RQ4Config.init_contrast`): ``cfg`` with the
+    other init of :data:`~dynn_lib.attacks.early_attack.EARLY_ATTACK_INITS` and ``transfer_alpha``
+    as its only alpha; None when ``cfg`` asks for no contrast or has no transfer study. Its blocks
+    and transfer pairs are cached like any other (the init is in their keys)."""
+    if not cfg.init_contrast or cfg.transfer_alpha is None:
+        return None
+    other = next(i for i in EARLY_ATTACK_INITS if i != cfg.init)
+    return replace(cfg, init=other, alphas=(cfg.transfer_alpha,), init_contrast=False)
+
+
 def early_attack_grid(ws: Workspace, cfg: RQ4Config, arch: str) -> dict[float, pd.DataFrame]:
     """Every Early-Attack block of ``arch`` (one per alpha of ``cfg.alphas``), loaded or computed.
 
-    The alphas whose blocks are missing run **together** (:func:`_early_attack_runs`), so the
-    numbers do not depend on which blocks were already stored, nor on the engine: :func:`run`
-    and the job graph's RQ4 job (:mod:`dynn_lib.plan`, one job per architecture) both call this.
-    Returns alpha -> per-image table of the block.
+    The alphas whose blocks are missing run **together** (:func:`_early_attack_runs`), with the
+    start contrast's block (:func:`contrast_config`) when that is missing too, so the numbers do
+    not depend on which blocks were already stored, nor on the engine: :func:`run` and the job
+    graph's RQ4 job (:mod:`dynn_lib.plan`, one job per architecture) both call this. Returns
+    alpha -> per-image table of the block (the contrast's block is stored, and read with
+    :func:`contrast_block`).
     """
-    todo = [a for a in cfg.alphas if _block_missing(ws, cfg, arch, "early_attack", a, a == cfg.transfer_alpha)]
+    todo = [(a, cfg.init) for a in cfg.alphas
+            if _block_missing(ws, cfg, arch, "early_attack", a, a == cfg.transfer_alpha)]
+    ccfg = contrast_config(cfg)
+    if ccfg is not None and _block_missing(ws, ccfg, arch, "early_attack", ccfg.transfer_alpha, True):
+        todo.append((ccfg.transfer_alpha, ccfg.init))
     joint = _early_attack_runs(ws, cfg, arch, todo) if todo else {}
-    return {a: _attack_block(ws, cfg, arch, "early_attack", a, need_adv=a == cfg.transfer_alpha,
-                             precomputed=joint.get(a)) for a in cfg.alphas}
+    grid = {a: _attack_block(ws, cfg, arch, "early_attack", a, need_adv=a == cfg.transfer_alpha,
+                             precomputed=joint.get((a, cfg.init))) for a in cfg.alphas}
+    if ccfg is not None and (ccfg.transfer_alpha, ccfg.init) in joint:
+        contrast_block(ws, cfg, arch, precomputed=joint[(ccfg.transfer_alpha, ccfg.init)])
+    return grid
+
+
+def contrast_block(ws: Workspace, cfg: RQ4Config, arch: str,
+                   precomputed: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> pd.DataFrame:
+    """The per-image table of the start contrast's Early-Attack block of ``arch`` (the other init
+    at ``transfer_alpha``; :func:`contrast_config`), loaded, or computed alone when missing."""
+    ccfg = contrast_config(cfg)
+    if ccfg is None:
+        raise ValueError("this configuration has no start contrast (init_contrast=False or transfer_alpha=None)")
+    return _attack_block(ws, ccfg, arch, "early_attack", ccfg.transfer_alpha, need_adv=True,
+                         precomputed=precomputed)
 
 
 def _adv_ok(d) -> bool:
@@ -469,7 +526,8 @@ def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a
     a_cfg = _block_config(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha)
     tcfg = {"experiment": "rq4", "block": "transfer", "version": 1, "surrogate_block": a_cfg,
             "target_model": asdict(ws.model_config(target, cfg.kind)), "batch_size": cfg.attack_batch_size}
-    slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}"
+    start = "" if cfg.init == "random" else f"-{cfg.init}"
+    slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}{start}"
 
     def compute():
         x_adv = load_checkpoint(ws.store.dir("rq4", a_cfg, _slug(ws, cfg, surrogate, "early_attack",
@@ -669,11 +727,63 @@ def table3(transfer: pd.DataFrame, examples: str = "all", n_boot: int = 1000, se
     return pd.DataFrame(rows, columns=cols)
 
 
+_INIT_COLS = ["dataset", "arch", "kind", "alpha", "init", "n_images", "success", "success_lo", "success_hi",
+              "successes", "at_start", "median_iters", "median_l2", "median_psnr", "median_l2_all", "median_psnr_all"]
+
+
+def init_table(init_per_image: pd.DataFrame) -> pd.DataFrame:
+    """The start contrast (:attr:`RQ4Config.init_contrast`), one row per (dataset, arch, init) of
+    ``init_per_image`` (``run(...)["init_per_image"]``: the Early-Attack rows at ``transfer_alpha``
+    from each start, with an ``init`` column), in its order.
+
+    Columns: ``n_images``; ``success`` % with its 95 % Wilson bounds (``success_lo``/``_hi``) and
+    the count ``successes``; ``at_start`` (successes found before any update); ``median_iters``,
+    ``median_l2`` and ``median_psnr`` (dB) over the successes (NaN without one); ``median_l2_all``
+    and ``median_psnr_all`` over every returned image (a failure returns its last iterate). Both
+    starts attack the same images with the same alpha, c, iterations and seed; only w's first
+    value differs.
+    """
+    rows = []
+    for (ds, arch, init), g in init_per_image.groupby(["dataset", "arch", "init"], sort=False):
+        won = g[g["success"]]
+        med = (lambda df, c: float(df[c].median()) if len(df) else math.nan)
+        k, n = int(g["success"].sum()), len(g)
+        lo, hi = metrics.wilson_interval(k, n)
+        rows.append({"dataset": ds, "arch": arch, "kind": g["kind"].iloc[0], "alpha": float(g["alpha"].iloc[0]),
+                     "init": init, "n_images": int(g["image"].nunique()), "success": 100.0 * k / n,
+                     "success_lo": lo, "success_hi": hi, "successes": k,
+                     "at_start": int((won["iters_used"] == 0).sum()), "median_iters": med(won, "iters_used"),
+                     "median_l2": med(won, "l2"), "median_psnr": med(won, "psnr"),
+                     "median_l2_all": med(g, "l2"), "median_psnr_all": med(g, "psnr")})
+    return pd.DataFrame(rows, columns=_INIT_COLS)
+
+
+def init_table3(init_transfer: pd.DataFrame, examples: str = "all") -> pd.DataFrame:
+    """:func:`table3` once per start of ``init_transfer`` (``run(...)["init_transfer"]``, the
+    transfer rows of both starts with an ``init`` column), with ``init`` after ``kind``; one row
+    per (pair, start), the pairs in their order in ``init_transfer``, each pair's starts together."""
+    parts = []
+    for init, g in init_transfer.groupby("init", sort=False):
+        t = table3(g.drop(columns="init"), examples)
+        t.insert(t.columns.get_loc("kind") + 1, "init", init)
+        parts.append(t)
+    if parts:
+        out = pd.concat(parts, ignore_index=True)
+        pairs = list(dict.fromkeys(zip(init_transfer["dataset"], init_transfer["surrogate_arch"],
+                                       init_transfer["target_arch"])))
+        order = [pairs.index(k) for k in zip(out["dataset"], out["surrogate_arch"], out["target_arch"])]
+        return out.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    cols = list(table3(pd.DataFrame(columns=_TRANSFER_COLS), examples).columns)
+    return pd.DataFrame(columns=cols[:cols.index("kind") + 1] + ["init"] + cols[cols.index("kind") + 1:])
+
+
 _PER_IMAGE_COLS = ["dataset", "arch", "kind", "method", "alpha", "image", "label", "p", "success", "iters_used",
                    "l2", "linf", "psnr", "final_pred_adv", "pred_adv", "internal_changed", "seconds", "seed"]
 _TRANSFER_COLS = ["dataset", "kind", "surrogate_arch", "target_arch", "alpha", "image", "label", "p_b",
                   "a_success", "b_pred_clean", "b_pred_adv", "b_final_kept", "b_internal_changed",
                   "b_full_success", "seed"]
+_INIT_PER_IMAGE_COLS = _PER_IMAGE_COLS[:5] + ["init"] + _PER_IMAGE_COLS[5:]
+_INIT_TRANSFER_COLS = _TRANSFER_COLS[:5] + ["init"] + _TRANSFER_COLS[5:]
 
 
 # ================================================================ the experiment
@@ -681,7 +791,8 @@ _TRANSFER_COLS = ["dataset", "kind", "surrogate_arch", "target_arch", "alpha", "
 def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
     """Run RQ4 on ``ws`` (every block cached; see the module docstring).
 
-    Returns ``{"per_image", "table1", "table2", "transfer", "table3"}``:
+    Returns ``{"per_image", "table1", "table2", "transfer", "table3", "init_per_image",
+    "init_transfer", "init_table", "init_table3"}``:
 
     * per_image: one row per (dataset, arch, method, alpha, image); ``alpha`` NaN and
       ``iters_used`` -1 for the baselines; ``success`` bool; ``p`` = final benign prediction;
@@ -695,6 +806,11 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
       the surrogate), ``b_pred_clean`` / ``b_pred_adv`` per-exit lists, ``b_final_kept``,
       ``b_internal_changed``, ``b_full_success``. Empty (with its columns) when
       ``transfer_alpha`` is None or fewer than two archs.
+    * init_per_image, init_transfer: the start contrast (:attr:`RQ4Config.init_contrast`): the
+      Early-Attack rows at ``transfer_alpha`` and their transfer rows, from ``cfg.init`` (the
+      rows of per_image and transfer) and from the other start, with an ``init`` column;
+      init_table and init_table3: :func:`init_table` and :func:`init_table3` of them. Empty (with
+      their columns) without a contrast (:func:`contrast_config` None).
     """
     if not isinstance(cfg, RQ4Config):
         raise TypeError(f"cfg must be an RQ4Config, got {type(cfg).__name__}")
@@ -721,8 +837,27 @@ def run(ws: Workspace, cfg: RQ4Config = RQ4Config()) -> dict[str, pd.DataFrame]:
     tparts = [_transfer_pair(ws, cfg, a, b, transfer_rows[a]) for a, b in progress(pairs, desc="RQ4 transfer")]
     transfer = (pd.concat(tparts, ignore_index=True)[_TRANSFER_COLS] if tparts
                 else pd.DataFrame(columns=_TRANSFER_COLS))
+    init_pi, init_tr = _contrast(ws, cfg, pairs, transfer_rows, transfer)
     return {"per_image": per_image, "table1": table1(per_image, exits), "table2": table2(per_image),
-            "transfer": transfer, "table3": table3(transfer, cfg.transfer_examples)}
+            "transfer": transfer, "table3": table3(transfer, cfg.transfer_examples),
+            "init_per_image": init_pi, "init_transfer": init_tr, "init_table": init_table(init_pi),
+            "init_table3": init_table3(init_tr, cfg.transfer_examples)}
+
+
+def _contrast(ws: Workspace, cfg: RQ4Config, pairs: list[tuple[str, str]], transfer_rows: dict[str, pd.DataFrame],
+              transfer: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(init_per_image, init_transfer) of :func:`run`: ``cfg.init``'s rows, then the other start's."""
+    ccfg = contrast_config(cfg)
+    if ccfg is None:
+        return pd.DataFrame(columns=_INIT_PER_IMAGE_COLS), pd.DataFrame(columns=_INIT_TRANSFER_COLS)
+    other = {arch: contrast_block(ws, cfg, arch) for arch in cfg.archs}
+    pi = pd.concat([transfer_rows[a].assign(init=cfg.init) for a in cfg.archs]
+                   + [other[a].assign(init=ccfg.init) for a in cfg.archs], ignore_index=True)[_INIT_PER_IMAGE_COLS]
+    tparts = [transfer.assign(init=cfg.init)]
+    tparts += [_transfer_pair(ws, ccfg, a, b, other[a]).assign(init=ccfg.init)
+               for a, b in progress(pairs, desc="RQ4 transfer, other start")]
+    tr = pd.concat(tparts, ignore_index=True)[_INIT_TRANSFER_COLS]
+    return pi, tr
 
 
 # ================================================================ findings
