@@ -312,7 +312,8 @@ def test_paper_constants_match_protocol():
     ({"kind": "cnn"}, "accepted: sdn, ic_only"),
     ({"transfer_alpha": 0.5}, "transfer_alpha=0.5 must be one of alphas"),
     ({"init": "zeros"}, "accepted: random, input"),
-    ({"init_contrast": "yes"}, "init_contrast must be True or False (-p init_contrast False), got 'yes'"),
+    ({"init_contrast": "false"},
+     "init_contrast must be True or False (capitalised, also on the command line), got 'false'"),
     ({"n_images": 0}, "n_images must be an integer >= 1"),
     ({"transfer_examples": "some"}, "accepted: all, successful"),
 ])

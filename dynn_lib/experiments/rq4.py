@@ -249,7 +249,8 @@ class RQ4Config:
         if not isinstance(self.seed, Integral) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.init_contrast, bool):
-            raise ValueError(f"init_contrast must be True or False (-p init_contrast False), got {self.init_contrast!r}")
+            raise ValueError(f"init_contrast must be True or False (capitalised, also on the command line), "
+                             f"got {self.init_contrast!r}")
 
     # -- profile-resolved sizes ------------------------------------------------------------
     def resolved_iters(self, ws: Workspace) -> int:
