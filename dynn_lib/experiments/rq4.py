@@ -299,9 +299,15 @@ def _block_config(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: 
     return base
 
 
+def _start_tag(cfg: RQ4Config) -> str:
+    """``-input`` for a non-random start, "" for the default: store folders name the start (the key
+    holds it anyway)."""
+    return "" if cfg.init == "random" else f"-{cfg.init}"
+
+
 def _slug(ws: Workspace, cfg: RQ4Config, arch: str, method: str, alpha: float | None) -> str:
     a = "" if alpha is None else f"-a{alpha:g}"
-    start = f"-{cfg.init}" if method == "early_attack" and cfg.init != "random" else ""  # readable folders only
+    start = _start_tag(cfg) if method == "early_attack" else ""
     return f"{ws.dataset}-{arch}-{cfg.kind}-{method}{a}{start}"
 
 
@@ -337,7 +343,8 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, runs: Sequence[
         if init not in EARLY_ATTACK_INITS:
             raise ValueError(f"unknown init {init!r}; accepted: {', '.join(EARLY_ATTACK_INITS)}")
     g = torch.Generator().manual_seed(cfg.seed)  # CPU: the same draws on every device
-    w_random = torch.rand(x_all.shape, generator=g) if any(i == "random" for _, i in runs) else None
+    starts = {init for _, init in runs}
+    w_random = torch.rand(x_all.shape, generator=g) if "random" in starts else None
     R = len(runs)
     advs: dict[tuple[float, str], list] = {r: [] for r in runs}
     its: dict[tuple[float, str], list] = {r: [] for r in runs}
@@ -348,8 +355,7 @@ def _early_attack_runs(ws: Workspace, cfg: RQ4Config, arch: str, runs: Sequence[
         xb = x_all[i:i + bs].to(dev)
         x_rep = xb.repeat(R, 1, 1, 1)  # rows j*b .. (j+1)*b - 1 run runs[j]
         a_vec = torch.tensor([a for a, _ in runs], dtype=x_rep.dtype).repeat_interleave(b).to(dev)
-        w_of = {"random": None if w_random is None else w_random[i:i + bs].to(dev),
-                "input": initial_w(xb, "input")}
+        w_of = {init: w_random[i:i + bs].to(dev) if init == "random" else initial_w(xb, init) for init in starts}
         w_rep = torch.cat([w_of[init] for _, init in runs])
         res = early_attack(model, x_rep, alpha=a_vec, c=cfg.c, iters=cfg.resolved_iters(ws), lr=cfg.ea_lr,
                            min_iters=cfg.min_iters, w0=w_rep)
@@ -527,8 +533,7 @@ def _transfer_pair(ws: Workspace, cfg: RQ4Config, surrogate: str, target: str, a
     a_cfg = _block_config(ws, cfg, surrogate, "early_attack", cfg.transfer_alpha)
     tcfg = {"experiment": "rq4", "block": "transfer", "version": 1, "surrogate_block": a_cfg,
             "target_model": asdict(ws.model_config(target, cfg.kind)), "batch_size": cfg.attack_batch_size}
-    start = "" if cfg.init == "random" else f"-{cfg.init}"
-    slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}{start}"
+    slug = f"{ws.dataset}-{surrogate}-to-{target}-{cfg.kind}-a{cfg.transfer_alpha:g}{_start_tag(cfg)}"
 
     def compute():
         x_adv = load_checkpoint(ws.store.dir("rq4", a_cfg, _slug(ws, cfg, surrogate, "early_attack",
@@ -624,6 +629,15 @@ def table1(per_image: pd.DataFrame, exits: dict[str, int] | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
+def _success_stats(rows: pd.DataFrame) -> dict:
+    """Of one block's per-image rows: ``successes``, ``at_start`` (successes with ``iters_used``
+    0) and ``median_iters``, ``median_l2``, ``median_psnr`` over the successes (NaN without one)."""
+    won = rows[rows["success"]]
+    med = (lambda c: float(won[c].median()) if len(won) else math.nan)
+    return {"successes": len(won), "at_start": int((won["iters_used"] == 0).sum()),
+            "median_iters": med("iters_used"), "median_l2": med("l2"), "median_psnr": med("psnr")}
+
+
 def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = None) -> pd.DataFrame:
     """What the Early Attack's successes are, per (dataset, arch): how many were found *before any
     update*, and how far they are from the benign images.
@@ -651,12 +665,9 @@ def success_detail(per_image: pd.DataFrame, table1_df: pd.DataFrame | None = Non
     for (ds, arch), g in ea.groupby(["dataset", "arch"], sort=False):
         a = best.get((ds, arch), math.nan)
         at = g[np.isclose(g["alpha"], a)] if _finite(a) else g.iloc[:0]
-        won, start = at[at["success"]], g["success"] & (g["iters_used"] == 0)
-        med = (lambda c: float(won[c].median()) if len(won) else math.nan)
-        rows.append({"dataset": ds, "arch": arch, "alpha": a, "n_images": int(g["image"].nunique()),
-                     "successes": len(won), "at_start": int((won["iters_used"] == 0).sum()),
-                     "at_start_pct": 100.0 * float((won["iters_used"] == 0).mean()) if len(won) else math.nan,
-                     "median_iters": med("iters_used"), "median_l2": med("l2"), "median_psnr": med("psnr"),
+        won, start = _success_stats(at), g["success"] & (g["iters_used"] == 0)
+        rows.append({"dataset": ds, "arch": arch, "alpha": a, "n_images": int(g["image"].nunique()), **won,
+                     "at_start_pct": 100.0 * (won["at_start"] / won["successes"]) if won["successes"] else math.nan,
                      "successes_all_alphas": int(g["success"].sum()), "at_start_all_alphas": int(start.sum())})
     out = pd.DataFrame(rows, columns=cols)
     if len(out):  # the share of successes found at the start, with its Wilson interval over the successes
@@ -746,17 +757,14 @@ def init_table(init_per_image: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (ds, arch, init), g in init_per_image.groupby(["dataset", "arch", "init"], sort=False):
-        won = g[g["success"]]
-        med = (lambda df, c: float(df[c].median()) if len(df) else math.nan)
-        k, n = int(g["success"].sum()), len(g)
-        lo, hi = metrics.wilson_interval(k, n)
+        won = _success_stats(g)
         rows.append({"dataset": ds, "arch": arch, "kind": g["kind"].iloc[0], "alpha": float(g["alpha"].iloc[0]),
-                     "init": init, "n_images": int(g["image"].nunique()), "success": 100.0 * k / n,
-                     "success_lo": lo, "success_hi": hi, "successes": k,
-                     "at_start": int((won["iters_used"] == 0).sum()), "median_iters": med(won, "iters_used"),
-                     "median_l2": med(won, "l2"), "median_psnr": med(won, "psnr"),
-                     "median_l2_all": med(g, "l2"), "median_psnr_all": med(g, "psnr")})
-    return pd.DataFrame(rows, columns=_INIT_COLS)
+                     "init": init, "n_images": int(g["image"].nunique()),
+                     "success": 100.0 * won["successes"] / len(g), "n": len(g), **won,
+                     "median_l2_all": float(g["l2"].median()), "median_psnr_all": float(g["psnr"].median())})
+    out = pd.DataFrame(rows, columns=[c for c in _INIT_COLS if not c.startswith("success_")] + ["n"])
+    metrics.wilson_columns(out, "success", out["successes"], out["n"])
+    return out.drop(columns="n")
 
 
 def init_table3(init_transfer: pd.DataFrame, examples: str = "all") -> pd.DataFrame:
