@@ -7,9 +7,11 @@ quantity the same way. The claims it implements:
   (:data:`COLUMN_FORMATS`: ε as an integer in 1/255, τ with 2 decimals, times in ms,
   percentages with 1 decimal, counts as integers, PSNR in dB with 2 decimals); units in the
   headers (:data:`LABELS`); never ``-0.0``; an empty cell is a dash explained under the table;
-  a rate ``X`` with ``X_lo``/``X_hi`` columns is shown as ``X [lo, hi]`` (the 95 % interval);
-  columns constant over the table (dataset, device, profile) move to the caption; the table
-  scrolls inside the text column; a link under it downloads exactly the rows shown as CSV
+  a rate ``X`` with ``X_lo``/``X_hi`` columns is shown as ``X [lo, hi]`` (the 95 % interval;
+  on the page the bracket sits on a second line, smaller, so wide tables stay readable);
+  columns constant over the table (dataset, device, profile) move to the caption; a pair
+  ``A → B`` may break after its arrow; the table scrolls inside its column when it is still
+  too wide; a link under it downloads exactly the rows shown as CSV
   (raw values, full precision, original column names, intervals as their own columns).
 * **Verdicts** (:func:`verdict_box`, :func:`findings`): a finding is a styled admonition
   coloured by its verdict (:data:`VERDICT_STYLES`), with the claim, the deciding numbers and
@@ -205,6 +207,26 @@ def _prettify(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_PAIR = re.compile(r"^(\S.*?) → (\S.*)$")
+
+
+def _td(value: Any, numeric: bool, markup: str | None = None) -> str:
+    """One body cell of :func:`table`. Numbers are right-aligned and never wrap; an interval
+    (``markup`` from the interval columns) puts its bracket on a second line; a pair
+    ``"ResNet-56 → VGG-16"`` may break after the arrow only; other text up to 24 characters
+    never wraps."""
+    text = str(value)
+    if markup is not None:
+        return f'<td class="{"num" if numeric else "txt short" if len(text) <= 24 else "txt"}">{markup}</td>'
+    if numeric:
+        return f'<td class="num">{html.escape(text)}</td>'
+    pair = _PAIR.match(text)
+    if pair:
+        return (f'<td class="txt pair"><span>{html.escape(pair.group(1))} →</span> '
+                f'<span>{html.escape(pair.group(2))}</span></td>')
+    return f'<td class="{"txt short" if len(text) <= 24 else "txt"}">{html.escape(text)}</td>'
+
+
 def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | None = None,
           formats: Mapping[str, Callable[[float], str]] | None = None,
           to_caption: Sequence[str] = ("dataset", "device", "profile"), empty: str | None = None,
@@ -249,6 +271,7 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             raw = raw.drop(columns=[col])
     shown = pd.DataFrame(index=raw.index)
     headers = {}
+    cell_html: dict[str, list[str]] = {}  # interval columns: the bracket on its own line
     bounds = {c[:-3] for c in raw.columns if c.endswith("_lo") and f"{c[:-3]}_hi" in raw.columns}
     for col in raw.columns:
         if intervals and (col.endswith("_lo") or col.endswith("_hi")) and col[:-3] in bounds and col[:-3] in raw.columns:
@@ -275,8 +298,11 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
         text = values.map(cell)
         if intervals and col in bounds:
             lo, hi = raw[f"{col}_lo"].map(cell), raw[f"{col}_hi"].map(cell)
-            text = [t if t == EMPTY or (a == EMPTY and b == EMPTY) else f"{t} [{a}, {b}]"
-                    for t, a, b in zip(text, lo, hi)]
+            pieces = [(t, None) if t == EMPTY or (a == EMPTY and b == EMPTY) else (t, f"[{a}, {b}]")
+                      for t, a, b in zip(text, lo, hi)]
+            text = [t if ci is None else f"{t} {ci}" for t, ci in pieces]
+            cell_html[col] = [html.escape(t) + ("" if ci is None else f'<span class="dynn-ci"> {html.escape(ci)}</span>')
+                              for t, ci in pieces]
             name = f"{name} [95 % CI]"
         shown[col] = list(text)
         headers[col] = name
@@ -284,10 +310,9 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers.values())
     numeric = {c: pd.api.types.is_numeric_dtype(raw[c]) for c in shown.columns}
     body = "".join(
-        "<tr>" + "".join(f'<td class="{"num" if numeric[c] else "txt short" if len(str(v)) <= 24 else "txt"}">'
-                         f'{html.escape(str(v))}</td>'
+        "<tr>" + "".join(_td(v, numeric[c], cell_html[c][i] if c in cell_html else None)
                          for c, v in row.items()) + "</tr>"
-        for _, row in shown.iterrows())
+        for i, (_, row) in enumerate(shown.iterrows()))
     cap_text = caption + ((" " if caption else "") + "Constant over this table: " + "; ".join(moved) + "."
                           if moved else "")
     cap = f'<p class="dynn-table-caption">{html.escape(cap_text)}</p>' if cap_text else ""

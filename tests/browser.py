@@ -17,8 +17,9 @@ or from Python::
         print(report.problems(rq_page=True))
 
 What one page report holds: every <img> with its naturalWidth, the number of tables in the
-article, error (traceback) and stderr output cells (myst-nb marks them ``div.output.traceback``
-and ``div.output.stderr``), the widget areas (the live-kernel notes, the widget views and how
+article and those too wide for their column (they scroll sideways: their width, the visible
+width, their columns and first row; reported, not failed), error (traceback) and stderr output
+cells (myst-nb marks them ``div.output.traceback`` and ``div.output.stderr``), the widget areas (the live-kernel notes, the widget views and how
 many the offline widget manager actually rendered), every request that left the local server,
 failed requests, JavaScript exceptions and console errors, and the screenshot path.
 """
@@ -72,6 +73,14 @@ _PROBE_JS = r"""
       src: i.currentSrc || i.src, naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight,
       complete: i.complete, inArticle: main.contains(i)})),
     tables: main.querySelectorAll('table').length,
+    wideTables: Array.from(main.querySelectorAll('table')).map((t) => {
+      let box = t;
+      while (box && box !== main && !(['auto', 'scroll', 'hidden'].includes(getComputedStyle(box).overflowX)
+                                      && box.scrollWidth > box.clientWidth + 1)) box = box.parentElement;
+      return box && box !== main ? {width: box.scrollWidth, visible: box.clientWidth,
+                                    columns: t.rows.length ? t.rows[0].cells.length : 0,
+                                    head: text(t.rows.length ? t.rows[0] : t).slice(0, 80)} : null;
+    }).filter((w) => w),
     errorOutputs: Array.from(document.querySelectorAll(
       '.output.traceback, .output.error, div.cell_output .traceback')).map(text),
     stderrOutputs: Array.from(document.querySelectorAll('.output.stderr')).map(text),
@@ -121,6 +130,7 @@ class PageReport:
     title: str = ""
     images: list[dict] = field(default_factory=list)
     tables: int = 0
+    wide_tables: list[dict] = field(default_factory=list)
     error_outputs: list[str] = field(default_factory=list)
     stderr_outputs: list[str] = field(default_factory=list)
     widget_notes: int = 0
@@ -450,6 +460,7 @@ class Browser:
             report.title = probe["title"]
             report.images = probe["images"]
             report.tables = probe["tables"]
+            report.wide_tables = probe["wideTables"]
             report.error_outputs = probe["errorOutputs"]
             report.stderr_outputs = probe["stderrOutputs"]
             report.widget_notes = probe["widgetNotes"]
@@ -530,6 +541,7 @@ def _main(argv: list[str] | None = None) -> int:
             failed += bool(probs)
             reports.append(r.as_dict())
             print(f"{'FAIL' if probs else 'ok  '} {doc}  imgs={len(r.images)} tables={r.tables} "
+                  f"scrolling={len(r.wide_tables)} "
                   f"widgets={r.widgets_rendered}/{r.widget_views} notes={r.widget_notes} "
                   f"math={r.math_rendered}/{r.math_source} ext={len(r.external_requests)} {r.seconds}s")
             for msg in probs:

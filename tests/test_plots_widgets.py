@@ -635,6 +635,59 @@ def test_table_formats_each_quantity_once():
         show.csv_link(df, "../x.csv")
 
 
+def test_table_cells_wrap_where_a_reader_expects():
+    """On the page an interval's bracket sits under its value (its own span, which the book's CSS
+    shows as a second line) and a pair may break after its arrow only; the text form, the data
+    and the CSV keep "value [lo, hi]" on one line."""
+    import re
+    from html.parser import HTMLParser
+    from pathlib import Path
+
+    from dynn_lib import display as show
+
+    df = pd.DataFrame({"pair": ["resnet56→vgg16", "vgg16→mobilenet"], "success_rate": [12.345, float("nan")],
+                       "success_rate_lo": [5.0, float("nan")], "success_rate_hi": [20.0, float("nan")], "n": [16, 3],
+                       "note": ["short", "a text longer than twenty-four characters"]})
+    t = show.table(df)
+
+    class Cells(HTMLParser):  # (class of the <td>, its text) for every body cell, and the spans inside
+        def __init__(self):
+            super().__init__()
+            self.cells, self.spans, self.stack = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "td":
+                self.cells.append([dict(attrs).get("class"), ""])
+            elif tag == "span" and self.cells:
+                self.spans.append((len(self.cells) - 1, dict(attrs).get("class"), ""))
+                self.stack.append(len(self.spans) - 1)
+
+        def handle_endtag(self, tag):
+            if tag == "span" and self.stack:
+                self.stack.pop()
+
+        def handle_data(self, data):
+            if self.cells:
+                self.cells[-1][1] += data
+            if self.stack:
+                i = self.stack[-1]
+                self.spans[i] = (*self.spans[i][:2], self.spans[i][2] + data)
+
+    p = Cells()
+    p.feed(re.search(r"<tbody>.*</tbody>", t.markup).group(0))
+    assert [c[1] for c in p.cells] == ["ResNet-56 → VGG-16", "12.3 [5.0, 20.0]", "16", "short",
+                                       "VGG-16 → MobileNet", "—", "3", "a text longer than twenty-four characters"]
+    assert [c[0] for c in p.cells] == ["txt pair", "num", "num", "txt short", "txt pair", "num", "num", "txt"]
+    # the interval: one span with the bracket, after the value; the empty cell has none
+    assert [(i, cls, text) for i, cls, text in p.spans if cls == "dynn-ci"] == [(1, "dynn-ci", " [5.0, 20.0]")]
+    # the pair: two unbreakable halves, the arrow ending the first
+    assert [text for i, cls, text in p.spans if i == 0] == ["ResNet-56 →", "VGG-16"]
+    assert list(t.data["success_rate"]) == ["12.3 [5.0, 20.0]", "—"] and "12.3 [5.0, 20.0]" in t.text
+    css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "dynn.css").read_text()
+    assert re.search(r"\.dynn-ci\s*\{[^}]*display:\s*block", css)
+    assert re.search(r"td\.pair > span\s*\{[^}]*white-space:\s*nowrap", css)
+
+
 def test_verdict_boxes_carry_verdict_sample_and_profile_tag():
     from dynn_lib import display as show
 
