@@ -94,11 +94,15 @@ def _fixed(d: int) -> Callable[[float], str]:
 
 
 def _sig3(v: float) -> str:
+    """3 significant digits, never in exponent notation (9.58e-05 -> 0.0000958)."""
     if v == 0:
         return "0"
     if abs(v) >= 1e4:
         return f"{v:,.0f}"
-    return f"{v:.3g}"
+    text = f"{v:.3g}"
+    if "e" in text:
+        text = f"{v:.{2 - math.floor(math.log10(abs(v)))}f}"
+    return text
 
 
 COLUMN_FORMATS: list[tuple[str, Callable[[float], str]]] = [
@@ -108,7 +112,9 @@ COLUMN_FORMATS: list[tuple[str, Callable[[float], str]]] = [
     (r"^(n|n_.*|images|count|seeds|exits|epochs|n_train|.*params.*|.*images)$", _int),
     (r"(seconds_per_example|ms_per_example|ms / example)", _fixed(2)),
     (r"(psnr|PSNR)", _fixed(2)),
-    (r"(^mean_delta_exit$|Δexit|spearman|Spearman|conf_drop)", _fixed(2)),
+    (r"(^mean_delta_exit$|Δexit|spearman|Spearman|conf_drop|^mean_(exit|exit_clean|exit_adv|first_changed_exit)$"
+     r"|^mean_internal_changed$)", _fixed(2)),  # mean exit numbers and exit counts: 2 decimals
+    (r"^(total_macs_change|mean_rel_macs_change)$", _fixed(2)),  # % of MACs: 2 decimals, not 3 digits
     (r"(rate|share|_pct|%|accuracy|success|t1$|fraction_pct)", _pct),
     (r"(fraction|probability)", _fixed(3)),
 ]

@@ -631,6 +631,11 @@ def test_table_formats_each_quantity_once():
     t2 = show.table(pd.DataFrame({"eps": [8 / 255, 2 / 255], "mean_delta_macs": [-123_315_200.0, 5e5]}))
     assert list(t2.data["eps"]) == ["8", "2"] and list(t2.data["mean_delta_macs"]) == ["-123", "0.5"]
     assert "ε (/255)" in t2.markup and "mean ΔMACs (M)" in t2.markup
+    # a MACs change in % with 2 decimals; the 3-digit fallback never writes an exponent
+    assert [show.format_value(v, "total_macs_change") for v in (-0.257, -9.58e-5, 3.5)] == ["-0.26", "0.00", "3.50"]
+    assert [show.format_value(v, c) for v, c in ((4.0, "mean_first_changed_exit"), (2.1, "mean_exit"),
+                                                  (5.0, "mean_internal_changed"))] == ["4.00", "2.10", "5.00"]
+    assert [show.format_value(v, "macs_ratio") for v in (0.135, -9.58e-5, 12345.6)] == ["0.135", "-0.0000958", "12,346"]
     with pytest.raises(ValueError, match="csv filename"):
         show.csv_link(df, "../x.csv")
 
