@@ -31,7 +31,7 @@ __all__ = [
     "early_attack_success", "t1_t2",
     "psnr", "mean_psnr", "linf", "l2",
     "time_per_example", "exit_distribution", "mean_std",
-    "wilson_interval", "MIN_BOOTSTRAP_IMAGES", "interval_text", "bootstrap_weights", "percentile_interval",
+    "wilson_interval", "MIN_BOOTSTRAP_IMAGES", "interval_text", "number_text", "bootstrap_weights", "percentile_interval",
     "bootstrap_rate_difference",
     "bootstrap_mean", "bootstrap_mean_difference", "bootstrap_rate", "newcombe_interval", "wilson_columns",
 ]
@@ -517,13 +517,17 @@ def interval_text(lo: float | None, hi: float | None, digits: int = 1, missing: 
     difference whose interval just includes 0."""
     if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
         return f"[no interval: {missing or 'too few images'}]"
-    return f"[{_bound_text(lo, digits)}, {_bound_text(hi, digits)}]"
+    return f"[{number_text(lo, digits)}, {number_text(hi, digits)}]"
 
 
-def _bound_text(v: float, digits: int) -> str:
+def number_text(v: float, digits: int = 1) -> str:
+    """``v`` with ``digits`` decimals for a sentence; a value that is not 0 but rounds to 0 gets up to
+    3 more digits, so its sign shows (``-0.03``, not ``-0.0``), and 0 itself is never ``-0.0``."""
+    if v == 0:
+        return f"{0.0:.{digits}f}"
     for d in range(digits, digits + 4):
         text = f"{v:.{d}f}"
-        if v == 0 or float(text) != 0:
+        if float(text) != 0:
             return text
     return text
 

@@ -291,4 +291,10 @@ def test_interval_text_shows_the_sign_of_a_bound_that_rounds_to_zero():
     assert interval_text(-0.007, 2.5) == "[-0.01, 2.5]"  # not "[-0.0, 2.5]": the interval includes 0
     assert interval_text(0.004, 1.0, digits=2) == "[0.004, 1.00]"
     assert interval_text(0.0, 1.0) == "[0.0, 1.0]"
+    assert interval_text(-0.0, 0.0) == "[0.0, 0.0]"  # a negative zero is written as 0
+    # the point value of an evidence sentence follows the same rule
+    from dynn_lib.experiments.common import fmt
+
+    assert fmt(-0.03, " %", lo=-1.0, hi=1.1) == "-0.03 % [-1.0, 1.1]"  # was "-0.0 % [-1.0, 1.1]" (Finding 3)
+    assert fmt(-0.0, " pp") == "0.0 pp" and fmt(12.34, " pp", lo=4.1, hi=20.5) == "12.3 pp [4.1, 20.5]"
     assert interval_text(float("nan"), 1.0) == "[no interval: too few images]"

@@ -759,10 +759,12 @@ def fmt(v: float, unit: str = "", digits: int = 1, lo: float | None = None, hi: 
         missing: str | None = None) -> str:
     """A number for an evidence sentence (nan -> 'n/a'), with its 95 % interval when ``lo`` and
     ``hi`` are given: ``"12.3 pp [4.1, 20.5]"`` (NaN bounds: why there is none, ``missing`` or the
-    bootstrap's reason, :func:`dynn_lib.metrics.interval_text`)."""
+    bootstrap's reason, :func:`dynn_lib.metrics.interval_text`). A value that rounds to 0 keeps its
+    sign with more digits, as the bounds do (:func:`dynn_lib.metrics.number_text`): ``-0.03 %``, never
+    ``-0.0 %``."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    out = f"{v:.{digits}f}{unit}"
+    out = f"{metrics.number_text(float(v), digits)}{unit}"
     if lo is not None and hi is not None:
         out += " " + metrics.interval_text(lo, hi, digits, missing)
     return out
