@@ -261,6 +261,28 @@ def test_a_partial_build_says_so_at_the_top_of_every_page():
     assert both.index("dynn-profile-banner") < both.index("dynn-missing-banner") < both.index("<p>page</p>")
 
 
+def test_code_in_the_books_own_tables_breaks_at_its_punctuation_only():
+    """book/_ext/dynn_site.py: inside a Markdown table, a code word gets a <wbr> after '_', ',', '/',
+    '=' and a '.' before a letter (never inside a number such as 0.9); code outside those tables
+    and the result tables (dynn-table) are left alone."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
+    site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site)
+    words = '<span class="pre">attacks.early_attack.success</span> <span class="pre">tau=&quot;[0.9,</span>'
+    broken = ('<span class="pre">attacks.<wbr>early_<wbr>attack.<wbr>success</span> '
+              '<span class="pre">tau=<wbr>&quot;[0.9,</span>')
+    page = ('<p><code>{}</code></p><table class="table"><tr><td><code>{}</code></td></tr></table>'
+            '<table class="dataframe dynn-table"><tr><td><code>{}</code></td></tr></table>')
+    ctx = {"body": page.format(words, words, words)}
+    site._code_breaks(None, "book/_generated/methods", "page.html", ctx, None)
+    assert ctx["body"] == page.format(words, broken, words)
+    ctx = {"body": "<p>no table</p>"}
+    site._code_breaks(None, "book/intro", "page.html", ctx, None)
+    assert ctx["body"] == "<p>no table</p>"
+
+
 def test_default_jobs_is_one_page_per_core_up_to_four(monkeypatch):
     from dynn_lib import book
     for cores, pages, want in ((2, 8, 2), (16, 8, 4), (1, 8, 1), (16, 1, 1), (None, 8, 1)):

@@ -14,6 +14,12 @@
 * **A partial build says so on every page.** When pages were written as notices because their
   results were not published (``dynn reproduce --no-experiments --allow-missing``; ``missing`` of
   ``site_status``), every page opens with a banner linking them (CSS class ``dynn-missing-banner``).
+* **Long code in the book's own tables wraps at its punctuation.** Inside the Markdown tables
+  (``<table class="table">``; the result tables are ``dynn-table``), a code word such as
+  ``attacks.early_attack.early_attack_success`` gets a line-break opportunity (``<wbr>``, which a
+  copy does not carry) after each ``_``, ``,``, ``/``, ``=`` and a ``.`` before a letter, and the
+  CSS lets such code wrap: the word breaks where a reader expects instead of pushing the table past
+  the text column.
 * **The landing page's results summary.** The line ``<!-- dynn:results-summary -->`` of the
   root page is replaced by the Markdown the claims page glued under the name
   ``site_summary`` (profile, data, headline verdicts, read from the same ledger), so the two
@@ -44,6 +50,22 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
         seen.add(key)
         kept.append(js)
     scripts[:] = kept
+
+
+_MARKDOWN_TABLE = re.compile(r'<table class="table">.*?</table>', re.S)
+_PRE = re.compile(r'(<span class="pre">)([^<]+)(</span>)')
+_BREAK_AFTER = re.compile(r"([_,/=]|\.(?=[A-Za-z_]))(?=[^\s<])")  # not inside a number such as 0.9
+
+
+def _code_breaks(app, pagename, templatename, context, doctree) -> None:
+    body = context.get("body")
+    if not isinstance(body, str) or '<table class="table">' not in body:
+        return
+
+    def pre(m: re.Match) -> str:
+        return m.group(1) + _BREAK_AFTER.sub(r"\1<wbr>", m.group(2)) + m.group(3)
+
+    context["body"] = _MARKDOWN_TABLE.sub(lambda t: _PRE.sub(pre, t.group(0)), body)
 
 
 def _retarget(node) -> None:
@@ -146,5 +168,6 @@ def setup(app):
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("html-page-context", _launch_sources, priority=600)
     app.connect("html-page-context", _add_banner, priority=700)
+    app.connect("html-page-context", _code_breaks, priority=800)
     app.connect("source-read", _results_summary)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
