@@ -635,6 +635,9 @@ def test_table_formats_each_quantity_once():
     assert [show.format_value(v, "total_macs_change") for v in (-0.257, -9.58e-5, 3.5)] == ["-0.26", "0.00", "3.50"]
     assert [show.format_value(v, c) for v, c in ((4.0, "mean_first_changed_exit"), (2.1, "mean_exit"),
                                                   (5.0, "mean_internal_changed"))] == ["4.00", "2.10", "5.00"]
+    # every percentage with 1 decimal, whatever its column is called; T2 (a mean count of exits) with 2
+    assert [show.format_value(30.0, c) for c in ("early_exit_agreement", "paper_fgsm", "wb_changed_exit0",
+                                                  "first_exit_cost", "paper_t2")] == ["30.0"] * 4 + ["30.00"]
     assert [show.format_value(v, "macs_ratio") for v in (0.135, -9.58e-5, 12345.6)] == ["0.135", "-0.0000958", "12,346"]
     with pytest.raises(ValueError, match="csv filename"):
         show.csv_link(df, "../x.csv")
