@@ -18,7 +18,8 @@ or from Python::
 
 What one page report holds: every <img> with its naturalWidth, the number of tables in the
 article and those too wide for their column (they scroll sideways: their width, the visible
-width, their columns and first row; reported, not failed), error (traceback) and stderr output
+width, whether it is a result table (``dataframe``) or one of the page's own, its columns and
+first row; reported, not failed), error (traceback) and stderr output
 cells (myst-nb marks them ``div.output.traceback`` and ``div.output.stderr``), the widget areas (the live-kernel notes, the widget views and how
 many the offline widget manager actually rendered), every request that left the local server,
 failed requests, JavaScript exceptions and console errors, and the screenshot path.
@@ -78,6 +79,7 @@ _PROBE_JS = r"""
       while (box && box !== main && !(['auto', 'scroll', 'hidden'].includes(getComputedStyle(box).overflowX)
                                       && box.scrollWidth > box.clientWidth + 1)) box = box.parentElement;
       return box && box !== main ? {width: box.scrollWidth, visible: box.clientWidth,
+                                    result: t.classList.contains('dataframe'),
                                     columns: t.rows.length ? t.rows[0].cells.length : 0,
                                     head: text(t.rows.length ? t.rows[0] : t).slice(0, 80)} : null;
     }).filter((w) => w),
