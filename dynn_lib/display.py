@@ -114,7 +114,7 @@ COLUMN_FORMATS: list[tuple[str, Callable[[float], str]]] = [
     (r"(psnr|PSNR)", _fixed(2)),
     (r"(^mean_delta_exit$|Δexit|spearman|Spearman|conf_drop|^mean_(exit|exit_clean|exit_adv|first_changed_exit)$"
      r"|^mean_internal_changed$)", _fixed(2)),  # mean exit numbers and exit counts: 2 decimals
-    (r"^(total_macs_change|mean_rel_macs_change)$", _fixed(2)),  # % of MACs: 2 decimals, not 3 digits
+    (r"^(total_macs_change|mean_rel_macs_change|mean_delta_macs)$", _fixed(2)),  # MACs changes (%, M): 2 decimals
     (r"^(paper_)?t2$", _fixed(2)),  # T2: a mean number of exits
     (r"(rate|share|_pct|%|accuracy|success|t1$|fraction_pct|agreement|changed_exit0|^first_exit_cost$"
      r"|^(paper_)?(early_attack|fgsm|pgd)$)", _pct),

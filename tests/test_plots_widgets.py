@@ -629,7 +629,7 @@ def test_table_formats_each_quantity_once():
     assert 'download="table-x-1.csv"' in t.markup
     # MAC counts under an "(M)" header are shown in millions; ε (a fraction) in 1/255
     t2 = show.table(pd.DataFrame({"eps": [8 / 255, 2 / 255], "mean_delta_macs": [-123_315_200.0, 5e5]}))
-    assert list(t2.data["eps"]) == ["8", "2"] and list(t2.data["mean_delta_macs"]) == ["-123", "0.5"]
+    assert list(t2.data["eps"]) == ["8", "2"] and list(t2.data["mean_delta_macs"]) == ["-123.32", "0.50"]
     assert "ε (/255)" in t2.markup and "mean ΔMACs (M)" in t2.markup
     # a MACs change in % with 2 decimals; the 3-digit fallback never writes an exponent
     assert [show.format_value(v, "total_macs_change") for v in (-0.257, -9.58e-5, 3.5)] == ["-0.26", "0.00", "3.50"]
