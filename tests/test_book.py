@@ -569,3 +569,34 @@ def test_model_zoo_page_sets_fast_beside_paper(tmp_path):
     assert "75.0 [" in re.sub(r"<[^>]+>", "", html)  # the interval's bracket is its own span on the page
     assert "(Wilson for an accuracy; Newcombe for the difference)" in html
     assert "[smoke" not in html and "Table Z.2." not in html  # synthetic data: no floor to judge
+
+
+# ------------------------------------------------------------------ the library page's scripts
+
+@pytest.mark.slow  # trains two smoke models and runs the Early Attack for 200 iterations: about a minute on 2 cores
+def test_library_page_scripts_run_as_written(tmp_path):
+    """book/library.md: its Python blocks, pasted one after another into one script and run in a
+    fresh folder as a reader would (on cifar10-jpeg when DYNN_DATA_DIR is set, else on generated
+    images), finish, print what the page says they print, and their numbers are coherent."""
+    import subprocess
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "book" / "library.md").read_text(), re.S)
+    assert len(blocks) == 2, "the page's Python blocks changed: update this test's expectations"
+    script = "\n".join(blocks)
+    if not os.environ.get("DYNN_DATA_DIR"):
+        script = script.replace('"cifar10-jpeg"', '"synthetic"')
+    (tmp_path / "script.py").write_text(script)
+    run = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+                         env={**os.environ, "DYNN_PROGRESS": "0"})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    out = run.stdout
+    acc, mean_exit, macs, full = map(float, re.search(
+        r"accuracy ([\d.]+) %, mean exit ([\d.]+), mean MMACs ([\d.]+) of ([\d.]+)", out).groups())
+    assert 0 <= acc <= 100 and 0 <= mean_exit <= 6 and 0 < macs <= full
+    raised = float(re.search(r"exit raised by more than one: ([\d.]+) % of 100 inputs", out).group(1))
+    assert 0 <= raised <= 100
+    rate, lo, hi = map(float, re.search(r"Early Attack success ([\d.]+) % \[([\d.]+), ([\d.]+)\] of 100 images",
+                                        out).groups())
+    assert lo <= rate <= hi
+    assert "table1" in out and "early_attack" in out  # the second block's tables
+    assert (tmp_path / "artefacts").is_dir()          # the models it trained were stored where it said
