@@ -529,7 +529,7 @@ def number_text(v: float, digits: int = 1) -> str:
         text = f"{v:.{d}f}"
         if float(text) != 0:
             return text
-    return text
+    return f"{0.0:.{digits}f}"  # too close to 0 for its sign to show at 3 more digits
 
 
 def percentile_interval(samples, confidence: float = 0.95, n_images: int | None = None,

@@ -19,10 +19,11 @@ or from Python::
 What one page report holds: every <img> with its naturalWidth, the number of tables in the
 article and those too wide for their column (they scroll sideways: their width, the visible
 width, whether it is a result table (``dataframe``) or one of the page's own, its columns and
-first row; reported, not failed), error (traceback) and stderr output
-cells (myst-nb marks them ``div.output.traceback`` and ``div.output.stderr``), the widget areas (the live-kernel notes, the widget views and how
-many the offline widget manager actually rendered), every request that left the local server,
-failed requests, JavaScript exceptions and console errors, and the screenshot path.
+first row; reported, not failed), error (traceback) and stderr output cells (myst-nb marks them
+``div.output.traceback`` and ``div.output.stderr``), the widget areas (the live-kernel notes,
+the widget views and how many the offline widget manager actually rendered), every request that
+left the local server, failed requests, JavaScript exceptions and console errors, and the
+screenshot path.
 """
 from __future__ import annotations
 

@@ -292,6 +292,7 @@ def test_interval_text_shows_the_sign_of_a_bound_that_rounds_to_zero():
     assert interval_text(0.004, 1.0, digits=2) == "[0.004, 1.00]"
     assert interval_text(0.0, 1.0) == "[0.0, 1.0]"
     assert interval_text(-0.0, 0.0) == "[0.0, 0.0]"  # a negative zero is written as 0
+    assert interval_text(-1e-9, 2.0) == "[0.0, 2.0]"  # and so is a value too small for its sign to show
     # the point value of an evidence sentence follows the same rule
     from dynn_lib.experiments.common import fmt
 
