@@ -9,7 +9,8 @@ quantity the same way. The claims it implements:
   headers (:data:`LABELS`); never ``-0.0``; an empty cell is a dash explained under the table;
   a rate ``X`` with ``X_lo``/``X_hi`` columns is shown as ``X [lo, hi]`` (the 95 % interval;
   on the page the bracket sits on a second line, smaller, so wide tables stay readable);
-  columns constant over the table (dataset, device, profile) move to the caption; a pair
+  columns constant over the table (dataset, device, profile, number of images) move to the
+  caption; a pair
   ``A → B`` may break after its arrow; the table scrolls inside its column when it is still
   too wide; a link under it downloads exactly the rows shown as CSV
   (raw values, full precision, original column names, intervals as their own columns).
@@ -237,7 +238,7 @@ def _td(value: Any, numeric: bool, markup: str | None = None) -> str:
 
 def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | None = None,
           formats: Mapping[str, Callable[[float], str]] | None = None,
-          to_caption: Sequence[str] = ("dataset", "device", "profile"), empty: str | None = None,
+          to_caption: Sequence[str] = ("dataset", "device", "profile", "n", "n_images"), empty: str | None = None,
           csv: str | bool = True, intervals: bool = True, ms: Sequence[str] = _MS_COLUMNS,
           index: bool = False, pretty: bool = True, interval_note: str | None = None) -> HTMLBlock:
     """A result table as it appears in the book (see the module docstring for the rules).
@@ -249,7 +250,8 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             its name).
         formats: formatter per column name, over :func:`formatter_for`.
         to_caption: columns moved to the caption when they hold one value (default: dataset,
-            device, profile).
+            device, profile, and the number of images, ``n`` or ``n_images``, which the caption
+            then states once for every row).
         empty: what an empty cell means on this table, written under it (default: "not
             defined for that row or not reported"); ``""`` writes nothing.
         csv: file name of the CSV download (default: from the caption); ``False``: no link.
