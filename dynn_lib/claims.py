@@ -910,13 +910,19 @@ _COLOURS = {"holds": "#d4edda", "partly": "#fff3cd", "does not hold": "#f8d7da",
 
 
 def style_ledger(ledger: pd.DataFrame, columns: Sequence[str] = COLUMNS):
-    """A pandas Styler of the ledger with the verdict cell coloured by verdict family."""
+    """A pandas Styler of the ledger with the verdict cell coloured by verdict family; a long evidence
+    cell lists its comparisons one per line (:func:`dynn_lib.display.evidence_html`)."""
+    from .display import evidence_html
+
     df = ledger[list(columns)]
 
     def colour(v):
         return f"background-color: {_COLOURS.get(_family(str(v)), '')}"
 
-    return (df.style.hide(axis="index").set_table_attributes('class="dataframe dynn-ledger"')
+    styler = df.style.hide(axis="index").set_table_attributes('class="dataframe dynn-ledger"')
+    if "evidence" in df.columns:
+        styler = styler.format(evidence_html, subset=["evidence"])  # escapes the text itself
+    return (styler
             .map(colour, subset=["verdict"])
             .set_properties(**{"vertical-align": "top", "text-align": "left"})
             .set_properties(subset=[c for c in ("evidence", "claim") if c in df.columns], **{"font-size": "0.85em"}))

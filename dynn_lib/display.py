@@ -15,8 +15,9 @@ quantity the same way. The claims it implements:
   too wide; a link under it downloads exactly the rows shown as CSV
   (raw values, full precision, original column names, intervals as their own columns).
 * **Verdicts** (:func:`verdict_box`, :func:`findings`): a finding is a styled admonition
-  coloured by its verdict (:data:`VERDICT_STYLES`), with the claim, the deciding numbers and
-  the number of images it rests on, never a printed dict.
+  coloured by its verdict (:data:`VERDICT_STYLES`), with the claim, the deciding numbers (a long
+  list of comparisons one per line, :func:`evidence_html`; the claims ledger shows them so too)
+  and the number of images it rests on, never a printed dict.
 * **The profile travels with every number** (:func:`profile_tag`): a result of any profile
   other than ``paper``/``fast``, or of generated data (``synthetic``), carries a tag such as
   ``[smoke]`` on every verdict; the site-wide banner is added by ``book/_ext/dynn_site.py``
@@ -43,7 +44,7 @@ import pandas as pd
 from . import metrics, verdicts as _v
 
 __all__ = ["LABELS", "COLUMN_FORMATS", "VERDICT_STYLES", "REAL_PROFILES", "GENERATED_DATASETS", "EMPTY",
-           "HTMLBlock", "table", "with_intervals", "ledger_table", "site_summary_markdown", "UNCOMPARED", "format_value", "formatter_for", "csv_link", "normalise_verdict",
+           "HTMLBlock", "table", "with_intervals", "ledger_table", "evidence_html", "EVIDENCE_BREAK_CHARS", "site_summary_markdown", "UNCOMPARED", "format_value", "formatter_for", "csv_link", "normalise_verdict",
            "verdict_box", "findings", "profile_tag", "is_indicative", "rel_path", "class_names",
            "CIFAR10_CLASSES", "CIFAR100_CLASSES", "shared_timing_note"]
 
@@ -422,6 +423,30 @@ def _claim_text(result: Mapping[str, Any]) -> str:
         return ""
 
 
+EVIDENCE_BREAK_CHARS = 300
+"""Evidence longer than this, listing at least three comparisons, is shown one comparison per line."""
+
+
+def evidence_html(text: Any) -> str:
+    """An evidence sentence as HTML (escaped): when it is long (over :data:`EVIDENCE_BREAK_CHARS`
+    characters) and lists at least three comparisons separated by ``"; "`` outside brackets and
+    parentheses, each separator is followed by a line break, so the comparisons read one per line;
+    the words are unchanged (the text and the CSV keep one line)."""
+    text = str(text)
+    cuts, depth = [], 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif ch == ";" and depth == 0 and text[i + 1:i + 2] == " ":
+            cuts.append(i + 1)
+    if len(text) <= EVIDENCE_BREAK_CHARS or len(cuts) < 2:
+        return html.escape(text)
+    parts = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    return "<br>".join(html.escape(p.lstrip() if k else p) for k, p in enumerate(parts))
+
+
 def verdict_box(result: Mapping[str, Any], *, profile: str | None = None, dataset: str | Sequence[str] | None = None,
                 generated: bool = False) -> HTMLBlock:
     """One finding as an admonition coloured by its verdict.
@@ -452,7 +477,7 @@ def verdict_box(result: Mapping[str, Any], *, profile: str | None = None, datase
               f'data-verdict="{html.escape(family)}">'
               f'<p class="admonition-title">{title}</p>'
               + (f'<p class="dynn-claim">{html.escape(claim)}</p>' if claim else "")
-              + f'<p class="dynn-evidence"><b>Deciding numbers.</b> {html.escape(str(result["evidence"]))}</p>'
+              + f'<p class="dynn-evidence"><b>Deciding numbers.</b> {evidence_html(result["evidence"])}</p>'
               + (f'<p class="dynn-sample"><b>Rests on</b> {html.escape(sample)}'
                  + (f"; <b>seeds</b> {html.escape(str(seeds))}" if seeds else "") + "</p>" if with_sample else "")
               + "</div>")

@@ -696,6 +696,32 @@ def test_table_cells_wrap_where_a_reader_expects():
     assert re.search(r"td\.pair > span\s*\{[^}]*white-space:\s*nowrap", css)
 
 
+def test_long_evidence_lists_its_comparisons_one_per_line():
+    """display.evidence_html: a long evidence sentence breaks after each top-level "; " (never
+    inside brackets or parentheses), a short one or one without a list is only escaped, and the
+    words are those of the text (verdict boxes and the claims ledger show it so)."""
+    import html as html_lib
+
+    from dynn_lib import display as show
+    from dynn_lib.claims import style_ledger
+
+    items = [f"setting {i} (a; b): 0.{i} [0.0, 1.0; sic]" for i in range(12)]
+    long = "changes over 200 images: " + "; ".join(items) + ". Threshold 10 %: 12 of 12 < limit; done"
+    assert len(long) > show.EVIDENCE_BREAK_CHARS
+    out = show.evidence_html(long)
+    assert out.count("<br>") == 12  # 11 between the items, 1 in the closing sentence
+    assert html_lib.unescape(out.replace("<br>", " ")) == long and "&lt; limit" in out
+    assert all(line.rstrip().endswith(";") for line in out.split("<br>")[:-1])
+    short = "a: 1; b: 2; c: 3"
+    assert show.evidence_html(short) == short
+    no_list = "x" * 400 + "; y"
+    assert show.evidence_html(no_list) == no_list
+    box = show.verdict_box({"finding": 3, "verdict": "holds", "evidence": long, "n_images": 200})
+    assert out in box.markup and f"deciding numbers: {long}" in box.text  # the text form keeps one line
+    ledger = pd.DataFrame({"claim_id": ["F3"], "verdict": ["holds"], "evidence": [long]})
+    assert out in style_ledger(ledger, ["claim_id", "verdict", "evidence"]).to_html()
+
+
 def test_verdict_boxes_carry_verdict_sample_and_profile_tag():
     from dynn_lib import display as show
 
