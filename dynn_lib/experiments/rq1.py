@@ -458,7 +458,7 @@ def finding_2(per_image: pd.DataFrame, summary: pd.DataFrame | None = None, n_bo
                         f"timed batches below 0) in {t_hold} of {len(comps)}"
                         + (f" ({n_shared} left out: timed while other jobs could use the device)" if n_shared else "")
                         + f": {time_v}. {n_images} images"
-                        + (f" ({'; '.join(parts)})" if parts else "")),
+                        + (f": {'; '.join(parts)}" if parts else "")),
            "n_images": n_images, "comparisons": comps, "comparisons_holding": int(m_hold),
            "time_comparisons_holding": int(t_hold),
            "mean_macs_dynn": mean["gen_macs", "DyNN"], "mean_macs_sdnn": mean["gen_macs", "SDNN"],
