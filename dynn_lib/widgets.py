@@ -261,7 +261,8 @@ def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = N
     if table is not None:
         from .display import table as show_table  # the pages' column names, units and precision
 
-        shown = show_table(table, csv=False, to_caption=(), labels=labels)
+        # what the selection fixes for every row (its dataset, α, number of images) is said once above it
+        shown = show_table(table, csv=False, to_caption=("dataset", "alpha", "n", "n_images"), labels=labels)
         items.append({"output_type": "display_data", "metadata": {},
                       "data": {"text/plain": shown.text, "text/html": shown.markup}})
     out.outputs = tuple(items)
