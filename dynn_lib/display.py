@@ -9,8 +9,8 @@ quantity the same way. The claims it implements:
   headers (:data:`LABELS`); never ``-0.0``; an empty cell is a dash explained under the table;
   a rate ``X`` with ``X_lo``/``X_hi`` columns is shown as ``X [lo, hi]`` (the 95 % interval;
   on the page the bracket sits on a second line, smaller, so wide tables stay readable);
-  columns constant over the table (dataset, device, profile, number of images) move to the
-  caption; a pair
+  columns constant over the table (dataset, device, profile, budget, number of images) move to
+  the caption; a pair
   ``A → B`` may break after its arrow; the table scrolls inside its column when it is still
   too wide; a link under it downloads exactly the rows shown as CSV
   (raw values, full precision, original column names, intervals as their own columns).
@@ -239,7 +239,7 @@ def _td(value: Any, numeric: bool, markup: str | None = None) -> str:
 
 def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | None = None,
           formats: Mapping[str, Callable[[float], str]] | None = None,
-          to_caption: Sequence[str] = ("dataset", "device", "profile", "n", "n_images"), empty: str | None = None,
+          to_caption: Sequence[str] = ("dataset", "device", "profile", "eps_255", "eps", "n", "n_images"), empty: str | None = None,
           csv: str | bool = True, intervals: bool = True, ms: Sequence[str] = _MS_COLUMNS,
           index: bool = False, pretty: bool = True, interval_note: str | None = None) -> HTMLBlock:
     """A result table as it appears in the book (see the module docstring for the rules).
@@ -251,8 +251,8 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             its name).
         formats: formatter per column name, over :func:`formatter_for`.
         to_caption: columns moved to the caption when they hold one value (default: dataset,
-            device, profile, and the number of images, ``n`` or ``n_images``, which the caption
-            then states once for every row).
+            device, profile, the budget ε, and the number of images, ``n`` or ``n_images``, which
+            the caption then states once for every row).
         empty: what an empty cell means on this table, written under it (default: "not
             defined for that row or not reported"); ``""`` writes nothing.
         csv: file name of the CSV download (default: from the caption); ``False``: no link.
@@ -278,7 +278,12 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     moved = []
     for col in to_caption:
         if col in raw.columns and len(raw) and raw[col].astype(str).nunique() == 1 and raw.shape[1] > 1:
-            moved.append(f"{labels.get(col, col)}: {format_value(raw[col].iloc[0], col)}")
+            value = raw[col].iloc[0]
+            if col == "eps" and isinstance(value, (int, float, np.integer, np.floating)):
+                value, col_fmt = float(value) * 255.0, "eps_255"  # a fraction of the pixel range, in 1/255
+            else:
+                col_fmt = col
+            moved.append(f"{labels.get(col, col)}: {format_value(value, col_fmt)}")
             raw = raw.drop(columns=[col])
     shown = pd.DataFrame(index=raw.index)
     headers = {}

@@ -261,8 +261,9 @@ def _render(out, fig, table: pd.DataFrame | None = None, message: str | None = N
     if table is not None:
         from .display import table as show_table  # the pages' column names, units and precision
 
-        # what the selection fixes for every row (its dataset, α, number of images) is said once above it
-        shown = show_table(table, csv=False, to_caption=("dataset", "alpha", "n", "n_images"), labels=labels)
+        # what the selection fixes for every row (its dataset, ε, α, number of images) is said once above it
+        shown = show_table(table, csv=False, to_caption=("dataset", "eps_255", "eps", "alpha", "n", "n_images"),
+                           labels=labels)
         items.append({"output_type": "display_data", "metadata": {},
                       "data": {"text/plain": shown.text, "text/html": shown.markup}})
     out.outputs = tuple(items)

@@ -609,12 +609,12 @@ def test_table_formats_each_quantity_once():
     from dynn_lib import display as show
 
     df = pd.DataFrame({"dataset": ["cifar10", "cifar10"], "pair": ["resnet56→vgg16", "vgg16→resnet56"],
-                       "eps_255": [8.0, 8.0], "tau": [0.91234, 0.5], "success_rate": [12.345, -0.0001],
+                       "eps_255": [8.0, 4.0], "tau": [0.91234, 0.5], "success_rate": [12.345, -0.0001],
                        "success_rate_lo": [5.0, 0.0], "success_rate_hi": [20.0, 3.25], "n": [16, 16],
                        "seconds_per_example": [0.0123, float("nan")]})
     t = show.table(df, "Table X.1. Something.")
     shown = t.data
-    assert list(shown["eps_255"]) == ["8", "8"]                      # ε as an integer /255
+    assert list(shown["eps_255"]) == ["8", "4"]                      # ε as an integer /255
     assert list(shown["tau"]) == ["0.91", "0.50"]                    # τ with 2 decimals
     assert list(shown["success_rate"]) == ["12.3 [5.0, 20.0]", "0.0 [0.0, 3.2]"]  # no "-0.0", interval inline
     assert list(shown["seconds_per_example"]) == ["12.30", "—"]      # seconds shown in ms; empty is a dash
@@ -631,6 +631,9 @@ def test_table_formats_each_quantity_once():
     t2 = show.table(pd.DataFrame({"eps": [8 / 255, 2 / 255], "mean_delta_macs": [-123_315_200.0, 5e5]}))
     assert list(t2.data["eps"]) == ["8", "2"] and list(t2.data["mean_delta_macs"]) == ["-123.32", "0.50"]
     assert "ε (/255)" in t2.markup and "mean ΔMACs (M)" in t2.markup
+    # a budget or an image count shared by every row is said once, in the caption, in its own units
+    t3 = show.table(pd.DataFrame({"eps": [8 / 255] * 2, "n": [200, 200], "success_rate": [1.0, 2.0]}), "T.")
+    assert list(t3.data.columns) == ["success_rate"] and "Constant over this table: ε (/255): 8; images: 200." in t3.text
     # a MACs change in % with 2 decimals; the 3-digit fallback never writes an exponent
     assert [show.format_value(v, "total_macs_change") for v in (-0.257, -9.58e-5, 3.5)] == ["-0.26", "0.00", "3.50"]
     assert [show.format_value(v, c) for v, c in ((4.0, "mean_first_changed_exit"), (2.1, "mean_exit"),
