@@ -226,15 +226,12 @@ def _td(value: Any, numeric: bool, markup: str | None = None) -> str:
     ``"ResNet-56 → VGG-16"`` may break after the arrow only; other text up to 24 characters
     never wraps."""
     text = str(value)
-    if markup is not None:
-        return f'<td class="{"num" if numeric else "txt short" if len(text) <= 24 else "txt"}">{markup}</td>'
-    if numeric:
-        return f'<td class="num">{html.escape(text)}</td>'
-    pair = _PAIR.match(text)
+    pair = None if numeric or markup is not None else _PAIR.match(text)
     if pair:
         return (f'<td class="txt pair"><span>{html.escape(pair.group(1))} →</span> '
                 f'<span>{html.escape(pair.group(2))}</span></td>')
-    return f'<td class="{"txt short" if len(text) <= 24 else "txt"}">{html.escape(text)}</td>'
+    cls = "num" if numeric else "txt short" if len(text) <= 24 else "txt"
+    return f'<td class="{cls}">{markup if markup is not None else html.escape(text)}</td>'
 
 
 def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | None = None,
@@ -274,16 +271,34 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
     labels = {**LABELS, **(labels or {})}
     formats = dict(formats or {})
     notes = []
+
+    def formatter(col: str) -> Callable[[Any], str]:
+        """How one value of ``col`` is shown, in a cell or in the caption: ``formats`` first, else
+        :func:`format_value`; seconds in ms, MACs in millions, ε (a fraction) in 1/255."""
+        scale, fmt_col = 1.0, col
+        if col in ms:
+            scale, fmt_col = 1e3, "ms / example"
+        elif col in _MILLION_COLUMNS:
+            scale = 1e-6
+        elif col == "eps":  # a fraction of the pixel range, headed "ε (/255)" as eps_255 is
+            scale, fmt_col = 255.0, "eps_255"
+        fmt = formats.get(col)
+
+        def cell(v):
+            if fmt is not None and isinstance(v, (int, float, np.integer, np.floating)) and not (
+                    isinstance(v, float) and math.isnan(v)):
+                return fmt(float(v) * scale)
+            if scale != 1.0 and isinstance(v, (int, float, np.integer, np.floating)):
+                v = float(v) * scale
+            return format_value(v, fmt_col)
+
+        return cell
+
     # constant columns -> caption
     moved = []
     for col in to_caption:
         if col in raw.columns and len(raw) and raw[col].astype(str).nunique() == 1 and raw.shape[1] > 1:
-            value = raw[col].iloc[0]
-            if col == "eps" and isinstance(value, (int, float, np.integer, np.floating)):
-                value, col_fmt = float(value) * 255.0, "eps_255"  # a fraction of the pixel range, in 1/255
-            else:
-                col_fmt = col
-            moved.append(f"{labels.get(col, col)}: {format_value(value, col_fmt)}")
+            moved.append(f"{labels.get(col, col)}: {formatter(col)(raw[col].iloc[0])}")
             raw = raw.drop(columns=[col])
     shown = pd.DataFrame(index=raw.index)
     headers = {}
@@ -294,23 +309,7 @@ def table(df: pd.DataFrame, caption: str = "", *, labels: Mapping[str, str] | No
             continue
         values = raw[col]
         name = labels.get(col, col)
-        scale, fmt_col = 1.0, col
-        if col in ms:
-            scale, fmt_col = 1e3, "ms / example"
-        elif col in _MILLION_COLUMNS:
-            scale = 1e-6
-        elif col == "eps":  # a fraction of the pixel range, headed "ε (/255)" as eps_255 is
-            scale, fmt_col = 255.0, "eps_255"
-        fmt = formats.get(col)
-
-        def cell(v, col=col, fmt=fmt, scale=scale, fmt_col=fmt_col):
-            if fmt is not None and isinstance(v, (int, float, np.integer, np.floating)) and not (
-                    isinstance(v, float) and math.isnan(v)):
-                return fmt(float(v) * scale)
-            if scale != 1.0 and isinstance(v, (int, float, np.integer, np.floating)):
-                v = float(v) * scale
-            return format_value(v, fmt_col)
-
+        cell = formatter(col)
         text = values.map(cell)
         if intervals and col in bounds:
             lo, hi = raw[f"{col}_lo"].map(cell), raw[f"{col}_hi"].map(cell)
