@@ -50,17 +50,24 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
    noise).
 8. ``sync_audit`` (CUDA only): ``torch.cuda.set_sync_debug_mode("warn")`` around a training run,
    a colour-jitter loader epoch, a fired-loss PGD and an Early Attack; synchronisations counted
-   per ``dynn_lib`` file:line (the innermost library frame) and written to ``syncs.txt``. WARN when
-   a training line fires once per step or an Early Attack line once per iteration.
+   per ``dynn_lib`` file:line (the innermost library frame) and written to ``syncs.txt``. Each is
+   audited twice, at n and 2n steps (iterations), and :func:`per_unit_lines` keeps the lines whose
+   count grows by at least the n added units: once-per-run work (``model.to(device)`` copies every
+   parameter, a sync each) does not grow and is not per step. WARN when a training line syncs once
+   per step or an Early Attack line once per iteration.
 9. ``pgd_speed``: PGD-10 images/s of :func:`dynn_lib.attacks.pgd` and of ``torchattacks.PGD``
    (when importable) on the ResNet-56 CNN (target on CUDA: >= 1.5x, WARN below); and the same PGD
    with the model channels-last (``channels_last_speedup``: contiguous seconds / channels-last
    seconds, fp32). :func:`dynn_lib.numerics.inference_channels_last` leaves ``"auto"`` off on CUDA
-   until this says channels-last is faster there.
+   until this says channels-last is faster there. On CUDA also, for information: the speed-up of
+   cuDNN autotuning and of TF32 convolutions, and images/s at batch 128 (``speedup_of_variants``).
+   The ratio to torchattacks takes the faster of two timings of each.
 10. ``timings``: seconds per step and per 50k-image epoch of the real trainer, eager vs CUDA-graphed
     (``train(..., cuda_graph=False / "auto")``), per architecture x kind (cnn, sdn, ic_only) at
     batch 128 (the ``paper`` batch; target: graphed >= 4x eager, WARN below) and graphed at the
-    ``fast`` batch (512). Each from the second of two epochs (the first holds the capture).
+    ``fast`` batch (512). Each the faster of the second and third of three epochs (the first holds
+    the capture; the record of 2026-12-05 took the second of two, and timed the eager SDN steps of
+    ResNet-56 and VGG-16 faster than their CNNs' with fewer layers).
 11. ``extrapolation``: training wall time of the ``fast`` and ``paper`` runs on ``cifar10-jpeg``,
 
         T = sum over models m of  epochs_m x ceil(N_m / B) x t_step(arch_m, kind_m, B)
@@ -71,6 +78,7 @@ Sections, in order (each checks the clock; when the budget is spent the rest are
     the run by the CUDA review); models whose step was not measured are listed as missing. Also
     ``fast`` at the schedule probe's later steps (``fast_cnn_epochs_60``: what ``gpu_run.sh`` runs
     when 45 epochs miss a floor), with ``probe_miss_minutes``: the ResNet-56 CNN trained at 45 first.
+    On CUDA, ``paper`` above :data:`PAPER_MINUTES_TARGET` (30) is a WARN.
 12. ``concurrency``: total training throughput of 1, 2 and 3 trainings started together, each in
     its own process (a ResNet-56 CNN, 15,360 images x 2 epochs at batch 512 on CUDA), against
     one at a time, and the largest worker count whose every step up gains at least
@@ -135,6 +143,9 @@ GRAPH_SPEEDUP_TARGET = 4.0
 """Issue 9: graphed trainer >= 4x the eager one at batch 128 on one H200."""
 PGD_SPEEDUP_TARGET = 1.5
 """Issue 9: PGD >= 1.5x torchattacks."""
+PAPER_MINUTES_TARGET = 30.0
+"""Issue 9: the ``paper`` profile's extrapolated time at most 30 minutes on one H200 (judged here on
+its training alone, on CUDA; WARN above)."""
 FGSM_AGREE_MIN = 0.99
 """Least fraction of identical FGSM pixels between CPU and CUDA (TF32 off)."""
 SURROGATE_IMAGES = 11 * 5_000 * 0.9
@@ -312,6 +323,18 @@ def _exits(out) -> list[torch.Tensor]:
     return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine of two flat tensors in fp64, whatever their scale: each is divided by its own norm
+    first. (``F.cosine_similarity`` clamps each norm at 1e-8, so two equal gradients of norm 1e-11,
+    as a random deep network's input gradient may be, read as orthogonal: on 2026-12-05 the H100
+    self-check FAILed MobileNet's CNN that way with a relative error of 1e-6.)"""
+    a, b = a.double().cpu().flatten(), b.double().cpu().flatten()
+    na, nb = a.norm(), b.norm()
+    if na == 0 or nb == 0:
+        return 1.0 if bool(na == nb) else 0.0
+    return float((a / na) @ (b / nb))
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.double().cpu(), b.double().cpu()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
@@ -386,8 +409,9 @@ def sec_forward(r: Report, ctx: dict) -> None:
             r.check(f"{name}/forward_rel_err", fwd < FWD_TOL, fwd, FWD_TOL)
             gd, gr = grad.double().cpu().flatten(), ref_grad.flatten()
             grel = float((gd - gr).norm() / gr.norm().clamp_min(1e-30))
-            cos = float(F.cosine_similarity(gd, gr, dim=0))
-            r.check(f"{name}/grad_rel_err", grel < GRAD_REL_TOL, grel, GRAD_REL_TOL)
+            cos = _cosine(gd, gr)
+            r.check(f"{name}/grad_rel_err", grel < GRAD_REL_TOL, grel, GRAD_REL_TOL,
+                    note=f"||g64|| = {float(gr.norm()):.3g}")
             r.check(f"{name}/grad_cosine", cos > GRAD_COS_MIN, cos, GRAD_COS_MIN)
             if dev.type == "cuda":
                 with _lib("numerics").flags(tf32=True), torch.no_grad():
@@ -693,21 +717,24 @@ def sec_resume(r: Report, ctx: dict) -> None:
         ckpt.unlink(missing_ok=True)
 
 
+def _library_frame() -> str:
+    """``dynn_lib/FILE:LINE`` of the innermost library frame on the caller's stack, else ``other``."""
+    import traceback as tb
+    root = str(Path(__file__).resolve().parents[1] / "dynn_lib")
+    for fr in reversed(tb.extract_stack()[:-1]):
+        if "dynn_lib" in fr.filename and (fr.filename.startswith(root) or "/dynn_lib/" in fr.filename):
+            return f"dynn_lib/{fr.filename.split('dynn_lib/', 1)[-1]}:{fr.lineno}"
+    return "other"
+
+
 @contextmanager
 def _sync_counter(counts: dict):
     """Count CUDA synchronisations (``set_sync_debug_mode("warn")`` warnings) per innermost
     ``dynn_lib`` frame (file:line; ``other`` when no library frame is on the stack)."""
-    import traceback as tb
-    root = str(Path(__file__).resolve().parents[1] / "dynn_lib")
-
     def show(message, category, filename, lineno, file=None, line=None):
         if "synchroniz" not in str(message):
             return
-        where = "other"
-        for fr in reversed(tb.extract_stack()[:-1]):
-            if "dynn_lib" in fr.filename and (fr.filename.startswith(root) or "/dynn_lib/" in fr.filename):
-                where = f"dynn_lib/{fr.filename.split('dynn_lib/', 1)[-1]}:{fr.lineno}"
-                break
+        where = _library_frame()
         counts[where] = counts.get(where, 0) + 1
 
     with warnings.catch_warnings():
@@ -720,61 +747,89 @@ def _sync_counter(counts: dict):
             torch.cuda.set_sync_debug_mode(0)
 
 
+def _can_audit_syncs(device: torch.device) -> bool:
+    return device.type == "cuda"
+
+
+def per_unit_lines(small: dict[str, int], large: dict[str, int], added_units: int) -> dict[str, int]:
+    """Lines (``file:line`` -> extra syncs) whose count grew by at least ``added_units`` from the
+    audit of n units (``small``) to the audit of n + ``added_units`` (``large``): a sync per step,
+    not a fixed cost of the run (set-up copies, one read per epoch). ``other`` (no library frame)
+    is left out."""
+    grown = {k: v - small.get(k, 0) for k, v in large.items() if k != "other"}
+    return {k: d for k, d in grown.items() if d >= added_units}
+
+
 def sec_sync_audit(r: Report, ctx: dict) -> None:
     dev = ctx["device"]
-    if dev.type != "cuda":
+    if not _can_audit_syncs(dev):
         raise Skip("CUDA only (set_sync_debug_mode audits device synchronisations)")
     T = _lib("train")
     data = _lib("data")
     attacks = _lib("attacks")
     GpuLoader = _lib("data", "GpuLoader")
     lines = []
-    batch, steps, epochs = 128, 8, 2
-    tr, te = data.make_synthetic(n_train=batch * steps, n_test=64, seed=ctx["seed"])
-    cfg = T.recipe_config("sdn", "resnet56", "synthetic", "smoke", epochs=epochs, batch_size=batch,
-                          n_train=batch * steps, checkpoint_minutes=None)
+    batch, steps, epochs, n_x, pgd_steps, ea_iters = ctx["audit"]
     model = _dynn("resnet56", ctx["seed"], dev)
-    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dev)
-    y = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2)).to(dev)
-    ea_iters = 100
-    phases = [
-        ("train", lambda: T.train(cfg, tr.images, tr.labels, te.images, te.labels, device=dev), epochs * steps),
-        ("loader_jitter_epoch", lambda: [None for _ in GpuLoader(tr.images.to(dev), tr.labels.to(dev), batch,
-                                                                 shuffle=True, augment=True, jitter=0.2, device=dev)],
-         steps),
-        ("pgd_fired", lambda: attacks.pgd(model, x, y, exit_loss="fired", tau=0.5, steps=10,
-                                          generator=torch.Generator().manual_seed(0)), 10),
-        ("early_attack", lambda: attacks.early_attack(model, x, alpha=1.0, iters=ea_iters,
-                                                      generator=torch.Generator().manual_seed(0)), ea_iters),
-    ]
-    for phase, fn, per in phases:
-        r.need_time(10.0)
-        fn()  # warm-up outside the audit (first-call allocations, cuDNN heuristics)
-        counts: dict[str, int] = {}
-        with _sync_counter(counts):
-            fn()
-        _sync(dev)
-        total = sum(counts.values())
-        lib_counts = {k: v for k, v in counts.items() if k != "other"}
-        per_step = {k: v for k, v in lib_counts.items() if v >= per}
-        r.info(f"{phase}/syncs", {"total": total, "per_unit": per, "lines": len(lib_counts)})
-        for k, v in sorted(counts.items(), key=lambda kv: -kv[1]):
-            lines.append(f"{phase}\t{v}\t{k}")
+    x = torch.rand(n_x, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dev)
+    y = torch.randint(0, 10, (n_x,), generator=torch.Generator().manual_seed(2)).to(dev)
+
+    def train(k):  # k x steps full batches per epoch
+        tr, te = data.make_synthetic(n_train=batch * steps * k, n_test=n_x, seed=ctx["seed"])
+        cfg = T.recipe_config("sdn", "resnet56", "synthetic", "smoke", epochs=epochs, batch_size=batch,
+                              n_train=batch * steps * k, checkpoint_minutes=None)
+        return lambda: T.train(cfg, tr.images, tr.labels, te.images, te.labels, device=dev)
+
+    def loader(k):
+        tr, _ = data.make_synthetic(n_train=batch * steps * k, n_test=8, seed=ctx["seed"])
+        xs, ys = tr.images.to(dev), tr.labels.to(dev)
+        return lambda: [None for _ in GpuLoader(xs, ys, batch, shuffle=True, augment=True, jitter=0.2, device=dev)]
+
+    def pgd(k):
+        return lambda: attacks.pgd(model, x, y, exit_loss="fired", tau=0.5, steps=pgd_steps * k,
+                                   generator=torch.Generator().manual_seed(0))
+
+    def early(k):
+        return lambda: attacks.early_attack(model, x, alpha=1.0, iters=ea_iters * k,
+                                            generator=torch.Generator().manual_seed(0))
+
+    # phase, factory of the run at k units, units at k = 1 (each phase audited at k = 1 and k = 2)
+    phases = [("train", train, epochs * steps), ("loader_jitter_epoch", loader, steps),
+              ("pgd_fired", pgd, pgd_steps), ("early_attack", early, ea_iters)]
+    for phase, make, per in phases:
+        r.need_time(15.0)
+        runs = {k: make(k) for k in (1, 2)}
+        runs[1]()  # warm-up outside the audit (first-call allocations, cuDNN heuristics)
+        counts: dict[int, dict[str, int]] = {}
+        for k, fn in runs.items():
+            counts[k] = {}
+            with _sync_counter(counts[k]):
+                fn()
+            _sync(dev)
+        total = sum(counts[1].values())
+        grown = per_unit_lines(counts[1], counts[2], per)
+        r.info(f"{phase}/syncs", {"total": total, "total_at_twice_the_units": sum(counts[2].values()),
+                                  "units": per, "lines": len([k for k in counts[1] if k != "other"]),
+                                  "per_unit_lines": grown})
+        for k, v in sorted(counts[1].items(), key=lambda kv: -kv[1]):
+            lines.append(f"{phase}\t{v}\t{counts[2].get(k, 0)}\t{k}")
         if phase in ("train", "early_attack"):
             unit = "step" if phase == "train" else "iteration"
-            r.check(f"{phase}/no_sync_per_{unit}", not per_step, total,
-                    note="; ".join(f"{k} x{v}" for k, v in per_step.items()) or f"{per} {unit}s audited",
-                    level="WARN")
+            r.check(f"{phase}/no_sync_per_{unit}", not grown, total,
+                    note="; ".join(f"{k} +{v} for {per} more {unit}s" for k, v in grown.items())
+                    or f"{per} {unit}s audited, then {2 * per}: no line grows with them", level="WARN")
         else:
             r.check(f"{phase}/audited", True, total,
                     note="forward_fired syncs once per exit reached, by design" if phase == "pgd_fired" else "")
     out = ctx["syncs_path"]
-    out.write_text("phase\tcount\twhere (innermost dynn_lib frame)\n" + "\n".join(lines) + "\n")
+    out.write_text("phase\tcount\tcount at twice the steps\twhere (innermost dynn_lib frame)\n"
+                   + "\n".join(lines) + "\n")
     r.info("syncs_file", str(out))
 
 
 def _measure_step(T, data, arch: str, kind: str, batch: int, mode: str, ctx: dict) -> dict:
-    """Seconds per step of ``train()`` at ``batch`` (second of two epochs of ``steps`` full batches)."""
+    """Seconds per step of ``train()`` at ``batch``: the faster of the second and third of three epochs
+    of ``steps`` full batches."""
     models = _lib("models")
     dev, steps = ctx["device"], ctx["timing_steps"]
     n = batch * steps
@@ -785,13 +840,13 @@ def _measure_step(T, data, arch: str, kind: str, batch: int, mode: str, ctx: dic
         over["base"] = dataclasses.asdict(T.recipe_config("cnn", arch, "synthetic", "smoke"))
         torch.manual_seed(0)
         base_state = models.build(arch, 10, 32, exits=False).state_dict()
-    cfg = T.recipe_config(kind, arch, "synthetic", "smoke", epochs=2, batch_size=batch, n_train=n,
+    cfg = T.recipe_config(kind, arch, "synthetic", "smoke", epochs=3, batch_size=batch, n_train=n,
                           checkpoint_minutes=None, **over)
     kw = {"base_state": base_state}
     if "cuda_graph" in inspect.signature(T.train).parameters:
         kw["cuda_graph"] = "auto" if mode == "graphed" else False
     _, rec = T.train(cfg, tr.images, tr.labels, te.images, te.labels, device=dev, **kw)
-    sec = rec["history"][-1]["seconds"]
+    sec = min(h["seconds"] for h in rec["history"][1:])
     return {"arch": arch, "kind": kind, "batch": batch, "mode": mode, "step_mode": rec.get("step_mode", "eager"),
             "s_per_step": sec / steps, "s_per_50k_epoch": sec / steps * math.ceil(FULL_TRAIN / batch)}
 
@@ -850,6 +905,24 @@ def sec_pgd_speed(r: Report, ctx: dict) -> None:
     t_cl = seconds(copy.deepcopy(model).to(memory_format=torch.channels_last))
     ctx["pgd"]["channels_last_img_s"] = B / t_cl
     r.info("channels_last_speedup", t / t_cl)  # > 1: channels-last faster (fp32; inference_channels_last)
+    # The H100 check of 2026-12-05 found dynn_lib's PGD as fast as torchattacks' (0.96x) at batch 512,
+    # both fp32 with TF32 off: compute-bound, the same kernels. What would change that, for a decision
+    # (no verdict): cuDNN autotuning, TF32 convolutions (both change the arithmetic's last bits), a
+    # smaller batch (more launch-bound).
+    numerics = _lib("numerics")
+    variants = {}
+    for label, fl in (("cudnn_benchmark", {"cudnn_benchmark": True}), ("tf32", {"tf32": True})):
+        r.need_time(5.0)
+        with numerics.flags(**fl):  # (on a CPU neither flag changes anything: a rehearsal)
+            variants[label] = t / seconds(model)
+    r.need_time(5.0)
+    b = 128 if B > 128 else max(1, B // 2)
+    small = lambda: attacks.pgd(model, x[:b], y[:b], eps=8 / 255, step=2 / 255, steps=steps,  # noqa: E731
+                                generator=torch.Generator().manual_seed(0))
+    small()
+    variants[f"batch_{b}_img_s"] = b / _timed(small, dev)[1]
+    ctx["pgd"]["variants"] = variants
+    r.info("speedup_of_variants", variants)  # contiguous fp32 seconds / the variant's; images/s at the small batch
     try:
         import torchattacks
     except Exception as e:  # noqa: BLE001
@@ -859,8 +932,10 @@ def sec_pgd_speed(r: Report, ctx: dict) -> None:
     ta = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=steps, random_start=True)
     ta(x, y)
     _, t2 = _timed(lambda: ta(x, y), dev)
+    t = min(t, seconds(model))  # a second sample of each, taken after the other's (one timing each read 0.96x)
+    t2 = min(t2, _timed(lambda: ta(x, y), dev)[1])
     ratio = t2 / t
-    ctx["pgd"].update({"torchattacks_img_s": B / t2, "ratio": ratio})
+    ctx["pgd"].update({"dynn_lib_img_s": B / t, "torchattacks_img_s": B / t2, "ratio": ratio})
     _speed_target(r, "speedup_vs_torchattacks", ratio, PGD_SPEEDUP_TARGET, dev,
                   "torchattacks seconds / dynn_lib seconds")
 
@@ -932,7 +1007,11 @@ def sec_extrapolation(r: Report, ctx: dict) -> None:
             out[name]["probe_miss_minutes"] = probe_miss
             note += (f"; the probe's step at {p.cnn_epochs} epochs, plus {probe_miss:.2f} min for the ResNet-56 CNN "
                      f"at {fast.cnn_epochs} when that step misses")
-        r.check(f"{name}_training_minutes", total > 0, total, note=note)
+        if name == "paper" and ctx["device"].type == "cuda" and not missing:  # issue 9's target, training alone
+            r.check(f"{name}_training_minutes", total <= PAPER_MINUTES_TARGET, total, PAPER_MINUTES_TARGET,
+                    note=note + "; at most the target (minutes)", level="WARN")
+        else:
+            r.check(f"{name}_training_minutes", total > 0, total, note=note)
     ctx["extrapolation"] = out
     r.data["extrapolation"] = out
 
@@ -1104,7 +1183,7 @@ def _sizes(tiny: bool, device: torch.device) -> dict:
                     ea_iters=3, ee_batch=8, resume_n=8, resume_batch=4, resume_epochs=2, eval_n=4,
                     timing_steps=2, timing_batches=(8,), timing_archs=("resnet56",), timing_kinds=("cnn",),
                     pgd_batch=4, pgd_steps=2, archs=("resnet56",), attack_archs=("resnet56",),
-                    conc_job=("resnet56", "cnn", 16, 1, 8), conc_levels=(1, 2))
+                    conc_job=("resnet56", "cnn", 16, 1, 8), conc_levels=(1, 2), audit=(4, 2, 2, 2, 2, 3))
     big = device.type == "cuda"
     return dict(fwd_batch=4, loader_n=1000, loader_batch=128, attack_batch=16, attack_steps=5, ea_batch=8,
                 ea_iters=50, ee_batch=64, resume_n=256 if big else 32, resume_batch=64 if big else 16,
@@ -1113,7 +1192,8 @@ def _sizes(tiny: bool, device: torch.device) -> dict:
                 pgd_batch=512 if big else 32, pgd_steps=10, archs=("vgg16", "resnet56", "mobilenet"),
                 attack_archs=("vgg16", "resnet56", "mobilenet"),
                 conc_job=("resnet56", "cnn", 512 * 30, 2, 512) if big else ("resnet56", "cnn", 256, 1, 64),
-                conc_levels=(1, 2, 3))
+                conc_levels=(1, 2, 3), audit=(128, 8, 2, 64, 10, 100))
+    # audit: batch, steps per epoch, epochs, attacked images, PGD steps, Early Attack iterations
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -1178,10 +1258,15 @@ def main(argv: list[str] | None = None) -> dict:
                syncs_path=json_path.parent / "syncs.txt", timing_rows=[])
     if args.archs:
         ctx.update(archs=args.archs, attack_archs=args.archs, timing_archs=args.archs)
+    try:  # the code that runs (a copy without .git: DYNN_GIT_COMMIT, as every record of the library)
+        commit = _lib("store", "git_commit")()
+    except Skip:
+        commit = "unknown"
     meta = {"device": str(device), "tiny": args.tiny, "sections": args.sections, "argv": sys.argv[1:] if argv is None
-            else list(argv), "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            else list(argv), "git_commit": commit, "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "thresholds": {"forward_rel": FWD_TOL, "grad_rel": GRAD_REL_TOL, "grad_cos": GRAD_COS_MIN,
                            "graph_speedup": GRAPH_SPEEDUP_TARGET, "pgd_speedup": PGD_SPEEDUP_TARGET,
+                           "paper_minutes": PAPER_MINUTES_TARGET,
                            "fgsm_agree": FGSM_AGREE_MIN}}
     report = Report(json_path, args.budget_s, meta)
     print(f"gpu_check on {device} ({'tiny' if args.tiny else 'full'} sizes), budget {args.budget_s:.0f} s, "

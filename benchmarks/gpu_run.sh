@@ -317,6 +317,22 @@ if [ "$CHECK_S" -gt 0 ]; then
   run_stage check "$FP|$CHECK_S|$CHECK_ARGS" "$PY" "$REPO/benchmarks/gpu_check.py" --budget-s "$CHECK_S" \
     --device "$DEVICE" --out "$STATE/check" $CHECK_ARGS
   rc=$?
+  # the check's record travels with the results (results/gpu-checks/DATE-GPU/), which the methods page shows
+  "$PY" - "$STATE/check" "$STATE/results/gpu-checks" <<'PY' || echo "gpu_run: warning: the self-check's record was not copied into the results"
+import json, re, shutil, sys
+from pathlib import Path
+src, dest = Path(sys.argv[1]), Path(sys.argv[2])
+if (src / "selfcheck.json").is_file():
+    d = json.loads((src / "selfcheck.json").read_text())
+    gpu = d.get("sections", {}).get("environment", {}).get("info", {}).get("gpu", {}).get("name") or d["meta"]["device"]
+    name = f'{d["meta"]["started"][:10]}-{re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")}'
+    (dest / name).mkdir(parents=True, exist_ok=True)
+    for f in ("selfcheck.json", "syncs.txt"):  # written whole, then renamed; left alone when unchanged
+        target = dest / name / f
+        if (src / f).is_file() and not (target.is_file() and target.read_bytes() == (src / f).read_bytes()):
+            shutil.copy(src / f, target.with_suffix(".part"))
+            target.with_suffix(".part").replace(target)
+PY
   if [ $rc -eq 1 ]; then echo "gpu_run: the self-check FAILED (see selfcheck.json): no experiment is run"; finish 1; fi
   [ $rc -eq 0 ] || finish $rc
 fi

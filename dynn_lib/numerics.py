@@ -26,8 +26,8 @@ early-exit decisions near ties. This library therefore sets the flags itself
   so outputs and gradients are those of the unpadded rows. Without it every step of a
   fired-loss attack hands the convolutions after each exit a new batch size, and on CUDA each
   new shape makes cuDNN choose its algorithms again, host work per convolution call and shape
-  (pytorch/pytorch#187212 profiled cases that spent 1 ms or more on it; how much it costs for these
-  networks is not measured yet), which at CIFAR sizes can cost more than the convolution itself
+  (pytorch/pytorch#187212 profiled cases that spent 1 ms or more on it; for these networks see
+  :data:`FIRED_BUCKET_CUDA`), which at CIFAR sizes can cost more than the convolution itself
   and would be timed in a DyNN surrogate's ``gen_seconds``. ``"auto"``: :data:`FIRED_BUCKET_CUDA` rows on
   CUDA, none (1) elsewhere (on a CPU the first pass at a new batch size cost 3 % more than the
   next, measured on a 2-core Xeon with ResNet-56, less than padding would); an integer >= 1:
@@ -57,14 +57,19 @@ INFERENCE_CHANNELS_LAST_MEASURED = (
     "contiguous -> channels-last (model converted, input left contiguous): input gradient (one PGD step) "
     "VGG-16 2.30 -> 1.64, ResNet-56 1.03 -> 0.92, MobileNet 0.82 -> 0.72; forward only (input converted "
     "too) 1.21 -> 0.84, 0.72 -> 0.49, 0.32 -> 0.23")
-"""What ``inference_channels_last="auto"`` rests on (a CPU measurement; CUDA is not measured)."""
+"""What ``inference_channels_last="auto"`` rests on, on a CPU. On CUDA it stays off: the one GPU
+measured (an H100, torch 2.11, ``results/gpu-checks/2026-12-05-nvidia-h100-80gb-hbm3``) ran a PGD-10
+on the ResNet-56 CNN at batch 512 in fp32 (TF32 off) at 0.66x the contiguous speed channels-last."""
 
 _INFERENCE = {"channels_last": False, "fired_bucket": "auto"}
 
 FIRED_BUCKET_CUDA = 64
 """Rows that ``fired_bucket="auto"`` pads the still-running samples to a multiple of on CUDA (an
-attack batch of 512 then gives at most 8 batch sizes after each exit). Not measured on a GPU yet:
-``benchmarks/gpu_check.py`` (section ``fired_shapes``) times a fired-loss PGD with and without it."""
+attack batch of 512 then gives at most 8 batch sizes after each exit). ``benchmarks/gpu_check.py``
+(section ``fired_shapes``) times a fired-loss PGD with and without it: on one H100 (torch 2.11,
+``results/gpu-checks/2026-12-05-nvidia-h100-80gb-hbm3``; a ResNet-56 DyNN, batch 512, 10 steps, one
+timing each) the unpadded attack took 1.47x the padded one's time when its shapes were new, and the
+same time (0.995x) once every shape had been seen."""
 
 
 def check_fired_bucket(v, name: str = "fired_bucket") -> None:

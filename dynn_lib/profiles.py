@@ -81,7 +81,8 @@ class Profile:
         and also on (in fp32) on other x86-64 CPUs, where it is measured to be faster
         (:data:`dynn_lib.train.CHANNELS_LAST_CPU_MACHINES`). It also sets the models' format for
         inference and attacks (fp32): ``"auto"`` turns that on on those CPUs and leaves it off on
-        CUDA (not measured there); True / False set both
+        CUDA (slower there in the one GPU measurement: :data:`dynn_lib.numerics.INFERENCE_CHANNELS_LAST_MEASURED`);
+        True / False set both
         (:func:`dynn_lib.numerics.inference_channels_last`; recorded in every record's numerics).
     cuda_graph: whether a CUDA training captures its step as a CUDA graph and replays it:
         ``"auto"`` (default: on CUDA), False (every step eager: the way out if graphed training

@@ -10,9 +10,11 @@ import shlex
 import subprocess
 import sys
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,115 @@ def test_gpu_check_quick_sections_write_json_each_time(tmp_path, one_thread):
     loader = {c["name"]: c["status"] for c in saved["sections"]["loader"]["checks"]}
     assert loader["crop_flip_equals_per_sample_reference"] == "PASS"
     assert loader["cpu_vs_cuda_bitwise"] == "SKIP"  # no GPU here, and it says so
+
+
+def test_gpu_check_forward_full_sizes_passes_on_cpu(tmp_path, one_thread):
+    """The forward section at the sizes a GPU slot runs (every architecture, both exit layouts; CPU
+    fp32 against fp64 here): no check may fail. On 2026-12-05 this section FAILed on an H100 at full
+    sizes only: MobileNet's CNN has an input gradient of norm about 1e-11 under the check's random
+    BatchNorm statistics, and ``F.cosine_similarity`` (norms clamped at 1e-8) read it as orthogonal
+    to its fp64 twin; the tiny CI run (ResNet-56 only) never met it. That stopped the slot's run."""
+    gc = _gpu_check()
+    res = gc.main(["--device", "cpu", "--sections", "forward", "--out", str(tmp_path)])
+    checks = res["sections"]["forward"]["checks"]
+    assert len([c for c in checks if c["name"].endswith("/grad_cosine")]) == 6
+    assert [c["name"] for c in checks if c["status"] != "PASS"] == []
+
+
+@pytest.mark.slow
+def test_gpu_check_correctness_sections_full_sizes_pass_on_cpu(tmp_path, one_thread):
+    """Every section that judges correctness, at the sizes a GPU slot runs, on the CPU (the CPU's
+    fp32 standing in for the GPU's): no FAIL and no WARN. A check that fails only at full sizes
+    otherwise first fails in a GPU slot and stops its run (about 35 s here)."""
+    gc = _gpu_check()
+    names = "environment,forward,loader,attacks,early_attack,early_exit,resume,fired_shapes"
+    res = gc.main(["--device", "cpu", "--budget-s", "900", "--sections", names, "--out", str(tmp_path)])
+    assert res["summary"] == {"PASS": 8, "FAIL": 0, "WARN": 0, "SKIP": 0}, {
+        k: v["status"] for k, v in res["sections"].items()}
+    assert res["meta"]["git_commit"] and not res["meta"]["tiny"]
+
+
+def test_gpu_check_cosine_is_scale_free():
+    gc = _gpu_check()
+    g = torch.randn(3 * 32 * 32 * 4, dtype=torch.float64)
+    for scale in (1e-30, 1e-12, 1.0, 1e12):
+        assert gc._cosine(g * scale, (g * scale).float()) > 0.999999
+        assert abs(gc._cosine(g * scale, torch.roll(g, 1) * scale)) < 0.1
+    assert gc._cosine(g, -g) == pytest.approx(-1.0)
+    assert gc._cosine(torch.zeros(4), torch.zeros(4)) == 1.0 and gc._cosine(torch.zeros(4), torch.ones(4)) == 0.0
+
+
+def test_sync_audit_per_unit_lines_ignore_fixed_costs():
+    """The H100 audit of 2026-12-05 (16 training steps): ``model.to(device)`` copies each of the
+    SDN's 364 tensors (a sync each, once per run), the loss is read once per epoch. Neither grows
+    with the number of steps, so neither is a sync per step; a line that grows with them is."""
+    gc = _gpu_check()
+    once = {"dynn_lib/train.py:544": 364, "dynn_lib/data/loader.py:103": 6, "dynn_lib/train.py:584": 2, "other": 1}
+    assert gc.per_unit_lines(once, dict(once), 16) == {}
+    grows = {**once, "dynn_lib/train.py:570": 32, "other": 40}
+    assert gc.per_unit_lines({**once, "dynn_lib/train.py:570": 16}, grows, 16) == {"dynn_lib/train.py:570": 16}
+    assert gc.per_unit_lines(once, {**once, "dynn_lib/train.py:570": 8}, 16) == {}  # every other step: not per step
+
+
+@contextmanager
+def _host_reads(counts):
+    """A CPU stand-in for ``set_sync_debug_mode``: counts the library's own reads of tensor values
+    (``item``, ``float``, ``int``, ``bool``, ``tolist``), each of which syncs when the tensor is on
+    a GPU, per library line; reads made inside PyTorch (its CPU-side optimizer step counters) are
+    not the library's and are left out."""
+    gc = _gpu_check()
+    names = ("item", "__float__", "__int__", "__bool__", "tolist")
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+
+    def counted(f):
+        def read(self, *args, **kwargs):
+            if "dynn_lib" in sys._getframe(1).f_code.co_filename:
+                where = gc._library_frame()
+                counts[where] = counts.get(where, 0) + 1
+            return f(self, *args, **kwargs)
+        return read
+
+    for n, f in saved.items():
+        setattr(torch.Tensor, n, counted(f))
+    try:
+        yield counts
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+@pytest.mark.parametrize("check_every", [None, 1])
+def test_gpu_check_sync_audit_rehearsed_on_cpu(tmp_path, monkeypatch, one_thread, check_every):
+    """The sync audit's four phases run at tiny sizes with host reads counted in place of CUDA
+    syncs: the trainer reads nothing per step, the Early Attack nothing per iteration at its
+    default check_every; reading "all done?" every iteration (check_every=1) is caught and named."""
+    import functools
+
+    import dynn_lib.attacks as attacks
+    gc = _gpu_check()
+    monkeypatch.setattr(gc, "_can_audit_syncs", lambda device: True)
+    monkeypatch.setattr(gc, "_sync_counter", _host_reads)
+    if check_every:
+        monkeypatch.setattr(attacks, "early_attack", functools.partial(attacks.early_attack, check_every=check_every))
+    res = gc.main(["--tiny", "--device", "cpu", "--sections", "sync_audit", "--out", str(tmp_path)])
+    sec = res["sections"]["sync_audit"]
+    st = {c["name"]: c["status"] for c in sec["checks"]}
+    assert st["train/no_sync_per_step"] == "PASS" and sec["info"]["train/syncs"]["per_unit_lines"] == {}
+    assert sec["info"]["train/syncs"]["total"] > 0  # the per-epoch loss read is seen, and is not per step
+    ea = sec["info"]["early_attack/syncs"]["per_unit_lines"]
+    if check_every:
+        assert st["early_attack/no_sync_per_iteration"] == "WARN" and sec["status"] == "WARN"
+        assert list(ea) == [f"dynn_lib/attacks/early_attack.py:{_line_of('bool(done.all())')}"]
+    else:
+        assert st["early_attack/no_sync_per_iteration"] == "PASS" and ea == {}
+    rows = (tmp_path / "syncs.txt").read_text().splitlines()
+    assert rows[0].split("\t") == ["phase", "count", "count at twice the steps", "where (innermost dynn_lib frame)"]
+
+
+def _line_of(text: str) -> int:
+    lines = (ROOT / "dynn_lib" / "attacks" / "early_attack.py").read_text().splitlines()
+    (n,) = [i + 1 for i, line in enumerate(lines) if text in line]
+    return n
 
 
 def test_gpu_check_budget_spent_skips_rest(tmp_path):
@@ -275,6 +386,9 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
         zoo_profile = json.load(tf.extractfile("results/smoke/cifar10-jpeg/zoo/record.json"))["config"]["profile"]
     # the probe tried both schedules (neither clears 88 %) and every question ran with the last
     assert PROBED <= set(names)
+    # the self-check's record travels with the results, for the methods page (dynn_lib.gpu_checks)
+    (check,) = [n for n in names if n.startswith("results/gpu-checks/") and n.endswith("/selfcheck.json")]
+    assert check.split("/")[2].endswith("-cpu") and check.replace("selfcheck.json", "syncs.txt") not in names
     assert (zoo_profile["cnn_epochs"], zoo_profile["weight_decay"]) == (1, 0.0005)
     assert "schedule: cnn_epochs=1 weight_decay=0.0005 for every later stage" in p.stdout
     for q in QUESTIONS:
