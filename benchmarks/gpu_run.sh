@@ -51,6 +51,11 @@
 #   DYNN_GPU_RUN_CHECK_S   self-check budget in seconds [180]; 0 skips the check
 #   DYNN_GPU_RUN_SNAPSHOT_S seconds between two snapshots of the results while a stage runs [60]; 0: none
 #   DYNN_GPU_RUN_CHECK_ARGS extra gpu_check.py arguments (e.g. --tiny) []
+#   DYNN_GPU_RUN_ON_FAIL   what a FAIL of the check does: stop (no experiment runs) or continue (the
+#                          run goes on; the failed checks travel with the results (gpu-checks/), and
+#                          every page of a book built from them opens with a banner naming them) [stop].
+#                          In a slot too short to fix and call again, continue loses nothing: a FAIL
+#                          that is the check's own (the first H100 slot's) then costs no results
 #   DYNN_GPU_RUN_PROFILE   profile [fast]        DYNN_GPU_RUN_DATASET  dataset [cifar10-jpeg]
 #   DYNN_GPU_RUN_QUESTIONS questions, in order ["zoo rq4 rq1 rq2 rq3 appendix"]
 #   DYNN_GPU_RUN_PARAMS    profile-field overrides for every question, "NAME=VALUE ..." []; e.g.
@@ -93,6 +98,7 @@ RESERVE=${DYNN_GPU_RUN_RESERVE_S:-30}
 CHECK_S=${DYNN_GPU_RUN_CHECK_S:-180}
 SNAP_EVERY=${DYNN_GPU_RUN_SNAPSHOT_S:-60}
 CHECK_ARGS=${DYNN_GPU_RUN_CHECK_ARGS:-}
+ON_FAIL=${DYNN_GPU_RUN_ON_FAIL:-stop}
 PROFILE=${DYNN_GPU_RUN_PROFILE:-fast}
 DATASET=${DYNN_GPU_RUN_DATASET:-cifar10-jpeg}
 QUESTIONS=${DYNN_GPU_RUN_QUESTIONS:-zoo rq4 rq1 rq2 rq3 appendix}
@@ -108,6 +114,7 @@ for pair in "DYNN_GPU_RUN_LIMIT_S=$LIMIT" "DYNN_GPU_RUN_RESERVE_S=$RESERVE" "DYN
             "DYNN_GPU_RUN_SNAPSHOT_S=$SNAP_EVERY"; do
   [[ ${pair#*=} =~ ^[0-9]+$ ]] || die "${pair%%=*} must be a whole number of seconds, got '${pair#*=}'"
 done
+[ "$ON_FAIL" = stop ] || [ "$ON_FAIL" = continue ] || die "DYNN_GPU_RUN_ON_FAIL must be stop or continue, got '$ON_FAIL'"
 [ "$WORKERS" = auto ] || [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "DYNN_GPU_RUN_WORKERS must be auto or a whole number >= 1, got '$WORKERS'"
 [ "$LIMIT" -gt $((RESERVE + MIN_STAGE_S)) ] || die "DYNN_GPU_RUN_LIMIT_S=$LIMIT leaves no time: it must exceed DYNN_GPU_RUN_RESERVE_S + $MIN_STAGE_S = $((RESERVE + MIN_STAGE_S))"
 for q in $QUESTIONS; do
@@ -317,8 +324,9 @@ if [ "$CHECK_S" -gt 0 ]; then
   run_stage check "$FP|$CHECK_S|$CHECK_ARGS" "$PY" "$REPO/benchmarks/gpu_check.py" --budget-s "$CHECK_S" \
     --device "$DEVICE" --out "$STATE/check" $CHECK_ARGS
   rc=$?
-  # the check's record travels with the results (results/gpu-checks/DATE-GPU/), which the methods page shows
-  "$PY" - "$STATE/check" "$STATE/results/gpu-checks" <<'PY' || echo "gpu_run: warning: the self-check's record was not copied into the results"
+  # the check's record travels with the run's results (results/PROFILE/DATASET/gpu-checks/DATE-GPU/):
+  # the methods page shows it (dynn_lib.gpu_checks), and a book built from a run whose check failed says so
+  "$PY" - "$STATE/check" "$STATE/results/$PROFILE/$DATASET/gpu-checks" <<'PY' || echo "gpu_run: warning: the self-check's record was not copied into the results"
 import json, re, shutil, sys
 from pathlib import Path
 src, dest = Path(sys.argv[1]), Path(sys.argv[2])
@@ -333,8 +341,17 @@ if (src / "selfcheck.json").is_file():
             shutil.copy(src / f, target.with_suffix(".part"))
             target.with_suffix(".part").replace(target)
 PY
-  if [ $rc -eq 1 ]; then echo "gpu_run: the self-check FAILED (see selfcheck.json): no experiment is run"; finish 1; fi
-  [ $rc -eq 0 ] || finish $rc
+  if [ $rc -eq 1 ] && [ "$ON_FAIL" = continue ]; then
+    echo "gpu_run: the self-check FAILED (see selfcheck.json); the run goes on as DYNN_GPU_RUN_ON_FAIL=continue asks:" \
+         "the failed checks travel with the results (gpu-checks/), and a book built from them says so on every page"
+    STATUS=done  # the run's own status from here on; the check keeps "failed(1)" in timings.json
+    echo "$FP|$CHECK_S|$CHECK_ARGS" > "$STATE/done/check"  # its record stands: a later call does not redo it
+  elif [ $rc -eq 1 ]; then
+    echo "gpu_run: the self-check FAILED (see selfcheck.json): no experiment is run" \
+         "(DYNN_GPU_RUN_CHECK_S=0 or DYNN_GPU_RUN_ON_FAIL=continue goes on without it)"; finish 1
+  else
+    [ $rc -eq 0 ] || finish $rc
+  fi
 fi
 
 # -- schedule probe ------------------------------------------------------------------------------

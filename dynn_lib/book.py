@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ["GENERATED_DIR", "SOURCE_DIR", "COMMON_PARAMETERS", "NotebookExecutionError", "repo_root",
            "toc_files", "toc_notebooks", "source_for", "notebook_parameters", "execute_notebook",
@@ -583,7 +583,9 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
     ``indicative`` (True when any page ran a profile other than ``paper``/``fast`` or on
     generated data: :func:`dynn_lib.display.is_indicative`), ``tag`` (e.g. ``[smoke]``) and
     ``missing`` (the pages written as notices because their results were not published:
-    :func:`write_notice_page`; in TOC order).
+    :func:`write_notice_page`; in TOC order) and ``failed_checks``: the FAILs of the GPU self-check
+    records that travel with the results the pages read (:func:`dynn_lib.gpu_checks.run_dir` of each
+    page's ``results_dir``, profile and dataset; a relative folder is read from ``root``).
     """
     import ast
 
@@ -610,7 +612,8 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
                                 values[node.targets[0].id] = ast.literal_eval(node.value)
                 break
         values.update(nb.get("metadata", {}).get("papermill", {}).get("parameters") or {})
-        pages[path.stem] = {"profile": values.get("profile"), "dataset": values.get("dataset")}
+        pages[path.stem] = {"profile": values.get("profile"), "dataset": values.get("dataset"),
+                            "results_dir": values.get("results_dir")}
         if (nb.get("metadata", {}).get("dynn") or {}).get("missing_results"):
             missing.append(path.stem)
     profiles = sorted({str(p["profile"]) for p in pages.values() if p["profile"] is not None})
@@ -622,7 +625,19 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
         order = {n: i for i, n in enumerate(toc_notebooks(root))}
         missing.sort(key=lambda n: order.get(n, len(order)))
     return {"profiles": profiles, "datasets": datasets, "pages": pages, "indicative": indicative, "tag": tag,
-            "missing": missing}
+            "missing": missing, "failed_checks": _failed_checks(root, pages.values())}
+
+
+def _failed_checks(root: Path, pages: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The FAILs of the self-check records behind the results the executed pages read, once each."""
+    from .gpu_checks import check_records, failed_checks, run_dir
+
+    folders = {}
+    for p in pages:
+        if all(isinstance(p.get(k), str) for k in ("results_dir", "profile", "dataset")):
+            folder = run_dir(root / p["results_dir"], p["profile"], p["dataset"]).resolve()
+            folders.setdefault(folder, None)
+    return list(dict.fromkeys(f for folder in folders for f in failed_checks(check_records(folder))))
 
 
 # ----------------------------------------------------------------------------------- building

@@ -3,8 +3,11 @@
 A self-check record is the ``selfcheck.json`` the check writes (with its ``syncs.txt``): versions,
 numeric flags, every check's status, value, threshold and note, and the measured step times,
 speeds and extrapolations. ``benchmarks/gpu_run.sh`` copies it into the run's results as
-``gpu-checks/DATE-GPU/``; records of slots that brought back no results are committed under
-:data:`GPU_CHECKS_DIR` so that what a real GPU measured is shown even so. A record keeps what the
+``PROFILE/DATASET/gpu-checks/DATE-GPU/`` (:func:`run_dir`): the check of the machine that made
+those results, which a book built from them names on every page when it failed (run with
+``DYNN_GPU_RUN_ON_FAIL=continue``; :func:`failed_checks`). Records of slots that brought back no
+results are committed under :data:`GPU_CHECKS_DIR` so that what a real GPU measured is shown even
+so. A record keeps what the
 check said when it ran, defects of the check included; the methods page says which findings were
 the check's own and how the check changed since.
 
@@ -22,7 +25,7 @@ import pandas as pd
 
 from .plots import pretty_arch
 
-__all__ = ["GPU_CHECKS_DIR", "ISSUE9_TARGETS", "check_records", "summary", "findings", "training_steps", "speeds"]
+__all__ = ["GPU_CHECKS_DIR", "ISSUE9_TARGETS", "run_dir", "check_records", "failed_checks", "summary", "findings", "training_steps", "speeds"]
 
 GPU_CHECKS_DIR = Path("results") / "gpu-checks"
 """Where committed self-check records live (one folder each), relative to the repository root."""
@@ -34,6 +37,12 @@ used for a record written before the check recorded one): PGD at least 1.5x torc
 128."""
 
 _KIND = {"cnn": "CNN", "sdn": "SDN-trained DyNN", "ic_only": "IC-only DyNN"}
+
+
+def run_dir(results_dir: str | Path, profile: str, dataset: str) -> Path:
+    """Where ``gpu_run.sh`` puts the self-check record of the run behind the results of ``profile`` on
+    ``dataset`` in ``results_dir``: ``results_dir/profile/dataset/gpu-checks``."""
+    return Path(results_dir) / profile / dataset / "gpu-checks"
 
 
 def _commit(record: Mapping, folder: Path) -> str:
@@ -61,6 +70,19 @@ def check_records(*folders: str | Path) -> list[dict]:
     for name, p in seen.items():
         record = json.loads(p.read_text())
         out.append({**record, "name": name, "commit": _commit(record, p.parent)})
+    return out
+
+
+def failed_checks(records: Iterable[Mapping]) -> list[str]:
+    """``"RECORD: section/check"`` of every FAIL (a section that crashed counts as its own FAIL), in
+    record order."""
+    out = []
+    for r in records:
+        for name, sec in r.get("sections", {}).items():
+            bad = [f"{r['name']}: {name}/{c['name']}" for c in sec.get("checks", []) if c["status"] == "FAIL"]
+            if not bad and sec.get("status") == "FAIL":
+                bad = [f"{r['name']}: {name}"]
+            out += bad
     return out
 
 

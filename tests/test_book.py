@@ -261,6 +261,46 @@ def test_a_partial_build_says_so_at_the_top_of_every_page():
     assert both.index("dynn-profile-banner") < both.index("dynn-missing-banner") < both.index("<p>page</p>")
 
 
+def test_a_failed_self_check_behind_the_results_says_so_on_every_page(tmp_path):
+    """site_status reads the self-check records that travel with the results the executed pages read
+    (results_dir/profile/dataset/gpu-checks/, as gpu_run.sh puts them), not the committed ones;
+    dynn_site then opens every page with a banner naming the failed checks and linking the methods page."""
+    import importlib.util
+    import shutil
+    from types import SimpleNamespace
+
+    from dynn_lib import gpu_checks
+    from dynn_lib.book import GENERATED_DIR, site_status
+
+    root = tmp_path / "site"
+    gen = root / GENERATED_DIR
+    gen.mkdir(parents=True)
+    for name in ("methods", "rq1_transferability"):
+        nb = {"cells": [], "metadata": {"papermill": {"parameters": {
+            "profile": "fast", "dataset": "cifar10-jpeg", "results_dir": "results"}}}, "nbformat": 4, "nbformat_minor": 5}
+        (gen / f"{name}.ipynb").write_text(json.dumps(nb))
+    assert site_status(root)["failed_checks"] == []
+    h100 = ROOT / gpu_checks.GPU_CHECKS_DIR / "2026-12-05-nvidia-h100-80gb-hbm3"
+    shutil.copytree(h100, root / gpu_checks.GPU_CHECKS_DIR / h100.name)  # committed: not the run's own
+    assert site_status(root)["failed_checks"] == []
+    shutil.copytree(h100, gpu_checks.run_dir(root / "results", "fast", "cifar10-jpeg") / h100.name)
+    failed = site_status(root)["failed_checks"]
+    assert failed == [f"{h100.name}: forward/mobilenet/cnn/grad_cosine"]
+
+    spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
+    site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site)
+    app = SimpleNamespace(env=SimpleNamespace(titles={"book/_generated/methods": "Methods"}),
+                          builder=SimpleNamespace(get_relative_uri=lambda frm, to: f"../{to}.html"),
+                          _dynn_status={"indicative": False, "missing": [], "failed_checks": failed})
+    ctx = {"body": "<p>page</p>"}
+    site._add_banner(app, "book/intro", "page.html", ctx, None)
+    assert ctx["body"].startswith('<div class="dynn-check-banner" role="note"><b>The GPU self-check failed.</b>')
+    assert (f"failed 1 check: {h100.name}: forward/mobilenet/cnn/grad_cosine. Read what it means on "
+            '<a href="../book/_generated/methods.html">the methods page</a> (Table M.4)') in ctx["body"]
+    assert ctx["body"].endswith("<p>page</p>")
+
+
 def test_code_in_the_books_own_tables_breaks_at_its_punctuation_only():
     """book/_ext/dynn_site.py: inside a Markdown table, a code word gets a <wbr> after '_', ',', '/',
     '=' and a '.' before a letter (never inside a number such as 0.9); code outside those tables

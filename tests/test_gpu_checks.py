@@ -77,3 +77,11 @@ def test_first_folder_wins_and_meta_commit_beats_the_log(tmp_path):
     assert gpu_checks.summary(got[1:]).iloc[0]["gpu"] == "cpu"
     assert gpu_checks.check_records(tmp_path / "missing") == []
     assert gpu_checks.findings([]).empty and gpu_checks.training_steps([]).empty
+
+
+def test_failed_checks_name_each_fail_and_crashed_sections(h100):
+    assert gpu_checks.failed_checks([h100]) == [f"{H100}: forward/mobilenet/cnn/grad_cosine"]
+    crashed = {"name": "x", "sections": {"loader": {"status": "FAIL", "checks": [], "error": "ZeroDivisionError"},
+                                         "forward": {"status": "WARN", "checks": [{"name": "a", "status": "WARN"}]}}}
+    assert gpu_checks.failed_checks([crashed, h100]) == ["x: loader", f"{H100}: forward/mobilenet/cnn/grad_cosine"]
+    assert gpu_checks.run_dir("res", "fast", "cifar10-jpeg") == Path("res/fast/cifar10-jpeg/gpu-checks")

@@ -339,6 +339,8 @@ def test_gpu_run_rejects_bad_settings(tmp_path):
     assert p.returncode == 2 and "8m" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_SNAPSHOT_S="1m")
     assert p.returncode == 2 and "DYNN_GPU_RUN_SNAPSHOT_S must be a whole number of seconds, got '1m'" in p.stderr
+    p = _bad_settings(tmp_path, DYNN_GPU_RUN_ON_FAIL="ignore")
+    assert p.returncode == 2 and "DYNN_GPU_RUN_ON_FAIL must be stop or continue, got 'ignore'" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_WORKERS="two")
     assert p.returncode == 2 and "'two'" in p.stderr and "auto" in p.stderr
     p = _bad_settings(tmp_path, DYNN_GPU_RUN_EPOCHS="45 sixty")
@@ -387,8 +389,9 @@ def test_gpu_run_rehearsal_on_cpu(tmp_path):
     # the probe tried both schedules (neither clears 88 %) and every question ran with the last
     assert PROBED <= set(names)
     # the self-check's record travels with the results, for the methods page (dynn_lib.gpu_checks)
-    (check,) = [n for n in names if n.startswith("results/gpu-checks/") and n.endswith("/selfcheck.json")]
-    assert check.split("/")[2].endswith("-cpu") and check.replace("selfcheck.json", "syncs.txt") not in names
+    (check,) = [n for n in names if "/gpu-checks/" in n and n.endswith("/selfcheck.json")]
+    assert check.startswith("results/smoke/cifar10-jpeg/gpu-checks/") and check.split("/")[4].endswith("-cpu")
+    assert check.replace("selfcheck.json", "syncs.txt") not in names  # no sync audit on a CPU
     assert (zoo_profile["cnn_epochs"], zoo_profile["weight_decay"]) == (1, 0.0005)
     assert "schedule: cnn_epochs=1 weight_decay=0.0005 for every later stage" in p.stdout
     for q in QUESTIONS:
@@ -470,6 +473,47 @@ def test_gpu_run_takes_the_checks_fired_bucket_unless_params_set_it(tmp_path, pa
         assert " -p fired_bucket 1 " in book[0]
     else:
         assert "fired_bucket:" not in p.stdout and " -p fired_bucket 64 " in book[0]
+
+
+@pytest.mark.parametrize("on_fail", ["stop", "continue"])
+def test_gpu_run_on_a_failed_check_stops_or_goes_on(tmp_path, on_fail):
+    """A check that FAILs (here a stand-in interpreter writes a failed record for gpu_check.py and
+    exits 1) stops the run by default: exit 1, no experiment, the record packed with the results.
+    DYNN_GPU_RUN_ON_FAIL=continue runs the questions (here the model zoo, about 10 s) and exits 0 with
+    the check marked done, so a later call does not redo it; the timings and the record still say
+    it failed."""
+    out, state = tmp_path / "out", tmp_path / "state"
+    record = {"meta": {"device": "cpu", "started": "2026-12-06T00:00:00Z"}, "summary": {"FAIL": 1},
+              "sections": {"forward": {"status": "FAIL", "checks": [{"name": "resnet56/cnn/grad_cosine",
+                                                                    "status": "FAIL"}]}}}
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n"
+                    'case "$1" in *gpu_check.py)\n'
+                    '  while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done\n'
+                    f'  mkdir -p "$out" && printf %s {shlex.quote(json.dumps(record))} > "$out/selfcheck.json"; exit 1;;\n'
+                    "esac\n"
+                    f"exec {shlex.quote(sys.executable)} \"$@\"\n")
+    fake.chmod(0o755)
+    env = _env(state, PYTHON=str(fake), DYNN_GPU_RUN_DATASET="synthetic", DYNN_GPU_RUN_EPOCHS="none",
+               DYNN_GPU_RUN_QUESTIONS="zoo", DYNN_GPU_RUN_PARAMS=SMOKE_PARAMS + " cnn_epochs=1",
+               DYNN_GPU_RUN_ON_FAIL=on_fail)
+    p = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), str(out)], capture_output=True, text=True,
+                       timeout=600, env=env)
+    with tarfile.open(out / "results.tar.gz") as tf:
+        names = tf.getnames()
+    assert "results/smoke/synthetic/gpu-checks/2026-12-06-cpu/selfcheck.json" in names
+    stages = {s["stage"]: s["status"] for s in json.loads((out / "timings.json").read_text())["stages"]}
+    assert stages["check"] == "failed(1)"
+    if on_fail == "stop":
+        assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-2000:]
+        assert "the self-check FAILED (see selfcheck.json): no experiment is run" in p.stdout
+        assert "zoo" not in stages and not (state / "done" / "check").exists()
+        assert "results/smoke/synthetic/zoo/record.json" not in names
+    else:
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+        assert "the run goes on as DYNN_GPU_RUN_ON_FAIL=continue asks" in p.stdout and stages["zoo"] == "done"
+        assert "results/smoke/synthetic/zoo/record.json" in names and (state / "done" / "check").exists()
+        assert p.stdout.strip().splitlines()[-1].startswith("gpu_run call 1:") and ", done;" in p.stdout
 
 
 def test_concurrency_measurement_names_a_failed_training(tmp_path):

@@ -14,6 +14,11 @@
 * **A partial build says so on every page.** When pages were written as notices because their
   results were not published (``dynn reproduce --no-experiments --allow-missing``; ``missing`` of
   ``site_status``), every page opens with a banner linking them (CSS class ``dynn-missing-banner``).
+* **A failed GPU self-check says so on every page.** When the results behind the pages carry a
+  self-check record with a FAIL (``benchmarks/gpu_run.sh`` with ``DYNN_GPU_RUN_ON_FAIL=continue``;
+  ``failed_checks`` of ``site_status``), every page opens with a banner naming the failed checks
+  and linking the methods page, where Table M.4 and its reading are (CSS class
+  ``dynn-check-banner``).
 * **Long code in the book's own tables wraps at its punctuation.** Inside the Markdown tables
   (``<table class="table">``; the result tables are ``dynn-table``), a code word such as
   ``attacks.early_attack.early_attack_success`` gets a line-break opportunity (``<wbr>``, which a
@@ -129,10 +134,23 @@ def _missing_html(app, pagename: str, missing: list[str]) -> str:
             f'statements that need them "not testable".</div>')
 
 
+def _check_html(app, pagename: str, failed: list[str]) -> str:
+    doc = "book/_generated/methods"
+    link = (f'<a href="{html.escape(app.builder.get_relative_uri(pagename, doc))}">the methods page</a>'
+            if doc in app.env.titles else "the methods page")
+    shown = failed[:5] + ([f"and {len(failed) - 5} more"] if len(failed) > 5 else [])
+    return (f'<div class="dynn-check-banner" role="note"><b>The GPU self-check failed.</b> The run behind these '
+            f'results went on although its self-check failed {len(failed)} '
+            f'{"checks" if len(failed) > 1 else "check"}: {html.escape("; ".join(shown))}. Read what '
+            f'{"they mean" if len(failed) > 1 else "it means"} on {link} (Table M.4) before citing a number.</div>')
+
+
 def _add_banner(app, pagename, templatename, context, doctree) -> None:
     status = _status(app)
     if "body" not in context:
         return
+    if status.get("failed_checks"):
+        context["body"] = _check_html(app, pagename, status["failed_checks"]) + context["body"]
     if status.get("missing"):
         context["body"] = _missing_html(app, pagename, status["missing"]) + context["body"]
     if status.get("indicative"):
