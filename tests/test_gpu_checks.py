@@ -60,6 +60,9 @@ def test_speeds_carry_values_and_issue_targets(h100):
     assert sp.loc[paper, "value"] == pytest.approx(h100["extrapolation"]["paper"]["training_minutes"])
     assert sp.loc[paper, "target"] == "<= 30"  # issue 9's, for a record written before the check kept it
     assert sp.loc["workers gpu_run.sh would use", "value"] == 3
+    three = [q for q in sp.index if q.startswith("training of every model, paper, 3 at a time")]
+    assert len(three) == 1 and sp.loc[three[0], "target"] == "<= 30"
+    assert sp.loc[three[0], "value"] == pytest.approx(sp.loc[paper, "value"] / h100["concurrency"]["speedup"]["3"])
 
 
 def test_first_folder_wins_and_meta_commit_beats_the_log(tmp_path):
