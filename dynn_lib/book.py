@@ -621,7 +621,7 @@ def site_status(root: str | Path | None = None) -> dict[str, Any]:
     indicative = any(is_indicative(p["profile"], p["dataset"]) for p in pages.values())
     tag = " ".join(dict.fromkeys(profile_tag(p["profile"], p["dataset"]) for p in pages.values()
                                  if profile_tag(p["profile"], p["dataset"])))
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no readable TOC: file-name order
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, ImportError):  # no readable TOC (or no yaml): file-name order
         order = {n: i for i, n in enumerate(toc_notebooks(root))}
         missing.sort(key=lambda n: order.get(n, len(order)))
     return {"profiles": profiles, "datasets": datasets, "pages": pages, "indicative": indicative, "tag": tag,
