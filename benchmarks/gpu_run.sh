@@ -327,13 +327,12 @@ if [ "$CHECK_S" -gt 0 ]; then
   # the check's record travels with the run's results (results/PROFILE/DATASET/gpu-checks/DATE-GPU/):
   # the methods page shows it (dynn_lib.gpu_checks), and a book built from a run whose check failed says so
   "$PY" - "$STATE/check" "$STATE/results/$PROFILE/$DATASET/gpu-checks" <<'PY' || echo "gpu_run: warning: the self-check's record was not copied into the results"
-import json, re, shutil, sys
+import json, shutil, sys
 from pathlib import Path
+from dynn_lib.gpu_checks import record_name
 src, dest = Path(sys.argv[1]), Path(sys.argv[2])
 if (src / "selfcheck.json").is_file():
-    d = json.loads((src / "selfcheck.json").read_text())
-    gpu = d.get("sections", {}).get("environment", {}).get("info", {}).get("gpu", {}).get("name") or d["meta"]["device"]
-    name = f'{d["meta"]["started"][:10]}-{re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")}'
+    name = record_name(json.loads((src / "selfcheck.json").read_text()))
     (dest / name).mkdir(parents=True, exist_ok=True)
     for f in ("selfcheck.json", "syncs.txt"):  # written whole, then renamed; left alone when unchanged
         target = dest / name / f

@@ -632,11 +632,8 @@ def _failed_checks(root: Path, pages: Iterable[Mapping[str, Any]]) -> list[str]:
     """The FAILs of the self-check records behind the results the executed pages read, once each."""
     from .gpu_checks import check_records, failed_checks, run_dir
 
-    folders = {}
-    for p in pages:
-        if all(isinstance(p.get(k), str) for k in ("results_dir", "profile", "dataset")):
-            folder = run_dir(root / p["results_dir"], p["profile"], p["dataset"]).resolve()
-            folders.setdefault(folder, None)
+    folders = dict.fromkeys(run_dir(root / p["results_dir"], p["profile"], p["dataset"]).resolve() for p in pages
+                            if all(isinstance(p.get(k), str) for k in ("results_dir", "profile", "dataset")))
     return list(dict.fromkeys(f for folder in folders for f in failed_checks(check_records(folder))))
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import pandas as pd
 
 from .plots import pretty_arch
 
-__all__ = ["GPU_CHECKS_DIR", "ISSUE9_TARGETS", "run_dir", "check_records", "failed_checks", "summary", "findings", "training_steps", "speeds"]
+__all__ = ["GPU_CHECKS_DIR", "ISSUE9_TARGETS", "run_dir", "record_name", "check_records", "failed_checks", "summary", "findings", "training_steps", "speeds"]
 
 GPU_CHECKS_DIR = Path("results") / "gpu-checks"
 """Where committed self-check records live (one folder each), relative to the repository root."""
@@ -73,6 +73,14 @@ def check_records(*folders: str | Path) -> list[dict]:
     return out
 
 
+def _not_passed(record: Mapping) -> Iterator[tuple[str, Mapping]]:
+    """``(section, check)`` of every check of ``record`` that failed or warned, in order."""
+    for name, sec in record.get("sections", {}).items():
+        for c in sec.get("checks", []):
+            if c["status"] in ("FAIL", "WARN"):
+                yield name, c
+
+
 def failed_checks(records: Iterable[Mapping]) -> list[str]:
     """``"RECORD: section/check"`` of every FAIL (a section that crashed counts as its own FAIL), in
     record order."""
@@ -91,6 +99,12 @@ def _gpu(record: Mapping) -> str:
     return (info.get("gpu") or {}).get("name") or record.get("meta", {}).get("device", "?")
 
 
+def record_name(record: Mapping) -> str:
+    """The folder name ``gpu_run.sh`` gives a record: ``DATE-GPU`` (the check's start date and its
+    GPU's name, or its device, in lower case with dashes), e.g. ``2026-12-05-nvidia-h100-80gb-hbm3``."""
+    return f'{record["meta"]["started"][:10]}-{re.sub(r"[^a-z0-9]+", "-", _gpu(record).lower()).strip("-")}'
+
+
 def summary(records: Iterable[Mapping]) -> pd.DataFrame:
     """One row per record: ``record`` (its folder name), ``gpu``, ``torch``, ``cuda``, ``commit``
     (12 characters), ``started`` (UTC), ``seconds`` (the check's own time), the number of sections
@@ -99,8 +113,7 @@ def summary(records: Iterable[Mapping]) -> pd.DataFrame:
     rows = []
     for r in records:
         env = r.get("sections", {}).get("environment", {}).get("info", {}).get("versions", {})
-        bad = [f"{c['status']} {name}/{c['name']}" for name, sec in r.get("sections", {}).items()
-               for c in sec.get("checks", []) if c["status"] in ("FAIL", "WARN")]
+        bad = [f"{c['status']} {name}/{c['name']}" for name, c in _not_passed(r)]
         s = r.get("summary", {})
         rows.append({"record": r["name"], "gpu": _gpu(r), "torch": env.get("torch"), "cuda": env.get("cuda"),
                      "commit": r["commit"][:12], "started": r.get("meta", {}).get("started"),
@@ -123,8 +136,7 @@ def findings(records: Iterable[Mapping]) -> pd.DataFrame:
     (``section/name``), ``value``, ``threshold`` and the check's ``note``, as text."""
     rows = [{"record": r["name"], "status": c["status"], "check": f"{name}/{c['name']}",
              "value": _text(c.get("value")), "threshold": _text(c.get("threshold")), "note": c.get("note", "")}
-            for r in records for name, sec in r.get("sections", {}).items()
-            for c in sec.get("checks", []) if c["status"] in ("FAIL", "WARN")]
+            for r in records for name, c in _not_passed(r)]
     return pd.DataFrame(rows, columns=["record", "status", "check", "value", "threshold", "note"])
 
 
@@ -175,8 +187,7 @@ def speeds(records: Iterable[Mapping]) -> pd.DataFrame:
         k = conc.get("recommended_workers")
         gain = (conc.get("speedup") or {}).get(str(k)) if k and k > 1 else None
         for name, e in ext.items():
-            what = {"fast": "fast", "paper": "paper"}.get(name, name.replace("fast_cnn_epochs_", "fast at ")
-                                                            + (" epochs" if name.startswith("fast_cnn") else ""))
+            what = name.replace("fast_cnn_epochs_", "fast at ") + (" epochs" if name.startswith("fast_cnn") else "")
             target = f"<= {thresholds['paper_minutes']:g}" if name == "paper" else ""
             minutes = e.get("training_minutes")
             add(r, f"training of every model, {what} (extrapolated, one at a time)", minutes, "minutes", target)

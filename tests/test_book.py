@@ -230,15 +230,22 @@ def test_pages_without_published_results_become_notices_with_allow_missing(tmp_p
         execute_all(root, params, allow_missing="yes")
 
 
-def test_a_partial_build_says_so_at_the_top_of_every_page():
-    """book/_ext/dynn_site.py: pages written as notices (``site_status()["missing"]``) are linked from
-    a banner on every page, after the profile banner of a smoke build; a complete build has none."""
+def _dynn_site():
+    """book/_ext/dynn_site.py loaded as a module (it is a Sphinx extension, not a package module)."""
     import importlib.util
-    from types import SimpleNamespace
 
     spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
     site = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(site)
+    return site
+
+
+def test_a_partial_build_says_so_at_the_top_of_every_page():
+    """book/_ext/dynn_site.py: pages written as notices (``site_status()["missing"]``) are linked from
+    a banner on every page, after the profile banner of a smoke build; a complete build has none."""
+    from types import SimpleNamespace
+
+    site = _dynn_site()
     title = SimpleNamespace(astext=lambda: "RQ1: <transfer>")
     app = SimpleNamespace(env=SimpleNamespace(titles={"book/_generated/rq1_transferability": title}),
                           builder=SimpleNamespace(get_relative_uri=lambda frm, to: f"../{to}.html"))
@@ -265,7 +272,6 @@ def test_a_failed_self_check_behind_the_results_says_so_on_every_page(tmp_path):
     """site_status reads the self-check records that travel with the results the executed pages read
     (results_dir/profile/dataset/gpu-checks/, as gpu_run.sh puts them), not the committed ones;
     dynn_site then opens every page with a banner naming the failed checks and linking the methods page."""
-    import importlib.util
     import shutil
     from types import SimpleNamespace
 
@@ -287,9 +293,7 @@ def test_a_failed_self_check_behind_the_results_says_so_on_every_page(tmp_path):
     failed = site_status(root)["failed_checks"]
     assert failed == [f"{h100.name}: forward/mobilenet/cnn/grad_cosine"]
 
-    spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
-    site = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(site)
+    site = _dynn_site()
     app = SimpleNamespace(env=SimpleNamespace(titles={"book/_generated/methods": "Methods"}),
                           builder=SimpleNamespace(get_relative_uri=lambda frm, to: f"../{to}.html"),
                           _dynn_status={"indicative": False, "missing": [], "failed_checks": failed})
@@ -305,11 +309,8 @@ def test_code_in_the_books_own_tables_breaks_at_its_punctuation_only():
     """book/_ext/dynn_site.py: inside a Markdown table, a code word gets a <wbr> after '_', ',', '/',
     '=' and a '.' before a letter (never inside a number such as 0.9); code outside those tables
     and the result tables (dynn-table) are left alone."""
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("dynn_site_under_test", ROOT / "book" / "_ext" / "dynn_site.py")
-    site = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(site)
+    site = _dynn_site()
     words = '<span class="pre">attacks.early_attack.success</span> <span class="pre">tau=&quot;[0.9,</span>'
     broken = ('<span class="pre">attacks.<wbr>early_<wbr>attack.<wbr>success</span> '
               '<span class="pre">tau=<wbr>&quot;[0.9,</span>')

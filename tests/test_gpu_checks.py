@@ -88,3 +88,4 @@ def test_failed_checks_name_each_fail_and_crashed_sections(h100):
                                          "forward": {"status": "WARN", "checks": [{"name": "a", "status": "WARN"}]}}}
     assert gpu_checks.failed_checks([crashed, h100]) == ["x: loader", f"{H100}: forward/mobilenet/cnn/grad_cosine"]
     assert gpu_checks.run_dir("res", "fast", "cifar10-jpeg") == Path("res/fast/cifar10-jpeg/gpu-checks")
+    assert gpu_checks.record_name(h100) == H100  # the name gpu_run.sh gives the folder
